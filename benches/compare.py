@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Benchmarks for the README: import throughput, bytes per row, and warm query latency beside
+DuckDB reading the same Parquet files, all in one run.
+
+  python3 -m pip install numpy pyarrow duckdb
+  python3 benches/compare.py --work /tmp/tv-bench        # everything
+  python3 benches/compare.py --work /tmp/tv-bench --skip-import   # queries only
+
+Needs `cargo` (builds the release binary and the `queries` bench) and ../shared/data. The
+synthetic set is `gen_bars.py --symbols 50 --start 2021-01-01 --end 2023-12-31 --interval 1m`
+(15.2M rows); the real set is the 504 S&P 500 daily files (2.4M rows).
+"""
+import argparse, json, os, platform, shutil, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+DAILY = os.path.join(SHARED, "data/daily/sp500_alphavantage_daily_adjusted/daily_adjusted")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/tickvault-target"))
+BIN = os.path.join(TARGET, "release", "tickvault")
+
+# DuckDB's forms of the same queries (its idioms: arg_min/arg_max for first/last by time).
+DUCK = {
+    "one_symbol_one_day": "SELECT * FROM bars WHERE symbol = 'AAAK' AND ts >= TIMESTAMPTZ '2022-06-15 00:00:00+00' AND ts < TIMESTAMPTZ '2022-06-16 00:00:00+00' ORDER BY ts",
+    "one_symbol_year_daily": "SELECT date_trunc('day', ts) AS day, arg_min(open, ts) AS open, max(high) AS high, min(low) AS low, arg_max(close, ts) AS close, sum(volume) AS volume FROM bars WHERE symbol = 'AAAK' AND ts >= TIMESTAMPTZ '2022-01-01 00:00:00+00' AND ts < TIMESTAMPTZ '2023-01-01 00:00:00+00' GROUP BY 1 ORDER BY 1",
+    "last_close_every_symbol_one_day": "SELECT symbol, arg_max(close, ts) AS close FROM bars WHERE ts >= TIMESTAMPTZ '2022-06-15 00:00:00+00' AND ts < TIMESTAMPTZ '2022-06-16 00:00:00+00' GROUP BY symbol ORDER BY symbol",
+    "avg_volume_per_symbol": "SELECT symbol, avg(volume) AS avg_volume FROM bars GROUP BY symbol ORDER BY symbol",
+    "daily_vwap_one_month": "SELECT symbol, date_trunc('day', ts) AS day, sum((high + low + close) / 3 * volume) / sum(volume) AS vwap FROM bars WHERE ts >= TIMESTAMPTZ '2022-06-01 00:00:00+00' AND ts < TIMESTAMPTZ '2022-07-01 00:00:00+00' GROUP BY 1, 2 ORDER BY 1, 2",
+    "latest_ts_per_symbol": "SELECT symbol, max(ts) AS latest FROM bars GROUP BY symbol ORDER BY symbol",
+    "load_10_symbols_1_year": "SELECT * FROM bars WHERE symbol IN ('AAAA','AAAB','AAAC','AAAD','AAAE','AAAF','AAAG','AAAH','AAAI','AAAJ') AND ts >= TIMESTAMPTZ '2022-01-01 00:00:00+00' AND ts < TIMESTAMPTZ '2023-01-01 00:00:00+00' ORDER BY ts, symbol",
+}
+
+
+def run(cmd, **kw):
+    print("+", " ".join(cmd), file=sys.stderr)
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+
+
+def store_bytes_rows(store):
+    out = run([BIN, "--store", store, "stats"]).stdout
+    total = [l for l in out.splitlines() if l.startswith("total:")][0]
+    rows = int(total.split(" rows")[0].split()[-1])
+    byts = int(total.split(" bytes")[0].split()[-1])
+    return rows, byts
+
+
+def bench_import(name, store, args):
+    shutil.rmtree(store, ignore_errors=True)
+    t = time.perf_counter()
+    out = run([BIN, "--store", store, "import"] + args).stdout
+    secs = time.perf_counter() - t
+    rows, byts = store_bytes_rows(store)
+    print(out.strip(), file=sys.stderr)
+    return {"set": name, "rows": rows, "seconds": secs, "rows_per_s": rows / secs,
+            "bytes": byts, "bytes_per_row": byts / rows}
+
+
+def duck_times(store, runs):
+    import duckdb
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    glob = os.path.join(store, "bars/interval=1m/*/*/*.parquet")
+    con.execute(f"CREATE VIEW bars AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true)")
+    res = {}
+    for name, sql in DUCK.items():
+        times, rows = [], 0
+        for i in range(runs + 1):
+            t = time.perf_counter()
+            tbl = con.execute(sql).fetch_arrow_table()
+            dt = (time.perf_counter() - t) * 1e3
+            rows = tbl.num_rows
+            if i:
+                times.append(dt)
+        res[name] = {"median_ms": statistics.median(times), "min_ms": min(times), "rows": rows}
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default="/tmp/tv-bench")
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--skip-import", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    csv_dir = os.path.join(a.work, "synthetic_1m_csv")
+    if not os.path.isdir(csv_dir):
+        run([sys.executable, os.path.join(SHARED, "tools/gen_bars.py"), "--symbols", "50", "--start", "2021-01-01",
+             "--end", "2023-12-31", "--interval", "1m", "--format", "csv", "--out", csv_dir])
+    run(["cargo", "build", "--release", "--bin", "tickvault"], cwd=ROOT)
+    minute_store = os.path.join(a.work, "store_1m")
+    imports = []
+    if not a.skip_import:
+        imports.append(bench_import("real daily S&P 500 (504 files)", os.path.join(a.work, "store_daily"),
+                                    ["--interval", "1d", "--symbol-pattern", "DA-(.+)-T-", DAILY]))
+        imports.append(bench_import("synthetic 1m (50 symbols x 3 years)", minute_store,
+                                    ["--interval", "1m", csv_dir]))
+    bench = run(["cargo", "bench", "--bench", "queries", "--", "--store", minute_store, "--runs", str(a.runs), "--json"],
+                cwd=ROOT).stdout
+    ours = {r["query"]: r for r in (json.loads(l) for l in bench.splitlines() if l.startswith("{"))}
+    duck = duck_times(minute_store, a.runs)
+    import duckdb
+    print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}; "
+          f"DuckDB {duckdb.__version__}; warm, median of {a.runs} runs\n")
+    if imports:
+        print("| data set | rows | import time | rows/s | bytes/row |")
+        print("|---|---:|---:|---:|---:|")
+        for i in imports:
+            print(f"| {i['set']} | {i['rows']:,} | {i['seconds']:.2f} s | {i['rows_per_s']:,.0f} | {i['bytes_per_row']:.1f} |")
+        print()
+    print("| query (15.2M-row 1m set) | rows | tickvault | DuckDB | DuckDB / tickvault |")
+    print("|---|---:|---:|---:|---:|")
+    for name in DUCK:
+        o, d = ours[name], duck[name]
+        flag = "" if o["rows"] == d["rows"] else f" (row counts differ: {o['rows']} vs {d['rows']})"
+        print(f"| {name} | {o['rows']:,} | {o['median_ms']:.2f} ms | {d['median_ms']:.2f} ms | "
+              f"{d['median_ms'] / o['median_ms']:.1f}x{flag} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+//! The `tickvault` command line: argument parsing and the commands' output. `main.rs` only calls
+//! [`run`].
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+
+use crate::Store;
+use crate::format::{Format, write_stream};
+use crate::import::{self, ImportOptions};
+use crate::model::{Interval, Symbol};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tickvault",
+    version,
+    about = "A time-series store for OHLCV market data: Parquet on an object store, SQL through DataFusion."
+)]
+pub struct Cli {
+    /// Where the store lives: a directory, file:///abs/path, memory:// or s3://bucket/prefix.
+    #[arg(long, global = true, env = "TICKVAULT_STORE", default_value = "./data")]
+    pub store: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import CSV or Parquet files of bars (all or nothing: one bad row imports nothing).
+    Import(ImportArgs),
+    /// Run a read-only SQL query over `bars` and the views from sql/.
+    Sql(SqlArgs),
+    /// Rows, files, bytes and time range per interval and symbol.
+    Stats,
+    /// Merge partitions that have several files into one file each.
+    Compact,
+    /// Delete files no commit references, after a grace period.
+    Gc(GcArgs),
+    /// Check the catalog against the files; exits non-zero on a problem.
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Bar interval of the imported rows: 1m 5m 15m 30m 1h 4h 1d 1w.
+    #[arg(long, default_value = "1d")]
+    pub interval: String,
+    /// Symbol for files without a symbol column.
+    #[arg(long, conflicts_with = "symbol_pattern")]
+    pub symbol: Option<String>,
+    /// Regex applied to each file name; its first capture group is the symbol
+    /// (e.g. 'DA-(.+)-T-' turns DA-AAPL-T-2021-04-21.csv into AAPL).
+    #[arg(long)]
+    pub symbol_pattern: Option<String>,
+    /// Time zone of timestamps without an offset (e.g. America/New_York).
+    #[arg(long, default_value = "UTC")]
+    pub tz: String,
+    /// Files or directories (searched recursively for .csv, .csv.gz and .parquet).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Output format; `table` on a terminal, `csv` otherwise.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write the result to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// The query.
+    pub query: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Keep unreferenced files younger than this (e.g. 30s, 15m, 1h, 7d), so readers holding an
+    /// older snapshot never lose a file.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub grace: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("bad duration unit in {s:?} (use s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let store = Store::open(&cli.store)
+        .await
+        .with_context(|| format!("opening store {}", cli.store))?;
+    match cli.command {
+        Command::Import(args) => import_cmd(&store, args).await,
+        Command::Sql(args) => sql_cmd(&store, args).await,
+        Command::Stats => stats_cmd(&store),
+        Command::Compact => {
+            let s = store.compact().await?;
+            println!(
+                "compacted {} partitions: {} files merged into {}{}",
+                s.partitions_compacted,
+                s.files_removed,
+                s.files_added,
+                if s.partitions_conflicted > 0 {
+                    format!(
+                        "; {} skipped after concurrent changes (run again)",
+                        s.partitions_conflicted
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(0)
+        }
+        Command::Gc(args) => {
+            let s = store.gc(args.grace).await?;
+            println!(
+                "deleted {} removed and {} orphaned files ({} bytes); {} unreferenced files kept within the grace period",
+                s.removed_deleted, s.orphans_deleted, s.bytes_deleted, s.kept_in_grace
+            );
+            Ok(0)
+        }
+        Command::Check => {
+            let report = store.check().await?;
+            for p in &report.problems {
+                println!("PROBLEM {p}");
+            }
+            println!(
+                "checked {} files: {} problems, {} unreferenced files (gc deletes them)",
+                report.files_checked,
+                report.problems.len(),
+                report.orphans.len()
+            );
+            Ok(if report.is_clean() { 0 } else { 1 })
+        }
+    }
+}
+
+async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let interval: Interval = args
+        .interval
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
+    let symbol = args
+        .symbol
+        .as_deref()
+        .map(Symbol::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--symbol: {e}"))?;
+    let symbol_pattern = args
+        .symbol_pattern
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .context("--symbol-pattern")?;
+    let tz: chrono_tz::Tz = args
+        .tz
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--tz {:?}: {e}", args.tz))?;
+    let opts = Arc::new(ImportOptions {
+        interval,
+        symbol,
+        symbol_pattern,
+        tz,
+    });
+    let files = import::collect_inputs(&args.paths)?;
+    if files.is_empty() {
+        bail!("no .csv, .csv.gz or .parquet files found in the given paths");
+    }
+    let progress = progress_bar(files.len() as u64);
+    let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut reads = futures::stream::iter(files.iter().cloned())
+        .map(|path| {
+            let opts = Arc::clone(&opts);
+            tokio::task::spawn_blocking(move || import::read_file(&path, &opts))
+        })
+        .buffered(parallelism);
+    let mut series = Vec::new();
+    while let Some(result) = reads.next().await {
+        series.extend(result??);
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let rows: usize = series.iter().map(|s| s.batch.num_rows()).sum();
+    let symbols: std::collections::BTreeSet<_> =
+        series.iter().map(|s| s.key.symbol.clone()).collect();
+    eprintln!("read {rows} rows from {} files; writing", files.len());
+    let summary = store.write_series(series, "import").await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "imported {} files, {} rows, {} symbols, {} partitions ({} files, {} bytes) in {:.2}s ({:.0} rows/s)",
+        files.len(),
+        rows,
+        symbols.len(),
+        summary.partitions,
+        summary.files_added,
+        summary.bytes_written,
+        secs,
+        rows as f64 / secs.max(1e-9)
+    );
+    Ok(0)
+}
+
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed_precise}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+async fn sql_cmd(store: &Store, args: SqlArgs) -> anyhow::Result<i32> {
+    let format = args.format.unwrap_or(
+        if std::io::stdout().is_terminal() && args.output.is_none() {
+            Format::Table
+        } else {
+            Format::Csv
+        },
+    );
+    let stream = store.engine().sql_stream(&args.query).await?;
+    match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let (_, mut out) = write_stream(stream, format, std::io::BufWriter::new(file)).await?;
+            out.flush()?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let (_, mut out) =
+                write_stream(stream, format, std::io::BufWriter::new(stdout)).await?;
+            out.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+fn stats_cmd(store: &Store) -> anyhow::Result<i32> {
+    let stats = store.stats();
+    let fmt_ts = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(
+        out,
+        "{:<8} {:<16} {:>12} {:>6} {:>14}  {:<20}  {:<20}",
+        "interval", "symbol", "rows", "files", "bytes", "first", "last"
+    )?;
+    for s in &stats {
+        writeln!(
+            out,
+            "{:<8} {:<16} {:>12} {:>6} {:>14}  {:<20}  {:<20}",
+            s.interval.as_str(),
+            s.symbol.as_str(),
+            s.rows,
+            s.files,
+            s.bytes,
+            fmt_ts(s.first_ts),
+            fmt_ts(s.last_ts)
+        )?;
+    }
+    let (rows, files, bytes) = stats.iter().fold((0u64, 0usize, 0u64), |a, s| {
+        (a.0 + s.rows, a.1 + s.files, a.2 + s.bytes)
+    });
+    writeln!(
+        out,
+        "total: {} series, {rows} rows, {files} files, {bytes} bytes ({:.1} bytes/row)",
+        stats.len(),
+        bytes as f64 / rows.max(1) as f64
+    )?;
+    Ok(0)
+}

@@ -1,0 +1,201 @@
+//! CSV (and gzip CSV) input: one pass with a reused `ByteRecord`, header positions mapped once.
+
+use std::fs::File;
+use std::io::{self, Cursor, Read};
+use std::path::Path;
+
+use csv::ByteRecord;
+
+use super::timestamp::TsParser;
+use super::{
+    Columns, ImportError, ImportOptions, Location, RowError, Sink, file_symbol, lossy,
+    optional_f64, optional_trades, required_f64, ts_error,
+};
+use crate::batch::SeriesBatch;
+
+/// Bytes per row of a typical bars CSV, to size the builders.
+const BYTES_PER_ROW: u64 = 48;
+
+pub(super) fn read_csv(
+    path: &Path,
+    opts: &ImportOptions,
+    gzip: bool,
+) -> Result<Vec<SeriesBatch>, ImportError> {
+    let file = File::open(path).map_err(ImportError::io(path))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let (mut input, rows_hint): (Box<dyn Read>, u64) = if gzip {
+        (
+            Box::new(flate2::read::MultiGzDecoder::new(file)),
+            size * 4 / BYTES_PER_ROW,
+        )
+    } else {
+        (Box::new(file), size / BYTES_PER_ROW)
+    };
+    let (prefix, delimiter) = sniff(&mut input).map_err(ImportError::io(path))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(true)
+        .flexible(true)
+        .buffer_capacity(1 << 17)
+        .from_reader(Cursor::new(prefix).chain(input));
+
+    let headers = reader
+        .byte_headers()
+        .map_err(|e| csv_error(path, e))?
+        .clone();
+    if headers.iter().all(|h| h.trim_ascii().is_empty()) {
+        return Err(ImportError::malformed(
+            path,
+            "empty file (expected a header row)",
+        ));
+    }
+    let names: Vec<String> = headers
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).into_owned())
+        .collect();
+    let cols = Columns::map(path, &names)?;
+    let symbol = match cols.symbol {
+        Some(_) => None,
+        None => Some(file_symbol(path, opts)?),
+    };
+    let mut sink = Sink::new(opts.interval, symbol, rows_hint as usize);
+    let mut ts_parser = TsParser::new(opts.tz);
+    let mut rec = ByteRecord::new();
+    let n_fields = headers.len();
+    while reader
+        .read_byte_record(&mut rec)
+        .map_err(|e| csv_error(path, e))?
+    {
+        if let Err(error) = push_row(&rec, n_fields, &cols, &mut ts_parser, &mut sink) {
+            let line = rec.position().map_or(0, |p| record_line(path, gzip, p));
+            return Err(ImportError::Row {
+                path: path.to_path_buf(),
+                at: Location::Line(line),
+                error,
+            });
+        }
+    }
+    Ok(sink.finish())
+}
+
+/// Parses, validates and stores one record.
+#[inline]
+fn push_row(
+    rec: &ByteRecord,
+    n_fields: usize,
+    cols: &Columns,
+    ts_parser: &mut TsParser,
+    sink: &mut Sink,
+) -> Result<(), RowError> {
+    if rec.len() != n_fields {
+        return Err(RowError::FieldCount {
+            found: rec.len(),
+            expected: n_fields,
+        });
+    }
+    let raw_ts = &rec[cols.ts];
+    let ts = ts_parser
+        .parse(raw_ts)
+        .map_err(|e| ts_error(e, lossy(raw_ts), ts_parser.tz()))?;
+    let open = required_f64(&rec[cols.open], "open")?;
+    let high = required_f64(&rec[cols.high], "high")?;
+    let low = required_f64(&rec[cols.low], "low")?;
+    let close = required_f64(&rec[cols.close], "close")?;
+    let volume = required_f64(&rec[cols.volume], "volume")?;
+    let vwap = match cols.vwap {
+        Some(i) => optional_f64(&rec[i], "vwap")?,
+        None => None,
+    };
+    let trades = match cols.trades {
+        Some(i) => optional_trades(&rec[i])?,
+        None => None,
+    };
+    let slot = match cols.symbol {
+        Some(i) => sink.slot(&rec[i])?,
+        None => 0,
+    };
+    sink.push(slot, ts, open, high, low, close, volume, vwap, trades)
+}
+
+/// The 1-based line a record starts on.
+///
+/// The csv crate takes a record's position before it skips the line end of the previous record
+/// (the `\n` of a CRLF) and any blank lines, so its line can be short by those. Only called for
+/// the row that failed: reads the file again up to the record and counts the skipped newlines.
+fn record_line(path: &Path, gzip: bool, pos: &csv::Position) -> u64 {
+    let count = || -> io::Result<u64> {
+        let file = File::open(path)?;
+        let input: Box<dyn Read> = if gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(file))
+        } else {
+            Box::new(file)
+        };
+        let mut input = io::BufReader::new(input);
+        io::copy(&mut (&mut input).take(pos.byte()), &mut io::sink())?;
+        let mut skipped = 0;
+        for b in input.bytes() {
+            match b? {
+                b'\n' => skipped += 1,
+                b'\r' => {}
+                _ => break,
+            }
+        }
+        Ok(skipped)
+    };
+    pos.line() + count().unwrap_or(0)
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> ImportError {
+    let message = match e.position() {
+        Some(p) => format!("line {}: {e}", p.line()),
+        None => e.to_string(),
+    };
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        _ => ImportError::malformed(path, message),
+    }
+}
+
+/// Reads the start of the input (at least the header line, up to 64 KiB) and picks the
+/// delimiter: `,` unless the header line holds more `;`, tabs or `|`. Returns the bytes read.
+fn sniff(input: &mut dyn Read) -> io::Result<(Vec<u8>, u8)> {
+    let mut buf = vec![0u8; 8192];
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            if n >= 1 << 16 {
+                break;
+            }
+            buf.resize(n * 2, 0);
+        }
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => {
+                let had_newline = buf[n..n + k].contains(&b'\n');
+                n += k;
+                if had_newline {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(n);
+    let header = &buf[..line_end];
+    let count = |d: u8| header.iter().filter(|&&b| b == d).count();
+    let mut delimiter = b',';
+    let mut best = count(b',');
+    for d in [b';', b'\t', b'|'] {
+        let c = count(d);
+        if c > best {
+            delimiter = d;
+            best = c;
+        }
+    }
+    Ok((buf, delimiter))
+}

@@ -1,0 +1,19 @@
+//! tickvault: a time-series storage engine for market data.
+//!
+//! OHLCV bars live as Parquet files partitioned per interval, symbol and year on an object store,
+//! listed by an atomic catalog ([`catalog`]), and queried with SQL through DataFusion
+//! ([`query`]). [`Store`] is the front door.
+
+pub mod batch;
+pub mod catalog;
+pub mod cli;
+pub mod format;
+pub mod import;
+pub mod maintenance;
+pub mod model;
+pub mod query;
+pub mod storage;
+pub mod store;
+pub mod write;
+
+pub use store::{Error, LoadRequest, Result, Store};

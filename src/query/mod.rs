@@ -1,0 +1,101 @@
+//! SQL over the store: a DataFusion session with the `bars` table, the views from `sql/`, and a
+//! read-only guard for user SQL.
+
+mod table;
+mod views;
+
+use std::sync::Arc;
+
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use object_store::ObjectStore;
+
+pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
+pub use views::SQL_FILES;
+
+use crate::catalog::Catalog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// User SQL that would change something or reach outside the store.
+    #[error("read-only: {0}")]
+    ReadOnly(String),
+    #[error("{0}")]
+    DataFusion(#[from] DataFusionError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A DataFusion session over one store.
+#[derive(Clone)]
+pub struct QueryEngine {
+    ctx: SessionContext,
+    counters: Arc<ScanCounters>,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine").finish_non_exhaustive()
+    }
+}
+
+impl QueryEngine {
+    pub async fn new(catalog: Arc<Catalog>, store: Arc<dyn ObjectStore>) -> Result<Self> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("tickvault", "public");
+        let ctx = SessionContext::new_with_config(config);
+        let url = url::Url::parse(STORE_URL).expect("valid url");
+        ctx.register_object_store(&url, store);
+        let counters = Arc::new(ScanCounters::default());
+        ctx.register_table(
+            "bars",
+            Arc::new(BarsTable::new(catalog, Arc::clone(&counters))),
+        )?;
+        views::register(&ctx).await?;
+        Ok(Self { ctx, counters })
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    pub fn scan_stats(&self) -> ScanStats {
+        self.counters.get()
+    }
+
+    /// Plans user SQL: queries only. DDL, DML (INSERT, COPY), `SET` and other statements are
+    /// refused, and the session has no way to reach local files (no URL tables, no file
+    /// functions).
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        self.ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| match e {
+                DataFusionError::Plan(msg)
+                    if msg.contains("not supported") && is_guard_message(&msg) =>
+                {
+                    Error::ReadOnly(format!(
+                        "only queries are allowed ({msg}); tickvault SQL cannot create, change or \
+                         copy tables"
+                    ))
+                }
+                e => Error::DataFusion(e),
+            })
+    }
+
+    /// Runs user SQL and streams the result.
+    pub async fn sql_stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        Ok(self.sql(sql).await?.execute_stream().await?)
+    }
+}
+
+fn is_guard_message(msg: &str) -> bool {
+    ["DDL", "DML", "Statement"].iter().any(|k| msg.contains(k))
+}

@@ -1,0 +1,35 @@
+//! Where bytes live: the store URL, the object store behind it, the layout of paths in it and
+//! the Parquet encoding of bar files.
+
+mod layout;
+mod parquet_io;
+mod url;
+
+pub use layout::{
+    BARS_PREFIX as BARS_DIR, ParquetFilePath, PartitionKey, decode_symbol, encode_symbol,
+    object_path,
+};
+pub use parquet_io::{EncodedFile, encode_bars, read_bars, read_footer};
+pub use url::{StoreUrl, open_object_store};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid store URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot create the store directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("file {path} does not have the bars file schema: {reason}")]
+    BadFileSchema { path: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

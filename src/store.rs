@@ -1,0 +1,285 @@
+//! The library's front door: open a store, write bars, run SQL, load bars for backtests, and
+//! the maintenance jobs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{cast, take_record_batch};
+use arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{DataFrame, col, lit};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+
+use crate::batch::{SeriesBatch, SeriesKey, check_batch};
+use crate::catalog::{self, Catalog};
+use crate::maintenance::{self, CheckReport, CompactSummary, GcSummary, SeriesStats};
+use crate::model::{BARS_SCHEMA, FILE_SCHEMA, Interval, Symbol};
+use crate::query::{self, QueryEngine};
+use crate::storage::{self, StoreUrl, open_object_store};
+use crate::write::{self, WriteSummary};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    #[error(transparent)]
+    Catalog(#[from] catalog::Error),
+    #[error(transparent)]
+    Write(#[from] write::Error),
+    #[error(transparent)]
+    Query(#[from] query::Error),
+    /// A row that breaks a rule; nothing of the request was applied.
+    #[error("row {row}: {message}")]
+    InvalidRow { row: usize, message: String },
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Error::Query(query::Error::DataFusion(e))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a backtest asks for: symbols, one interval, a time range `[start, end)` in µs, columns.
+#[derive(Debug, Clone)]
+pub struct LoadRequest {
+    pub symbols: Vec<String>,
+    pub interval: Interval,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    /// `None` for every column of `bars`.
+    pub columns: Option<Vec<String>>,
+}
+
+/// An open store.
+pub struct Store {
+    url: String,
+    object_store: Arc<dyn ObjectStore>,
+    catalog: Arc<Catalog>,
+    engine: QueryEngine,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at a URL: a path, `file:///abs`, `memory://` or `s3://bucket/prefix`.
+    pub async fn open(url: &str) -> Result<Self> {
+        let parsed = StoreUrl::parse(url)?;
+        let object_store = open_object_store(&parsed)?;
+        Self::open_with(object_store, &parsed.to_string()).await
+    }
+
+    /// Opens a store over an object store the caller built (tests inject failures this way).
+    pub async fn open_with(object_store: Arc<dyn ObjectStore>, label: &str) -> Result<Self> {
+        let catalog = Arc::new(Catalog::load(Arc::clone(&object_store)).await?);
+        let engine = QueryEngine::new(Arc::clone(&catalog), Arc::clone(&object_store)).await?;
+        Ok(Self {
+            url: label.to_string(),
+            object_store,
+            catalog,
+            engine,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.object_store
+    }
+
+    pub fn engine(&self) -> &QueryEngine {
+        &self.engine
+    }
+
+    /// Writes bars given per series (import uses this): validated by the caller, one commit.
+    pub async fn write_series(
+        &self,
+        series: Vec<SeriesBatch>,
+        operation: &str,
+    ) -> Result<WriteSummary> {
+        for s in &series {
+            check_batch(s.key.interval, &s.batch).map_err(|(row, rule)| Error::InvalidRow {
+                row: row + 1,
+                message: format!("{} {}: {rule}", s.key.symbol, s.key.interval),
+            })?;
+        }
+        Ok(write::write(&self.catalog, series, operation).await?)
+    }
+
+    /// Writes a batch in the `bars` schema (vwap and trades may be absent). Upsert: a row whose
+    /// (symbol, interval, ts) exists replaces it; within the batch the last row wins. Every row
+    /// is validated first; one bad row refuses the whole batch (rows numbered from 1).
+    pub async fn write(&self, batch: &RecordBatch) -> Result<WriteSummary> {
+        let series = split_bars_batch(batch)?;
+        self.write_series(series, "write").await
+    }
+
+    /// Plans read-only SQL.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        Ok(self.engine.sql(sql).await?)
+    }
+
+    /// Runs read-only SQL and collects the result.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.sql(sql).await?.collect().await?)
+    }
+
+    /// Streams bars for a backtest, ordered by (ts, symbol).
+    pub async fn load_bars(&self, req: &LoadRequest) -> Result<SendableRecordBatchStream> {
+        if req.symbols.is_empty() {
+            return Err(Error::InvalidInput("no symbols requested".into()));
+        }
+        let ts_lit = |v: i64| {
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(v),
+                Some("UTC".into()),
+            ))
+        };
+        let mut predicate = col("interval").eq(lit(req.interval.as_str())).and(
+            col("symbol").in_list(req.symbols.iter().map(|s| lit(s.as_str())).collect(), false),
+        );
+        if let Some(start) = req.start {
+            predicate = predicate.and(col("ts").gt_eq(ts_lit(start)));
+        }
+        if let Some(end) = req.end {
+            predicate = predicate.and(col("ts").lt(ts_lit(end)));
+        }
+        let mut df = self
+            .engine
+            .context()
+            .table("bars")
+            .await?
+            .filter(predicate)?
+            .sort(vec![
+                col("ts").sort(true, false),
+                col("symbol").sort(true, false),
+            ])?;
+        if let Some(columns) = &req.columns {
+            for c in columns {
+                if BARS_SCHEMA.index_of(c).is_err() {
+                    return Err(Error::InvalidInput(format!(
+                        "unknown column {c:?} (bars has {})",
+                        BARS_SCHEMA
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            df = df.select_columns(&names)?;
+        }
+        Ok(df.execute_stream().await?)
+    }
+
+    /// Loads bars and collects them (convenience for small requests and tests).
+    pub async fn load_bars_collect(&self, req: &LoadRequest) -> Result<Vec<RecordBatch>> {
+        Ok(self.load_bars(req).await?.try_collect().await?)
+    }
+
+    pub async fn compact(&self) -> Result<CompactSummary> {
+        Ok(maintenance::compact(&self.catalog, maintenance::COMPACT_MAX_FILES).await?)
+    }
+
+    pub async fn gc(&self, grace: Duration) -> Result<GcSummary> {
+        Ok(maintenance::gc(&self.catalog, grace).await?)
+    }
+
+    pub async fn check(&self) -> Result<CheckReport> {
+        Ok(maintenance::check(&self.catalog).await?)
+    }
+
+    pub fn stats(&self) -> Vec<SeriesStats> {
+        maintenance::stats(&self.catalog)
+    }
+}
+
+/// Splits a `bars`-schema batch into per-series file-schema batches, validating every row.
+fn split_bars_batch(batch: &RecordBatch) -> Result<Vec<SeriesBatch>> {
+    let schema = batch.schema();
+    let column = |name: &str, required: bool| -> Result<Option<Arc<dyn Array>>> {
+        match schema.index_of(name) {
+            Ok(i) => Ok(Some(Arc::clone(batch.column(i)))),
+            Err(_) if !required => Ok(None),
+            Err(_) => Err(Error::InvalidInput(format!("missing column {name:?}"))),
+        }
+    };
+    let as_strings = |name: &str| -> Result<Vec<Option<String>>> {
+        let array = column(name, true)?.expect("required");
+        let array = cast(&array, &DataType::Utf8)
+            .map_err(|e| Error::InvalidInput(format!("column {name}: {e}")))?;
+        Ok(array
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect())
+    };
+    let symbols = as_strings("symbol")?;
+    let intervals = as_strings("interval")?;
+    let mut groups: BTreeMap<SeriesKey, Vec<u32>> = BTreeMap::new();
+    for row in 0..batch.num_rows() {
+        let bad = |message: String| Error::InvalidRow {
+            row: row + 1,
+            message,
+        };
+        let symbol = symbols[row]
+            .as_deref()
+            .ok_or_else(|| bad("symbol is null".into()))?;
+        let symbol = Symbol::new(symbol).map_err(|e| bad(e.to_string()))?;
+        let interval = intervals[row]
+            .as_deref()
+            .ok_or_else(|| bad("interval is null".into()))?;
+        let interval: Interval = interval
+            .parse()
+            .map_err(|e: crate::model::Rule| bad(e.to_string()))?;
+        groups
+            .entry(SeriesKey { symbol, interval })
+            .or_default()
+            .push(row as u32);
+    }
+    // The value columns, cast to the file schema's types.
+    let mut columns = Vec::with_capacity(FILE_SCHEMA.fields().len());
+    for field in FILE_SCHEMA.fields() {
+        let array = match column(field.name(), !field.is_nullable())? {
+            Some(a) => cast(&a, field.data_type())
+                .map_err(|e| Error::InvalidInput(format!("column {}: {e}", field.name())))?,
+            None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        };
+        columns.push(array);
+    }
+    let values = RecordBatch::try_new(FILE_SCHEMA.clone(), columns)
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let mut out = Vec::with_capacity(groups.len());
+    for (key, rows) in groups {
+        let indices = UInt32Array::from(rows.clone());
+        let part =
+            take_record_batch(&values, &indices).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        check_batch(key.interval, &part).map_err(|(i, rule)| Error::InvalidRow {
+            row: rows[i] as usize + 1,
+            message: rule.to_string(),
+        })?;
+        out.push(SeriesBatch { key, batch: part });
+    }
+    Ok(out)
+}

@@ -1,0 +1,332 @@
+//! The `tickvault` binary, run for real over a store in a temporary directory, importing the real
+//! data fixtures in tests/fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn tickvault(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tickvault"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("TICKVAULT_STORE")
+        .output()
+        .expect("run tickvault")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn sql_csv(store: &Path, sql: &str) -> String {
+    ok(&tickvault(store, &["sql", "--format", "csv", sql]))
+}
+
+fn import_daily(store: &Path) -> String {
+    let f = fixtures();
+    ok(&tickvault(
+        store,
+        &[
+            "import",
+            "--symbol-pattern",
+            "DA-(.+)-T-",
+            f.join("DA-AAPL-T-2021-04-21.csv").to_str().unwrap(),
+            f.join("DA-MSFT-T-2021-04-21.csv").to_str().unwrap(),
+            f.join("DA-BRK.B-T-2021-04-21.csv").to_str().unwrap(),
+        ],
+    ))
+}
+
+/// Data lines of a fixture CSV (without the header).
+fn data_lines(name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        vec![],
+        vec!["import"],
+        vec!["sql"],
+        vec!["stats"],
+        vec!["compact"],
+        vec!["gc"],
+        vec!["check"],
+    ] {
+        let mut args = cmd.clone();
+        args.push("--help");
+        let out = ok(&tickvault(dir.path(), &args));
+        assert!(out.contains("Usage: tickvault"), "{cmd:?}: {out}");
+    }
+}
+
+#[test]
+fn imports_real_daily_bars_and_answers_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let out = import_daily(store);
+    let lines = data_lines("DA-AAPL-T-2021-04-21.csv").len();
+    let total = lines
+        + data_lines("DA-MSFT-T-2021-04-21.csv").len()
+        + data_lines("DA-BRK.B-T-2021-04-21.csv").len();
+    assert!(
+        out.contains(&format!("imported 3 files, {total} rows, 3 symbols")),
+        "{out}"
+    );
+
+    let counts = sql_csv(
+        store,
+        "SELECT symbol, count(*) AS n FROM bars GROUP BY symbol ORDER BY symbol",
+    );
+    assert_eq!(
+        counts,
+        format!(
+            "symbol,n\nAAPL,{lines}\nBRK.B,{}\nMSFT,{}\n",
+            data_lines("DA-BRK.B-T-2021-04-21.csv").len(),
+            data_lines("DA-MSFT-T-2021-04-21.csv").len()
+        )
+    );
+    // The split day, value for value against the source line.
+    let source = data_lines("DA-AAPL-T-2021-04-21.csv")
+        .into_iter()
+        .find(|l| l.starts_with("2020-08-31,"))
+        .unwrap();
+    let f: Vec<&str> = source.split(',').collect();
+    let got = sql_csv(
+        store,
+        "SELECT open, high, low, close, volume FROM bars WHERE symbol = 'AAPL' AND ts = '2020-08-31T00:00:00Z'",
+    );
+    let want: Vec<f64> = [f[1], f[2], f[3], f[4], f[6]]
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let got_vals: Vec<f64> = got
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(got_vals, want);
+
+    // Re-importing the same files is an upsert: the counts stay.
+    import_daily(store);
+    assert_eq!(
+        sql_csv(store, "SELECT count(*) AS n FROM bars"),
+        format!("n\n{total}\n")
+    );
+
+    let stats = ok(&tickvault(store, &["stats"]));
+    assert!(
+        stats.contains("AAPL") && stats.contains(&lines.to_string()),
+        "{stats}"
+    );
+    let check = ok(&tickvault(store, &["check"]));
+    assert!(check.contains("0 problems"), "{check}");
+}
+
+#[test]
+fn imports_real_minute_bars_in_new_york_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let file = fixtures().join("alphavantage_MSFT_1min_2020-11-23_2020-12-18_extended_hours.csv");
+    let out = ok(&tickvault(
+        store,
+        &[
+            "import",
+            "--interval",
+            "1m",
+            "--symbol",
+            "MSFT",
+            "--tz",
+            "America/New_York",
+            file.to_str().unwrap(),
+        ],
+    ));
+    let lines = data_lines("alphavantage_MSFT_1min_2020-11-23_2020-12-18_extended_hours.csv");
+    assert!(out.contains(&format!("{} rows", lines.len())), "{out}");
+    // Newest first in the file: line 2 is 2020-12-18 20:00 New York = 2020-12-19 01:00 UTC.
+    let newest: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(newest[0], "2020-12-18 20:00:00");
+    let got = sql_csv(
+        store,
+        "SELECT max(ts) AS t, last_value(close ORDER BY ts) AS c FROM bars",
+    );
+    assert_eq!(got, format!("t,c\n2020-12-19T01:00:00Z,{}\n", newest[4]));
+    // The oldest line, converted here independently of the importer.
+    let oldest = lines.last().unwrap().split(',').next().unwrap().to_string();
+    let naive = chrono::NaiveDateTime::parse_from_str(&oldest, "%Y-%m-%d %H:%M:%S").unwrap();
+    let utc = naive
+        .and_local_timezone(chrono_tz::America::New_York)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        sql_csv(store, "SELECT min(ts) AS t FROM bars"),
+        format!("t\n{}\n", utc.format("%Y-%m-%dT%H:%M:%SZ"))
+    );
+}
+
+#[test]
+fn a_bad_row_imports_nothing_and_names_file_line_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::copy(
+        fixtures().join("DA-AAPL-T-2021-04-21.csv"),
+        input.join("AAPL.csv"),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("ZZZ.csv"),
+        "timestamp,open,high,low,close,volume\n2021-01-04,10,11,9,10.5,100\n2021-01-05,10,9.5,9,10.5,100\n",
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let out = tickvault(&store, &["import", input.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ZZZ.csv") && err.contains("line 3") && err.contains("high 9.5 is below"),
+        "{err}"
+    );
+    // Nothing of the import was committed, not even the good file.
+    assert_eq!(sql_csv(&store, "SELECT count(*) AS n FROM bars"), "n\n0\n");
+}
+
+#[test]
+fn sql_output_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    import_daily(&store);
+    let q = "SELECT symbol, ts, close FROM bars WHERE symbol = 'MSFT' AND ts < '1999-11-04' ORDER BY ts";
+    let json = ok(&tickvault(&store, &["sql", "--format", "json", q]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert_eq!(v[0]["symbol"], "MSFT");
+    let ndjson = ok(&tickvault(&store, &["sql", "--format", "ndjson", q]));
+    assert_eq!(ndjson.lines().count(), 3);
+
+    let arrow_file = dir.path().join("out.arrow");
+    ok(&tickvault(
+        &store,
+        &[
+            "sql",
+            "--format",
+            "arrow",
+            "--output",
+            arrow_file.to_str().unwrap(),
+            q,
+        ],
+    ));
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::fs::File::open(&arrow_file).unwrap(), None)
+            .unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 3);
+
+    let pq = dir.path().join("out.parquet");
+    ok(&tickvault(
+        &store,
+        &[
+            "sql",
+            "--format",
+            "parquet",
+            "--output",
+            pq.to_str().unwrap(),
+            q,
+        ],
+    ));
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&pq).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 3);
+
+    let table = ok(&tickvault(&store, &["sql", "--format", "table", q]));
+    assert!(table.contains("| MSFT   |"), "{table}");
+}
+
+#[test]
+fn refused_sql_and_broken_store_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    import_daily(&store);
+    let out = tickvault(&store, &["sql", "DROP VIEW bars_daily"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"));
+
+    // Delete a data file behind the catalog's back: check must say so and fail.
+    let victim = walk(&store.join("bars"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("symbol=MSFT"))
+        .unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    let out = tickvault(&store, &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PROBLEM"));
+}
+
+#[test]
+fn symbols_are_stored_path_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let csv = dir.path().join("in.csv");
+    std::fs::write(
+        &csv,
+        "symbol,date,open,high,low,close,volume\n^GSPC,2021-01-04,1,2,0.5,1.5,0\nA/B,2021-01-04,1,2,0.5,1.5,0\n..,2021-01-04,1,2,0.5,1.5,0\nEURUSD=X,2021-01-04,1,2,0.5,1.5,0\n",
+    )
+    .unwrap();
+    ok(&tickvault(&store, &["import", csv.to_str().unwrap()]));
+    let dirs: Vec<String> = std::fs::read_dir(store.join("bars/interval=1d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut dirs = dirs;
+    dirs.sort();
+    assert_eq!(
+        dirs,
+        [
+            "symbol=%5EGSPC",
+            "symbol=..",
+            "symbol=A%2FB",
+            "symbol=EURUSD%3DX"
+        ]
+    );
+    assert_eq!(
+        sql_csv(&store, "SELECT symbol FROM bars ORDER BY symbol"),
+        "symbol\n..\nA/B\nEURUSD=X\n^GSPC\n"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,213 @@
+//! Shared test helpers: bar builders, and an object store wrapper that records reads and can be
+//! told to fail writes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use tickvault::model::BARS_SCHEMA;
+
+pub const DAY: i64 = 86_400_000_000;
+pub const MINUTE: i64 = 60_000_000;
+/// 2021-01-04T00:00:00Z, a Monday.
+pub const T2021: i64 = 1_609_718_400_000_000;
+
+/// One bar as tests describe it: (symbol, interval, ts µs, close); OHLC derived from close.
+pub type Row = (String, String, i64, f64);
+
+/// A `bars`-schema batch with open = close, high = close + 1, low = close - 1, volume = 10.
+pub fn bars(rows: &[Row]) -> RecordBatch {
+    let close: Vec<f64> = rows.iter().map(|r| r.3).collect();
+    RecordBatch::try_new(
+        BARS_SCHEMA.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.0.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.1.as_str()),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.2))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(Float64Array::from(close.clone())),
+            Arc::new(Float64Array::from_iter_values(
+                close.iter().map(|c| c + 1.0),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                close.iter().map(|c| c - 1.0),
+            )),
+            Arc::new(Float64Array::from(close.clone())),
+            Arc::new(Float64Array::from(vec![10.0; rows.len()])),
+            Arc::new(Float64Array::from(vec![None; rows.len()])),
+            Arc::new(arrow::array::Int64Array::from(vec![None; rows.len()])),
+        ],
+    )
+    .unwrap()
+}
+
+pub fn row(symbol: &str, interval: &str, ts: i64, close: f64) -> Row {
+    (symbol.to_string(), interval.to_string(), ts, close)
+}
+
+/// (symbol, interval, ts) -> close, read back through SQL in key order.
+pub async fn contents(store: &tickvault::Store) -> BTreeMap<(String, String, i64), f64> {
+    let batches = store
+        .query("SELECT symbol, \"interval\", arrow_cast(ts, 'Int64') AS t, close FROM bars ORDER BY symbol, \"interval\", ts")
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    let mut last_key = None;
+    for b in batches {
+        let sym = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let int = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let ts = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        let close = b.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            let key = (
+                sym.value(i).to_string(),
+                int.value(i).to_string(),
+                ts.value(i),
+            );
+            assert!(
+                last_key.as_ref() < Some(&key),
+                "rows out of order or duplicated at {key:?}"
+            );
+            last_key = Some(key.clone());
+            out.insert(key, close.value(i));
+        }
+    }
+    out
+}
+
+/// Wraps a store: records the paths of data reads, and fails puts under `bars/` or of commits
+/// when told to.
+#[derive(Debug)]
+pub struct TestStore {
+    inner: Arc<dyn ObjectStore>,
+    pub reads: Mutex<Vec<String>>,
+    pub fail_commits: AtomicBool,
+    pub fail_data_puts: AtomicBool,
+    pub lists: AtomicUsize,
+}
+
+impl TestStore {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            reads: Mutex::new(Vec::new()),
+            fail_commits: AtomicBool::new(false),
+            fail_data_puts: AtomicBool::new(false),
+            lists: AtomicUsize::new(0),
+        })
+    }
+
+    /// Distinct Parquet files read since the last call.
+    pub fn take_data_reads(&self) -> Vec<String> {
+        let mut reads: Vec<String> = std::mem::take(&mut *self.reads.lock().unwrap())
+            .into_iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .collect();
+        reads.sort();
+        reads.dedup();
+        reads
+    }
+
+    fn injected(what: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "test",
+            source: format!("injected failure: {what}").into(),
+        }
+    }
+}
+
+impl fmt::Display for TestStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TestStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for TestStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let p = location.as_ref();
+        if p.starts_with("_catalog/log/") && self.fail_commits.load(Ordering::SeqCst) {
+            return Err(Self::injected("commit"));
+        }
+        if p.starts_with("bars/") && self.fail_data_puts.load(Ordering::SeqCst) {
+            return Err(Self::injected("data file"));
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.reads.lock().unwrap().push(location.to_string());
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.reads.lock().unwrap().push(location.to_string());
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, a module per area (every test binary links DataFusion again).
+
+mod cli;
+mod common;
+mod failures;
+mod pruning;
+mod sql;
+mod store;
