@@ -330,3 +330,40 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn two_processes_importing_at_once_both_land() {
+    // Two real processes commit to one store at the same time; `PutMode::Create` on the commit
+    // log makes one of each racing pair lose, reload and retry.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let f = fixtures();
+    let spawn = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tickvault"))
+            .arg("--store")
+            .arg(&store)
+            .args(["import", "--symbol-pattern", "DA-(.+)-T-"])
+            .arg(f.join(name))
+            .env_remove("TICKVAULT_STORE")
+            .spawn()
+            .unwrap()
+    };
+    for _round in 0..3 {
+        let mut a = spawn("DA-AAPL-T-2021-04-21.csv");
+        let mut b = spawn("DA-MSFT-T-2021-04-21.csv");
+        assert!(a.wait().unwrap().success());
+        assert!(b.wait().unwrap().success());
+    }
+    let want = format!(
+        "symbol,n\nAAPL,{}\nMSFT,{}\n",
+        data_lines("DA-AAPL-T-2021-04-21.csv").len(),
+        data_lines("DA-MSFT-T-2021-04-21.csv").len()
+    );
+    assert_eq!(
+        sql_csv(&store, "SELECT symbol, count(*) AS n FROM bars GROUP BY symbol ORDER BY symbol"),
+        want
+    );
+    let seqs = std::fs::read_dir(store.join("_catalog/log")).unwrap().count();
+    assert_eq!(seqs, 6, "six imports, six commits");
+    assert!(ok(&tickvault(&store, &["check"])).contains("0 problems"));
+}
