@@ -190,17 +190,29 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
             tokio::task::spawn_blocking(move || import::read_file(&path, &opts))
         })
         .buffered(parallelism);
-    let mut series = Vec::new();
+    // Files are pushed in the order given (later files win on a duplicate key); the writer
+    // spills to uncommitted files past its buffer, and the import is one commit at the end.
+    let mut writer = store.writer("import");
+    let (mut rows, mut symbols) = (0usize, std::collections::BTreeSet::new());
     while let Some(result) = reads.next().await {
-        series.extend(result??);
+        let pushed = match result {
+            Ok(Ok(series)) => {
+                rows += series.iter().map(|s| s.batch.num_rows()).sum::<usize>();
+                symbols.extend(series.iter().map(|s| s.key.symbol.clone()));
+                writer.push(series).await.map_err(anyhow::Error::from)
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = pushed {
+            progress.finish_and_clear();
+            writer.abort().await;
+            return Err(e);
+        }
         progress.inc(1);
     }
     progress.finish_and_clear();
-    let rows: usize = series.iter().map(|s| s.batch.num_rows()).sum();
-    let symbols: std::collections::BTreeSet<_> =
-        series.iter().map(|s| s.key.symbol.clone()).collect();
-    eprintln!("read {rows} rows from {} files; writing", files.len());
-    let summary = store.write_series(series, "import").await?;
+    let summary = writer.finish().await?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "imported {} files, {} rows, {} symbols, {} partitions ({} files, {} bytes) in {:.2}s ({:.0} rows/s)",

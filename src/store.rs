@@ -20,7 +20,7 @@ use crate::maintenance::{self, CheckReport, CompactSummary, GcSummary, SeriesSta
 use crate::model::{BARS_SCHEMA, FILE_SCHEMA, Interval, Symbol};
 use crate::query::{self, QueryEngine};
 use crate::storage::{self, StoreUrl, open_object_store};
-use crate::write::{self, WriteSummary};
+use crate::write::{self, WriteSummary, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -110,19 +110,18 @@ impl Store {
         &self.engine
     }
 
-    /// Writes bars given per series (import uses this): validated by the caller, one commit.
+    /// Writes bars given per series: every row validated, one commit.
     pub async fn write_series(
         &self,
         series: Vec<SeriesBatch>,
         operation: &str,
     ) -> Result<WriteSummary> {
-        for s in &series {
-            check_batch(s.key.interval, &s.batch).map_err(|(row, rule)| Error::InvalidRow {
-                row: row + 1,
-                message: format!("{} {}: {rule}", s.key.symbol, s.key.interval),
-            })?;
-        }
         Ok(write::write(&self.catalog, series, operation).await?)
+    }
+
+    /// A write built from many pushes that lands as one commit, with bounded memory (imports).
+    pub fn writer(&self, operation: &str) -> Writer<'_> {
+        Writer::new(&self.catalog, operation)
     }
 
     /// Writes a batch in the `bars` schema (vwap and trades may be absent). Upsert: a row whose

@@ -12,7 +12,7 @@ use arrow::array::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::batch::{SeriesBatch, SeriesKey, sort_dedup, split_by_year, ts_column};
+use crate::batch::{SeriesBatch, SeriesKey, check_batch, sort_dedup, split_by_year, ts_column};
 use crate::catalog::{self, Catalog, FileMeta, Snapshot, Transaction};
 use crate::storage::{self, ParquetFilePath, PartitionKey, encode_bars, read_bars};
 
@@ -27,6 +27,13 @@ pub enum Error {
     Catalog(#[from] catalog::Error),
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A row breaks a rule (rows numbered from 1 within its series batch); nothing was written.
+    #[error("{series} row {row}: {rule}")]
+    InvalidRow {
+        series: String,
+        row: usize,
+        rule: crate::model::Rule,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -34,7 +41,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What a write did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteSummary {
-    /// Rows given, after dedupe within the write.
+    /// Rows given to the write (before merging duplicates).
     pub rows: u64,
     pub partitions: usize,
     pub files_added: usize,
@@ -42,7 +49,7 @@ pub struct WriteSummary {
     pub bytes_written: u64,
 }
 
-/// New rows of one partition, sorted by ts with unique keys.
+/// Rows of one partition, sorted by ts with unique keys.
 #[derive(Debug, Clone)]
 pub struct PartitionRows {
     pub key: PartitionKey,
@@ -81,44 +88,184 @@ pub async fn write(
     series: Vec<SeriesBatch>,
     operation: &str,
 ) -> Result<WriteSummary> {
-    let parts = Arc::new(partition_rows(series));
-    if parts.is_empty() {
-        return Ok(WriteSummary::default());
-    }
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let snapshot = catalog.refresh().await?;
-        let staged = stage(catalog.store(), &snapshot, &parts).await?;
-        let summary = WriteSummary {
-            rows: parts.iter().map(|p| p.rows.num_rows() as u64).sum(),
-            partitions: parts.len(),
-            files_added: staged.add.len(),
-            files_removed: staged.remove.len(),
-            bytes_written: staged.add.iter().map(|f| f.bytes).sum(),
-        };
-        let txn = Transaction {
-            base: snapshot.seq,
+    let mut writer = Writer::new(catalog, operation);
+    writer.push(series).await?;
+    writer.finish().await
+}
+
+/// Rows a [`Writer`] holds in memory before it spills them to uncommitted files.
+pub const DEFAULT_BUFFER_ROWS: usize = 4_000_000;
+
+/// A write built up from many pushes (an import of many files) that still lands as one commit.
+///
+/// Pushed rows are buffered; past `buffer_rows` they are spilled, per partition, to files that
+/// no commit references yet, so memory stays bounded however large the import. `finish` merges
+/// each partition's spilled files, buffered rows and overlapping existing files (in that order
+/// of precedence: later wins) and commits everything at once. A failure at any point leaves the
+/// table as it was; spilled files are deleted (or, after a crash, collected by `gc`).
+pub struct Writer<'a> {
+    catalog: &'a Catalog,
+    operation: String,
+    buffer: Vec<SeriesBatch>,
+    buffered_rows: usize,
+    buffer_limit: usize,
+    spilled: BTreeMap<PartitionKey, Vec<FileMeta>>,
+    rows_pushed: u64,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(catalog: &'a Catalog, operation: &str) -> Self {
+        Self {
+            catalog,
             operation: operation.to_string(),
-            read: parts.iter().map(|p| p.key.clone()).collect(),
-            add: staged.add.clone(),
-            remove: staged.remove,
+            buffer: Vec::new(),
+            buffered_rows: 0,
+            buffer_limit: DEFAULT_BUFFER_ROWS,
+            spilled: BTreeMap::new(),
+            rows_pushed: 0,
+        }
+    }
+
+    pub fn with_buffer_rows(mut self, rows: usize) -> Self {
+        self.buffer_limit = rows.max(1);
+        self
+    }
+
+    /// Adds bars; later pushes win over earlier ones on the same key. Every row is checked
+    /// against the rules first: a bad row refuses the whole push.
+    pub async fn push(&mut self, series: Vec<SeriesBatch>) -> Result<()> {
+        for s in &series {
+            check_batch(s.key.interval, &s.batch).map_err(|(row, rule)| Error::InvalidRow {
+                series: format!("{} {}", s.key.symbol, s.key.interval),
+                row: row + 1,
+                rule,
+            })?;
+        }
+        for s in series {
+            self.buffered_rows += s.batch.num_rows();
+            self.rows_pushed += s.batch.num_rows() as u64;
+            self.buffer.push(s);
+        }
+        if self.buffered_rows >= self.buffer_limit {
+            self.spill().await?;
+        }
+        Ok(())
+    }
+
+    async fn spill(&mut self) -> Result<()> {
+        let parts = partition_rows(std::mem::take(&mut self.buffer));
+        self.buffered_rows = 0;
+        let store = self.catalog.store();
+        let written: Vec<Result<FileMeta>> = futures::stream::iter(parts)
+            .map(|p| {
+                let store = Arc::clone(store);
+                async move {
+                    tokio::spawn(async move { write_file(&store, &p.key, p.rows).await }).await?
+                }
+            })
+            .buffered(parallelism())
+            .collect()
+            .await;
+        for file in written {
+            let file = file?;
+            self.spilled.entry(file.partition()).or_default().push(file);
+        }
+        Ok(())
+    }
+
+    /// Deletes what was spilled; for a write that will not be finished.
+    pub async fn abort(self) {
+        let spilled: Vec<FileMeta> = self.spilled.into_values().flatten().collect();
+        delete_quietly(self.catalog.store(), &spilled).await;
+    }
+
+    /// Merges and commits everything pushed.
+    pub async fn finish(mut self) -> Result<WriteSummary> {
+        let result = self.commit().await;
+        // Spilled files are inputs, never referenced unless reused as-is by the commit.
+        let store = self.catalog.store();
+        let reused: std::collections::HashSet<String> = match &result {
+            Ok((_, added)) => added.iter().cloned().collect(),
+            Err(_) => Default::default(),
         };
-        match catalog.commit(txn).await {
-            Ok(_) => return Ok(summary),
-            Err(e) => {
-                // The staged files were never referenced: delete them now rather than at GC.
-                delete_quietly(catalog.store(), &staged.add).await;
-                match e {
-                    catalog::Error::Conflict { .. } if attempt < MAX_REDOS => {
-                        tracing::info!("write conflicted ({e}); redoing against the new snapshot");
-                        tokio::time::sleep(backoff(attempt)).await;
+        let leftovers: Vec<FileMeta> = std::mem::take(&mut self.spilled)
+            .into_values()
+            .flatten()
+            .filter(|f| !reused.contains(&f.path))
+            .collect();
+        delete_quietly(store, &leftovers).await;
+        result.map(|(summary, _)| summary)
+    }
+
+    async fn commit(&mut self) -> Result<(WriteSummary, Vec<String>)> {
+        let mut inputs: BTreeMap<PartitionKey, PartitionInput> = BTreeMap::new();
+        for (key, files) in &self.spilled {
+            inputs.insert(
+                key.clone(),
+                PartitionInput {
+                    key: key.clone(),
+                    spilled: files.clone(),
+                    rows: None,
+                },
+            );
+        }
+        for part in partition_rows(std::mem::take(&mut self.buffer)) {
+            let input = inputs
+                .entry(part.key.clone())
+                .or_insert_with(|| PartitionInput {
+                    key: part.key.clone(),
+                    spilled: Vec::new(),
+                    rows: None,
+                });
+            input.rows = Some(part.rows);
+        }
+        let inputs = Arc::new(inputs.into_values().collect::<Vec<_>>());
+        if inputs.is_empty() {
+            return Ok((WriteSummary::default(), Vec::new()));
+        }
+        let store = self.catalog.store();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let snapshot = self.catalog.refresh().await?;
+            let staged = stage(store, &snapshot, &inputs).await?;
+            let summary = WriteSummary {
+                rows: self.rows_pushed,
+                partitions: inputs.len(),
+                files_added: staged.add.len(),
+                files_removed: staged.remove.len(),
+                bytes_written: staged.add.iter().map(|f| f.bytes).sum(),
+            };
+            let txn = Transaction {
+                base: snapshot.seq,
+                operation: self.operation.clone(),
+                read: inputs.iter().map(|p| p.key.clone()).collect(),
+                add: staged.add.clone(),
+                remove: staged.remove,
+            };
+            match self.catalog.commit(txn).await {
+                Ok(_) => return Ok((summary, staged.add.iter().map(|f| f.path.clone()).collect())),
+                Err(e) => {
+                    // Never referenced: delete now rather than at GC. Reused spilled files stay
+                    // until `finish` decides.
+                    delete_quietly(store, &staged.fresh).await;
+                    match e {
+                        catalog::Error::Conflict { .. } if attempt < MAX_REDOS => {
+                            tracing::info!(
+                                "write conflicted ({e}); redoing against the new snapshot"
+                            );
+                            tokio::time::sleep(backoff(attempt)).await;
+                        }
+                        e => return Err(e.into()),
                     }
-                    e => return Err(e.into()),
                 }
             }
         }
     }
+}
+
+fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }
 
 /// Exponential backoff with full jitter, so racing writers stop colliding: up to 2^n ms, at most
@@ -137,37 +284,67 @@ pub(crate) async fn delete_quietly(store: &Arc<dyn ObjectStore>, files: &[FileMe
     }
 }
 
-/// Files written for a change, not yet committed.
+/// What a write brings to one partition: rows spilled to uncommitted files (oldest first), then
+/// rows still in memory (newest).
+#[derive(Debug, Clone)]
+struct PartitionInput {
+    key: PartitionKey,
+    spilled: Vec<FileMeta>,
+    rows: Option<RecordBatch>,
+}
+
+impl PartitionInput {
+    fn ts_range(&self) -> (i64, i64) {
+        let mut range = (i64::MAX, i64::MIN);
+        for f in &self.spilled {
+            range = (range.0.min(f.min_ts), range.1.max(f.max_ts));
+        }
+        if let Some(rows) = &self.rows {
+            let ts = ts_column(rows).values();
+            range = (range.0.min(ts[0]), range.1.max(ts[ts.len() - 1]));
+        }
+        range
+    }
+}
+
+/// Files a write adds and removes, not yet committed.
 #[derive(Debug, Default)]
-pub(crate) struct Staged {
-    pub add: Vec<FileMeta>,
-    pub remove: Vec<String>,
+struct Staged {
+    add: Vec<FileMeta>,
+    remove: Vec<String>,
+    /// Added files written by this attempt (the rest are reused spilled files).
+    fresh: Vec<FileMeta>,
 }
 
 /// Writes the new file of every partition, in parallel; nothing is committed.
 async fn stage(
     store: &Arc<dyn ObjectStore>,
     snapshot: &Arc<Snapshot>,
-    parts: &Arc<Vec<PartitionRows>>,
+    inputs: &Arc<Vec<PartitionInput>>,
 ) -> Result<Staged> {
-    let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
-    let results: Vec<Result<(FileMeta, Vec<String>)>> = futures::stream::iter(0..parts.len())
-        .map(|i| {
-            let (store, snapshot, parts) =
-                (Arc::clone(store), Arc::clone(snapshot), Arc::clone(parts));
-            async move {
-                tokio::spawn(async move { stage_partition(&store, &snapshot, &parts[i]).await })
+    let results: Vec<Result<(FileMeta, bool, Vec<String>)>> =
+        futures::stream::iter(0..inputs.len())
+            .map(|i| {
+                let (store, snapshot, inputs) =
+                    (Arc::clone(store), Arc::clone(snapshot), Arc::clone(inputs));
+                async move {
+                    tokio::spawn(
+                        async move { stage_partition(&store, &snapshot, &inputs[i]).await },
+                    )
                     .await?
-            }
-        })
-        .buffer_unordered(parallelism)
-        .collect()
-        .await;
+                }
+            })
+            .buffer_unordered(parallelism())
+            .collect()
+            .await;
     let mut staged = Staged::default();
     let mut first_error = None;
     for r in results {
         match r {
-            Ok((file, removed)) => {
+            Ok((file, fresh, removed)) => {
+                if fresh {
+                    staged.fresh.push(file.clone());
+                }
                 staged.add.push(file);
                 staged.remove.extend(removed);
             }
@@ -175,23 +352,23 @@ async fn stage(
         }
     }
     if let Some(e) = first_error {
-        delete_quietly(store, &staged.add).await;
+        delete_quietly(store, &staged.fresh).await;
         return Err(e);
     }
     Ok(staged)
 }
 
-/// Merges one partition's new rows with the existing files they overlap and writes the result.
+/// Merges one partition's input with the existing files it overlaps and writes the result.
+/// Returns the file to add, whether it was written now, and the files it replaces.
 async fn stage_partition(
     store: &Arc<dyn ObjectStore>,
     snapshot: &Snapshot,
-    part: &PartitionRows,
-) -> Result<(FileMeta, Vec<String>)> {
-    let ts = ts_column(&part.rows).values();
-    let (new_min, new_max) = (ts[0], ts[ts.len() - 1]);
+    input: &PartitionInput,
+) -> Result<(FileMeta, bool, Vec<String>)> {
+    let (new_min, new_max) = input.ts_range();
     let overlapped: Vec<&FileMeta> = snapshot
         .partitions
-        .get(&part.key)
+        .get(&input.key)
         .map(|files| {
             files
                 .iter()
@@ -199,19 +376,25 @@ async fn stage_partition(
                 .collect()
         })
         .unwrap_or_default();
-    let merged = if overlapped.is_empty() {
-        part.rows.clone()
+    let removed = overlapped.iter().map(|f| f.path.clone()).collect();
+    // A single spilled file that touches nothing already stored is final as it is.
+    if let ([only], None, true) = (input.spilled.as_slice(), &input.rows, overlapped.is_empty()) {
+        return Ok((only.clone(), false, removed));
+    }
+    // Oldest first, so the newest rows win: stored files, then spilled files, then memory.
+    let to_read: Vec<&FileMeta> = overlapped.iter().copied().chain(&input.spilled).collect();
+    let mut batches: Vec<RecordBatch> = futures::stream::iter(to_read)
+        .then(|f| read_bars(store, &f.path))
+        .try_collect()
+        .await?;
+    batches.extend(input.rows.clone());
+    let merged = if batches.len() == 1 {
+        batches.pop().expect("one batch")
     } else {
-        let old: Vec<RecordBatch> = futures::stream::iter(&overlapped)
-            .then(|f| read_bars(store, &f.path))
-            .try_collect()
-            .await?;
-        let mut all = old;
-        all.push(part.rows.clone()); // last, so new rows win
-        sort_dedup(&all)
+        sort_dedup(&batches)
     };
-    let file = write_file(store, &part.key, merged).await?;
-    Ok((file, overlapped.iter().map(|f| f.path.clone()).collect()))
+    let file = write_file(store, &input.key, merged).await?;
+    Ok((file, true, removed))
 }
 
 /// Encodes sorted, unique rows of one partition and puts them at a new unique path.

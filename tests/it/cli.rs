@@ -360,10 +360,15 @@ fn two_processes_importing_at_once_both_land() {
         data_lines("DA-MSFT-T-2021-04-21.csv").len()
     );
     assert_eq!(
-        sql_csv(&store, "SELECT symbol, count(*) AS n FROM bars GROUP BY symbol ORDER BY symbol"),
+        sql_csv(
+            &store,
+            "SELECT symbol, count(*) AS n FROM bars GROUP BY symbol ORDER BY symbol"
+        ),
         want
     );
-    let seqs = std::fs::read_dir(store.join("_catalog/log")).unwrap().count();
+    let seqs = std::fs::read_dir(store.join("_catalog/log"))
+        .unwrap()
+        .count();
     assert_eq!(seqs, 6, "six imports, six commits");
     assert!(ok(&tickvault(&store, &["check"])).contains("0 problems"));
 }

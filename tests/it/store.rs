@@ -209,3 +209,130 @@ proptest! {
         })?;
     }
 }
+
+/// File paths under bars/ in an object store.
+async fn data_files(object_store: &Arc<dyn ObjectStore>) -> Vec<String> {
+    use futures::TryStreamExt;
+    let mut files: Vec<String> = object_store
+        .list(Some(&"bars".into()))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn spilling_writer_is_one_commit_and_last_push_wins() {
+    let object_store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = Store::open_with(Arc::clone(&object_store), "mem")
+        .await
+        .unwrap();
+    store
+        .write(&bars(&[
+            row("A", "1d", T2021, 1.0),
+            row("A", "1d", T2021 + 5 * DAY, 1.0),
+        ]))
+        .await
+        .unwrap();
+    let seq = store.catalog().snapshot().seq;
+
+    let series = |rows: &[Row]| {
+        let b = bars(rows);
+        tickvault::batch::SeriesBatch {
+            key: tickvault::batch::SeriesKey {
+                symbol: tickvault::model::Symbol::new(&rows[0].0).unwrap(),
+                interval: rows[0].1.parse().unwrap(),
+            },
+            batch: b
+                .project(&(2..b.num_columns()).collect::<Vec<_>>())
+                .unwrap(),
+        }
+    };
+    let mut writer = store.writer("import").with_buffer_rows(2);
+    // Each push spills (2 rows): A overlaps the stored file and itself across pushes; B is new.
+    writer
+        .push(vec![series(&[
+            row("A", "1d", T2021, 2.0),
+            row("A", "1d", T2021 + DAY, 2.0),
+        ])])
+        .await
+        .unwrap();
+    writer
+        .push(vec![
+            series(&[row("A", "1d", T2021 + DAY, 3.0)]),
+            series(&[row("B", "1d", T2021, 3.0)]),
+        ])
+        .await
+        .unwrap();
+    writer
+        .push(vec![series(&[
+            row("B", "1d", T2021 + DAY, 4.0),
+            row("B", "1d", T2021 + 2 * DAY, 4.0),
+        ])])
+        .await
+        .unwrap();
+    writer
+        .push(vec![series(&[row("B", "1d", T2021 + 2 * DAY, 5.0)])])
+        .await
+        .unwrap();
+    // Nothing is visible before the commit.
+    assert_eq!(store.catalog().snapshot().seq, seq);
+    writer.finish().await.unwrap();
+    assert_eq!(store.catalog().snapshot().seq.0, seq.0 + 1, "one commit");
+
+    let closes: Vec<(String, i64, f64)> = contents(&store)
+        .await
+        .into_iter()
+        .map(|((s, _, ts), c)| (s, (ts - T2021) / DAY, c))
+        .collect();
+    assert_eq!(
+        closes,
+        vec![
+            ("A".into(), 0, 2.0),
+            ("A".into(), 1, 3.0),
+            ("A".into(), 5, 1.0),
+            ("B".into(), 0, 3.0),
+            ("B".into(), 1, 4.0),
+            ("B".into(), 2, 5.0),
+        ]
+    );
+    // Spilled inputs that were merged are gone; only referenced files and the replaced original
+    // (kept for GC's grace period) remain.
+    let referenced: Vec<String> = store
+        .catalog()
+        .snapshot()
+        .files()
+        .map(|f| f.path.clone())
+        .collect();
+    assert_eq!(referenced.len(), 2);
+    assert_eq!(data_files(&object_store).await.len(), 3);
+    assert!(store.check().await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn aborted_writer_leaves_nothing_behind() {
+    let object_store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = Store::open_with(Arc::clone(&object_store), "mem")
+        .await
+        .unwrap();
+    let b = bars(&[row("A", "1d", T2021, 1.0), row("A", "1d", T2021 + DAY, 1.0)]);
+    let mut writer = store.writer("import").with_buffer_rows(1);
+    writer
+        .push(vec![tickvault::batch::SeriesBatch {
+            key: tickvault::batch::SeriesKey {
+                symbol: tickvault::model::Symbol::new("A").unwrap(),
+                interval: "1d".parse().unwrap(),
+            },
+            batch: b
+                .project(&(2..b.num_columns()).collect::<Vec<_>>())
+                .unwrap(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(data_files(&object_store).await.len(), 1, "spilled");
+    writer.abort().await;
+    assert!(data_files(&object_store).await.is_empty());
+    assert_eq!(store.catalog().snapshot().seq.0, 0);
+}
