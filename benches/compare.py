@@ -65,7 +65,8 @@ def duck_times(store, runs):
         times, rows = [], 0
         for i in range(runs + 1):
             t = time.perf_counter()
-            tbl = con.execute(sql).fetch_arrow_table()
+            cur = con.execute(sql)
+            tbl = cur.to_arrow_table() if hasattr(cur, "to_arrow_table") else cur.fetch_arrow_table()
             dt = (time.perf_counter() - t) * 1e3
             rows = tbl.num_rows
             if i:
@@ -85,7 +86,8 @@ def main():
     if not os.path.isdir(csv_dir):
         run([sys.executable, os.path.join(SHARED, "tools/gen_bars.py"), "--symbols", "50", "--start", "2021-01-01",
              "--end", "2023-12-31", "--interval", "1m", "--format", "csv", "--out", csv_dir])
-    run(["cargo", "build", "--release", "--bin", "tickvault"], cwd=ROOT)
+    # One build: benches build the binary too, with the same (bench) profile.
+    run(["cargo", "bench", "--no-run", "--bench", "queries"], cwd=ROOT)
     minute_store = os.path.join(a.work, "store_1m")
     imports = []
     if not a.skip_import:

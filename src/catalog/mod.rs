@@ -46,13 +46,9 @@ pub enum Error {
     },
     #[error("catalog is inconsistent: {0}")]
     Inconsistent(#[from] MissingFile),
-    #[error(
-        "conflict: commit {winner} changed partition {partition} that this change was based on; redo the change"
-    )]
-    Conflict {
-        winner: Seq,
-        partition: PartitionKey,
-    },
+    /// A concurrent commit changed a partition this change was computed from; redo the change.
+    #[error("conflict: commit {winner} changed {what} that this change was based on; redo it")]
+    Conflict { winner: Seq, what: String },
     #[error("gave up committing after {0} attempts against concurrent writers")]
     TooManyAttempts(usize),
 }
@@ -95,10 +91,10 @@ impl History {
         base: Seq,
         read: &BTreeSet<PartitionKey>,
     ) -> Result<Option<(Seq, PartitionKey)>, ()> {
-        if let Some((oldest, _)) = self.entries.front()
-            && oldest.0 > base.0 + 1
-        {
-            return Err(());
+        // Only called when commits followed `base`: we must remember all of them.
+        match self.entries.front() {
+            Some((oldest, _)) if oldest.0 <= base.0 + 1 => {}
+            _ => return Err(()),
         }
         for (seq, touched) in self.entries.iter().filter(|(s, _)| *s > base) {
             if let Some(p) = touched.intersection(read).next() {
@@ -299,18 +295,16 @@ impl Catalog {
                 match conflict {
                     Ok(None) => {}
                     Ok(Some((winner, partition))) => {
-                        return Err(Error::Conflict { winner, partition });
+                        return Err(Error::Conflict {
+                            winner,
+                            what: format!("partition {partition}"),
+                        });
                     }
+                    // The change is older than the commits we remember: assume the worst.
                     Err(()) => {
                         return Err(Error::Conflict {
                             winner: snapshot.seq,
-                            partition: txn.read.iter().next().cloned().unwrap_or_else(|| {
-                                PartitionKey {
-                                    interval: crate::model::Interval::D1,
-                                    symbol: crate::model::Symbol::new("?").expect("valid"),
-                                    year: 0,
-                                }
-                            }),
+                            what: "the table".to_string(),
                         });
                     }
                 }
@@ -468,6 +462,26 @@ mod tests {
         );
         let snap = Catalog::load(store).await.unwrap().snapshot();
         assert_eq!(snap.file_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn change_older_than_remembered_history_is_a_conflict() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = Catalog::load(Arc::clone(&store))
+            .await
+            .unwrap()
+            .with_checkpoint_every(1);
+        a.commit(add(Seq(0), vec![file("a1", "A", 0)]))
+            .await
+            .unwrap();
+        // Loaded from the checkpoint at seq 1, it never saw commit 1 itself: a change based on
+        // seq 0 cannot be checked against it, so it is refused rather than guessed.
+        let b = Catalog::load(Arc::clone(&store)).await.unwrap();
+        let err = b
+            .commit(add(Seq(0), vec![file("b1", "B", 0)]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err}");
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ use datafusion::common::stats::Precision;
 use datafusion::common::{Column, DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -292,7 +293,15 @@ impl datafusion::catalog::TableProvider for BarsTable {
             })
             .collect();
 
-        let mut source = ParquetSource::new(table_schema).with_enable_page_index(true);
+        // Footers (with their page indexes) are cached across queries by the session's cache.
+        let store_url = ObjectStoreUrl::parse(STORE_URL)?;
+        let reader_factory = CachedParquetFileReaderFactory::new(
+            state.runtime_env().object_store(&store_url)?,
+            state.runtime_env().cache_manager.get_file_metadata_cache(),
+        );
+        let mut source = ParquetSource::new(table_schema)
+            .with_enable_page_index(true)
+            .with_parquet_file_reader_factory(Arc::new(reader_factory));
         if let Some(pred) = predicate {
             source = source.with_predicate(pred);
         }

@@ -127,6 +127,16 @@ impl TestStore {
         reads
     }
 
+    /// Read requests (GETs, ranged or not) to Parquet files since the last take.
+    pub fn read_requests(&self) -> usize {
+        self.reads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .count()
+    }
+
     fn injected(what: &str) -> object_store::Error {
         object_store::Error::Generic {
             store: "test",

@@ -44,12 +44,21 @@ async fn selective_query_opens_one_file() {
         })
         .collect();
     assert_eq!(closes, vec![500.0]);
+    let cold = test_store.read_requests();
     let reads = test_store.take_data_reads();
     assert_eq!(reads.len(), 1, "{reads:?}");
     assert!(reads[0].contains("symbol=BBB/year=2022/"), "{reads:?}");
+    // Footers are cached: the same query again reads only data, with fewer requests.
+    let one_day_sql = format!(
+        "SELECT close FROM bars WHERE symbol = 'BBB' AND ts = arrow_cast({one_day}, 'Timestamp(Microsecond, Some(\"UTC\"))')"
+    );
+    store.query(&one_day_sql).await.unwrap();
+    let warm = test_store.read_requests();
+    test_store.take_data_reads();
+    assert!(warm < cold, "warm {warm} requests, cold {cold}");
     let stats = store.engine().scan_stats();
-    assert_eq!(stats.files_scanned, 1);
-    assert_eq!(stats.files_pruned, 11);
+    assert_eq!(stats.files_scanned, 2);
+    assert_eq!(stats.files_pruned, 22);
     assert_eq!(stats.unpruned_scans, 0);
 
     // A time range over two symbols: two symbols x the one year it touches.
