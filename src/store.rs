@@ -128,8 +128,9 @@ impl Store {
     /// (symbol, interval, ts) exists replaces it; within the batch the last row wins. Every row
     /// is validated first; one bad row refuses the whole batch (rows numbered from 1).
     pub async fn write(&self, batch: &RecordBatch) -> Result<WriteSummary> {
+        // Checked here, so errors number rows as the caller's batch does.
         let series = split_bars_batch(batch)?;
-        self.write_series(series, "write").await
+        Ok(write::write_checked(&self.catalog, series, "write").await?)
     }
 
     /// Plans read-only SQL.

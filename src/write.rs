@@ -93,6 +93,17 @@ pub async fn write(
     writer.finish().await
 }
 
+/// [`write`] for rows the caller has already checked against the rules.
+pub(crate) async fn write_checked(
+    catalog: &Catalog,
+    series: Vec<SeriesBatch>,
+    operation: &str,
+) -> Result<WriteSummary> {
+    let mut writer = Writer::new(catalog, operation);
+    writer.push_checked(series).await?;
+    writer.finish().await
+}
+
 /// Rows a [`Writer`] holds in memory before it spills them to uncommitted files.
 pub const DEFAULT_BUFFER_ROWS: usize = 4_000_000;
 
@@ -141,6 +152,11 @@ impl<'a> Writer<'a> {
                 rule,
             })?;
         }
+        self.push_checked(series).await
+    }
+
+    /// [`Writer::push`] without the rule check, for rows already checked.
+    pub(crate) async fn push_checked(&mut self, series: Vec<SeriesBatch>) -> Result<()> {
         for s in series {
             self.buffered_rows += s.batch.num_rows();
             self.rows_pushed += s.batch.num_rows() as u64;

@@ -336,3 +336,33 @@ async fn aborted_writer_leaves_nothing_behind() {
     assert!(data_files(&object_store).await.is_empty());
     assert_eq!(store.catalog().snapshot().seq.0, 0);
 }
+
+#[tokio::test]
+async fn library_write_refuses_a_bad_row_and_applies_nothing() {
+    let store = Store::open("memory://").await.unwrap();
+    store
+        .write(&bars(&[row("A", "1d", T2021, 1.0)]))
+        .await
+        .unwrap();
+    let before = contents(&store).await;
+    for (bad, want) in [
+        (
+            row("A", "1d", T2021 + 3_600_000_000, 2.0),
+            "row 2: timestamp of a 1d bar must be at 00:00 UTC",
+        ),
+        (row("A", "2d", T2021, 2.0), "row 2: unknown interval \"2d\""),
+        (row("", "1d", T2021, 2.0), "row 2: symbol \"\""),
+        (
+            row("B", "1d", T2021, f64::NAN),
+            "row 2: open is not a finite number",
+        ),
+    ] {
+        let err = store
+            .write(&bars(&[row("A", "1d", T2021 + DAY, 9.0), bad]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(want), "{err}");
+    }
+    assert_eq!(contents(&store).await, before);
+}
