@@ -2,7 +2,6 @@
 //! batch so a large result never sits whole in memory (except `table`, which needs widths).
 
 use std::io::Write;
-use std::str::FromStr;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -18,13 +17,6 @@ pub enum Format {
     Ndjson,
     Arrow,
     Parquet,
-}
-
-impl FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        <Format as clap::ValueEnum>::from_str(s, true)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

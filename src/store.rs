@@ -116,7 +116,9 @@ impl Store {
         series: Vec<SeriesBatch>,
         operation: &str,
     ) -> Result<WriteSummary> {
-        Ok(write::write(&self.catalog, series, operation).await?)
+        let mut writer = self.writer(operation);
+        writer.push(series).await?;
+        Ok(writer.finish().await?)
     }
 
     /// A write built from many pushes that lands as one commit, with bounded memory (imports).
@@ -130,7 +132,9 @@ impl Store {
     pub async fn write(&self, batch: &RecordBatch) -> Result<WriteSummary> {
         // Checked here, so errors number rows as the caller's batch does.
         let series = split_bars_batch(batch)?;
-        Ok(write::write_checked(&self.catalog, series, "write").await?)
+        let mut writer = self.writer("write");
+        writer.push_checked(series).await?;
+        Ok(writer.finish().await?)
     }
 
     /// Plans read-only SQL.

@@ -82,28 +82,6 @@ pub fn partition_rows(series: Vec<SeriesBatch>) -> Vec<PartitionRows> {
     out
 }
 
-/// Writes bars through the catalog: one commit for the whole call (all or nothing).
-pub async fn write(
-    catalog: &Catalog,
-    series: Vec<SeriesBatch>,
-    operation: &str,
-) -> Result<WriteSummary> {
-    let mut writer = Writer::new(catalog, operation);
-    writer.push(series).await?;
-    writer.finish().await
-}
-
-/// [`write`] for rows the caller has already checked against the rules.
-pub(crate) async fn write_checked(
-    catalog: &Catalog,
-    series: Vec<SeriesBatch>,
-    operation: &str,
-) -> Result<WriteSummary> {
-    let mut writer = Writer::new(catalog, operation);
-    writer.push_checked(series).await?;
-    writer.finish().await
-}
-
 /// Rows a [`Writer`] holds in memory before it spills them to uncommitted files.
 pub const DEFAULT_BUFFER_ROWS: usize = 4_000_000;
 

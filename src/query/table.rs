@@ -218,10 +218,11 @@ impl datafusion::catalog::TableProvider for BarsTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = self.catalog.snapshot();
         let all: Vec<&FileMeta> = snapshot.files().collect();
+        let considered = all.len();
         self.counters.scans.fetch_add(1, Ordering::Relaxed);
         self.counters
             .files_considered
-            .fetch_add(all.len() as u64, Ordering::Relaxed);
+            .fetch_add(considered as u64, Ordering::Relaxed);
 
         // The scan's own column order: file columns, then the partition columns.
         let table_schema = TableSchema::builder(FILE_SCHEMA.clone())
@@ -256,7 +257,6 @@ impl datafusion::catalog::TableProvider for BarsTable {
                 }
             },
         };
-        let considered = snapshot.file_count();
         self.counters
             .files_pruned
             .fetch_add((considered - kept.len()) as u64, Ordering::Relaxed);

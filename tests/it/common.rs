@@ -56,6 +56,26 @@ pub fn bars(rows: &[Row]) -> RecordBatch {
     .unwrap()
 }
 
+/// The rows of ONE series (all with the first row's symbol and interval) as a `SeriesBatch`.
+pub fn series(rows: &[Row]) -> tickvault::batch::SeriesBatch {
+    assert!(
+        rows.iter()
+            .all(|r| (&r.0, &r.1) == (&rows[0].0, &rows[0].1)),
+        "one series"
+    );
+    let b = bars(rows);
+    tickvault::batch::SeriesBatch {
+        key: tickvault::batch::SeriesKey {
+            symbol: tickvault::model::Symbol::new(&rows[0].0).unwrap(),
+            interval: rows[0].1.parse().unwrap(),
+        },
+        // Drop symbol and interval: a series batch is in the file schema.
+        batch: b
+            .project(&(2..b.num_columns()).collect::<Vec<_>>())
+            .unwrap(),
+    }
+}
+
 pub fn row(symbol: &str, interval: &str, ts: i64, close: f64) -> Row {
     (symbol.to_string(), interval.to_string(), ts, close)
 }

@@ -78,7 +78,7 @@ async fn selective_query_opens_one_file() {
 }
 
 #[tokio::test]
-async fn unanalysable_predicate_scans_everything_and_is_counted() {
+async fn value_filters_cannot_prune_files_but_stay_correct() {
     let store = Store::open("memory://").await.unwrap();
     store
         .write(&bars(&[

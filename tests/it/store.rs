@@ -238,18 +238,6 @@ async fn spilling_writer_is_one_commit_and_last_push_wins() {
         .unwrap();
     let seq = store.catalog().snapshot().seq;
 
-    let series = |rows: &[Row]| {
-        let b = bars(rows);
-        tickvault::batch::SeriesBatch {
-            key: tickvault::batch::SeriesKey {
-                symbol: tickvault::model::Symbol::new(&rows[0].0).unwrap(),
-                interval: rows[0].1.parse().unwrap(),
-            },
-            batch: b
-                .project(&(2..b.num_columns()).collect::<Vec<_>>())
-                .unwrap(),
-        }
-    };
     let mut writer = store.writer("import").with_buffer_rows(2);
     // Each push spills (2 rows): A overlaps the stored file and itself across pushes; B is new.
     writer
@@ -317,18 +305,12 @@ async fn aborted_writer_leaves_nothing_behind() {
     let store = Store::open_with(Arc::clone(&object_store), "mem")
         .await
         .unwrap();
-    let b = bars(&[row("A", "1d", T2021, 1.0), row("A", "1d", T2021 + DAY, 1.0)]);
     let mut writer = store.writer("import").with_buffer_rows(1);
     writer
-        .push(vec![tickvault::batch::SeriesBatch {
-            key: tickvault::batch::SeriesKey {
-                symbol: tickvault::model::Symbol::new("A").unwrap(),
-                interval: "1d".parse().unwrap(),
-            },
-            batch: b
-                .project(&(2..b.num_columns()).collect::<Vec<_>>())
-                .unwrap(),
-        }])
+        .push(vec![series(&[
+            row("A", "1d", T2021, 1.0),
+            row("A", "1d", T2021 + DAY, 1.0),
+        ])])
         .await
         .unwrap();
     assert_eq!(data_files(&object_store).await.len(), 1, "spilled");
