@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use futures::StreamExt;
 
-use crate::Store;
+use crate::config::{Config, Overrides};
 use crate::format::{Format, write_stream};
 use crate::import::{self, ImportOptions};
 use crate::model::{Interval, Symbol};
+use crate::server::{Server, shutdown_signal};
+use crate::{Store, StoreOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,15 +23,25 @@ use crate::model::{Interval, Symbol};
     about = "A time-series store for OHLCV market data: Parquet on an object store, SQL through DataFusion."
 )]
 pub struct Cli {
-    /// Where the store lives: a directory, file:///abs/path, memory:// or s3://bucket/prefix.
-    #[arg(long, global = true, env = "TICKVAULT_STORE", default_value = "./data")]
-    pub store: String,
+    /// Where the store lives: a directory, file:///abs/path, memory:// or s3://bucket/prefix
+    /// [default: the config file's `store`, else ./data].
+    #[arg(long, global = true, env = "TICKVAULT_STORE")]
+    pub store: Option<String>,
+    /// A TOML config file (see `tickvault config`).
+    #[arg(long, global = true, env = "TICKVAULT_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the HTTP API (SQL, bars, symbols, status, metrics) until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Import a real sample of daily bars (15 S&P 500 stocks) if the store is empty, then serve.
+    Demo(ServeArgs),
+    /// Print the effective configuration (file, environment and flags) with secrets masked.
+    Config(ServeArgs),
     /// Import CSV or Parquet files of bars (all or nothing: one bad row imports nothing).
     Import(ImportArgs),
     /// Run a read-only SQL query over `bars` and the views from sql/.
@@ -43,6 +54,12 @@ pub enum Command {
     Gc(GcArgs),
     /// Check the catalog against the files; exits non-zero on a problem.
     Check,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub overrides: Overrides,
 }
 
 #[derive(Debug, Args)]
@@ -85,26 +102,30 @@ pub struct GcArgs {
     pub grace: Duration,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("bad duration unit in {s:?} (use s, m, h or d)")),
-    };
-    Ok(Duration::from_secs(secs))
-}
+use crate::config::parse_duration;
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let store = Store::open(&cli.store)
-        .await
-        .with_context(|| format!("opening store {}", cli.store))?;
+    let no_overrides = Overrides::default();
+    let overrides = match &cli.command {
+        Command::Serve(a) | Command::Demo(a) | Command::Config(a) => &a.overrides,
+        _ => &no_overrides,
+    };
+    let config = Config::load(cli.config.as_deref(), cli.store.as_deref(), overrides)?;
     match cli.command {
+        Command::Config(_) => {
+            print!("{}", config.to_masked_toml());
+            return Ok(0);
+        }
+        Command::Serve(_) => return serve_cmd(config, false).await,
+        Command::Demo(_) => return serve_cmd(config, true).await,
+        _ => {}
+    }
+    let store = Store::open(&config.store)
+        .await
+        .with_context(|| format!("opening store {}", config.store))?;
+    match cli.command {
+        Command::Serve(_) | Command::Demo(_) | Command::Config(_) => unreachable!("handled above"),
         Command::Import(args) => import_cmd(&store, args).await,
         Command::Sql(args) => sql_cmd(&store, args).await,
         Command::Stats => stats_cmd(&store),
@@ -150,6 +171,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Binds, then opens the store (importing the sample first for the demo) and serves.
+async fn serve_cmd(config: Config, demo: bool) -> anyhow::Result<i32> {
+    let server = Server::bind(config.clone()).await?;
+    let addr = server.local_addr();
+    let options = StoreOptions {
+        query_memory_limit: Some(usize::try_from(config.query_memory.0).unwrap_or(usize::MAX)),
+    };
+    let store_url = config.store.clone();
+    let open = async move {
+        let store = Store::open_with_options(&store_url, &options).await?;
+        if demo {
+            let rows = crate::demo::import_sample_if_empty(&store).await?;
+            if rows > 0 {
+                eprintln!(
+                    "tickvault demo: imported {rows} rows of real daily bars into {store_url}"
+                );
+            } else {
+                eprintln!("tickvault demo: {store_url} already holds data; serving it as it is");
+            }
+        }
+        eprintln!("tickvault: serving {store_url} on http://{addr}");
+        if demo {
+            eprint!("{}", crate::demo::examples(&format!("http://{addr}")));
+        }
+        Ok(Arc::new(store))
+    };
+    server.serve(open, shutdown_signal()).await?;
+    Ok(0)
+}
+
 async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let interval: Interval = args
@@ -183,47 +234,20 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         bail!("no .csv, .csv.gz or .parquet files found in the given paths");
     }
     let progress = progress_bar(files.len() as u64);
-    let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut reads = futures::stream::iter(files.iter().cloned())
-        .map(|path| {
-            let opts = Arc::clone(&opts);
-            tokio::task::spawn_blocking(move || import::read_file(&path, &opts))
-        })
-        .buffered(parallelism);
-    // Files are pushed in the order given (later files win on a duplicate key); the writer
-    // spills to uncommitted files past its buffer, and the import is one commit at the end.
-    let mut writer = store.writer("import");
-    let (mut rows, mut symbols) = (0usize, std::collections::BTreeSet::new());
-    while let Some(result) = reads.next().await {
-        let pushed = match result {
-            Ok(Ok(series)) => {
-                rows += series.iter().map(|s| s.batch.num_rows()).sum::<usize>();
-                symbols.extend(series.iter().map(|s| s.key.symbol.clone()));
-                writer.push(series).await.map_err(anyhow::Error::from)
-            }
-            Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(e.into()),
-        };
-        if let Err(e) = pushed {
-            progress.finish_and_clear();
-            writer.abort().await;
-            return Err(e);
-        }
-        progress.inc(1);
-    }
+    let result = store.import_files(&files, opts, || progress.inc(1)).await;
     progress.finish_and_clear();
-    let summary = writer.finish().await?;
+    let summary = result?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "imported {} files, {} rows, {} symbols, {} partitions ({} files, {} bytes) in {:.2}s ({:.0} rows/s)",
-        files.len(),
-        rows,
-        symbols.len(),
-        summary.partitions,
-        summary.files_added,
-        summary.bytes_written,
+        summary.files,
+        summary.rows,
+        summary.symbols,
+        summary.write.partitions,
+        summary.write.files_added,
+        summary.write.bytes_written,
         secs,
-        rows as f64 / secs.max(1e-9)
+        summary.rows as f64 / secs.max(1e-9)
     );
     Ok(0)
 }

@@ -50,8 +50,17 @@ impl<W: Write + Send> BatchWriter<W> {
                     .with_header(true)
                     .build(out),
             ),
-            Format::Json => BatchWriter::Json(arrow::json::ArrayWriter::new(out)),
-            Format::Ndjson => BatchWriter::Ndjson(arrow::json::LineDelimitedWriter::new(out)),
+            // Explicit nulls: every object has every column, so readers see one shape.
+            Format::Json => BatchWriter::Json(
+                arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build(out),
+            ),
+            Format::Ndjson => BatchWriter::Ndjson(
+                arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build(out),
+            ),
             Format::Arrow => {
                 BatchWriter::Arrow(arrow::ipc::writer::StreamWriter::try_new(out, schema)?)
             }

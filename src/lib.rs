@@ -7,13 +7,16 @@
 pub mod batch;
 pub mod catalog;
 pub mod cli;
+pub mod config;
+pub mod demo;
 pub mod format;
 pub mod import;
 pub mod maintenance;
 pub mod model;
 pub mod query;
+pub mod server;
 pub mod storage;
 pub mod store;
 pub mod write;
 
-pub use store::{Error, LoadRequest, Result, Store};
+pub use store::{Error, ImportSummary, LoadRequest, Result, Store, StoreOptions};

@@ -1,7 +1,8 @@
 //! The library's front door: open a store, write bars, run SQL, load bars for backtests, and
 //! the maintenance jobs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +12,12 @@ use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, col, lit};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
 use crate::batch::{SeriesBatch, SeriesKey, check_batch};
 use crate::catalog::{self, Catalog};
+use crate::import::{self, ImportOptions};
 use crate::maintenance::{self, CheckReport, CompactSummary, GcSummary, SeriesStats};
 use crate::model::{BARS_SCHEMA, FILE_SCHEMA, Interval, Symbol};
 use crate::query::{self, QueryEngine};
@@ -37,6 +39,8 @@ pub enum Error {
     InvalidRow { row: usize, message: String },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
 }
 
 impl From<datafusion::error::DataFusionError> for Error {
@@ -56,6 +60,22 @@ pub struct LoadRequest {
     pub end: Option<i64>,
     /// `None` for every column of `bars`.
     pub columns: Option<Vec<String>>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone)]
+pub struct ImportSummary {
+    pub files: usize,
+    pub rows: usize,
+    pub symbols: usize,
+    pub write: WriteSummary,
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Memory that running queries together may hold; `None` is unlimited.
+    pub query_memory_limit: Option<usize>,
 }
 
 /// An open store.
@@ -82,10 +102,30 @@ impl Store {
         Self::open_with(object_store, &parsed.to_string()).await
     }
 
+    /// Opens a store with options (a server sets its query memory limit this way).
+    pub async fn open_with_options(url: &str, options: &StoreOptions) -> Result<Self> {
+        let parsed = StoreUrl::parse(url)?;
+        let object_store = open_object_store(&parsed)?;
+        Self::open_with_store(object_store, &parsed.to_string(), options).await
+    }
+
     /// Opens a store over an object store the caller built (tests inject failures this way).
     pub async fn open_with(object_store: Arc<dyn ObjectStore>, label: &str) -> Result<Self> {
+        Self::open_with_store(object_store, label, &StoreOptions::default()).await
+    }
+
+    pub async fn open_with_store(
+        object_store: Arc<dyn ObjectStore>,
+        label: &str,
+        options: &StoreOptions,
+    ) -> Result<Self> {
         let catalog = Arc::new(Catalog::load(Arc::clone(&object_store)).await?);
-        let engine = QueryEngine::new(Arc::clone(&catalog), Arc::clone(&object_store)).await?;
+        let engine = QueryEngine::new(
+            Arc::clone(&catalog),
+            Arc::clone(&object_store),
+            options.query_memory_limit,
+        )
+        .await?;
         Ok(Self {
             url: label.to_string(),
             object_store,
@@ -135,6 +175,50 @@ impl Store {
         let mut writer = self.writer("write");
         writer.push_checked(series).await?;
         Ok(writer.finish().await?)
+    }
+
+    /// Imports files (CSV, gzip CSV, Parquet) as one commit: all or nothing. Files are parsed in
+    /// parallel and pushed in the order given, so a later file wins on a duplicate key; the
+    /// writer spills to uncommitted files past its buffer, so memory stays bounded.
+    /// `on_file` is called after each file (a progress bar).
+    pub async fn import_files(
+        &self,
+        files: &[PathBuf],
+        options: Arc<ImportOptions>,
+        mut on_file: impl FnMut(),
+    ) -> Result<ImportSummary> {
+        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut reads = futures::stream::iter(files.iter().cloned())
+            .map(|path| {
+                let options = Arc::clone(&options);
+                tokio::task::spawn_blocking(move || import::read_file(&path, &options))
+            })
+            .buffered(parallelism);
+        let mut writer = self.writer("import");
+        let (mut rows, mut symbols) = (0usize, BTreeSet::new());
+        while let Some(result) = reads.next().await {
+            let pushed = match result {
+                Ok(Ok(series)) => {
+                    rows += series.iter().map(|s| s.batch.num_rows()).sum::<usize>();
+                    symbols.extend(series.iter().map(|s| s.key.symbol.clone()));
+                    writer.push(series).await.map_err(Error::from)
+                }
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(Error::Write(write::Error::Task(e))),
+            };
+            if let Err(e) = pushed {
+                writer.abort().await;
+                return Err(e);
+            }
+            on_file();
+        }
+        let write = writer.finish().await?;
+        Ok(ImportSummary {
+            files: files.len(),
+            rows,
+            symbols: symbols.len(),
+            write,
+        })
     }
 
     /// Plans read-only SQL.

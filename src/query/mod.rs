@@ -9,6 +9,8 @@ use std::sync::Arc;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
@@ -42,11 +44,26 @@ impl std::fmt::Debug for QueryEngine {
 }
 
 impl QueryEngine {
-    pub async fn new(catalog: Arc<Catalog>, store: Arc<dyn ObjectStore>) -> Result<Self> {
+    /// A session over the store; `memory_limit` caps what all running queries together may hold
+    /// for sorts, joins and aggregations (past it a query fails with "Resources exhausted"
+    /// instead of the process running out of memory; nothing spills to disk).
+    pub async fn new(
+        catalog: Arc<Catalog>,
+        store: Arc<dyn ObjectStore>,
+        memory_limit: Option<usize>,
+    ) -> Result<Self> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("tickvault", "public");
-        let ctx = SessionContext::new_with_config(config);
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = memory_limit {
+            runtime = runtime
+                .with_memory_limit(limit, 1.0)
+                .with_disk_manager_builder(
+                    DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+                );
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         let url = url::Url::parse(STORE_URL).expect("valid url");
         ctx.register_object_store(&url, store);
         let counters = Arc::new(ScanCounters::default());

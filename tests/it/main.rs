@@ -4,5 +4,6 @@ mod cli;
 mod common;
 mod failures;
 mod pruning;
+mod server;
 mod sql;
 mod store;

@@ -1,0 +1,407 @@
+//! Configuration: one TOML file, every key overridable by a `TICKVAULT_*` environment variable
+//! and by a flag. Precedence: flag, then environment, then file, then the default.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The effective configuration of a tickvault process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the store lives: a directory, `file:///abs/path`, `memory://` or `s3://bucket/prefix`.
+    pub store: String,
+    /// Address `serve` listens on.
+    pub listen: String,
+    /// Bearer tokens; with none, the server only binds to loopback.
+    pub tokens: Vec<Token>,
+    /// Largest request body accepted (e.g. `16MiB`).
+    pub max_body: ByteSize,
+    /// A query running longer than this is cancelled (e.g. `30s`).
+    pub query_timeout: Seconds,
+    /// Memory one query may use for sorts, joins and aggregations (e.g. `1GiB`).
+    pub query_memory: ByteSize,
+    /// Queries running at once; more are answered 429.
+    pub max_concurrent_queries: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            store: "./data".into(),
+            listen: "127.0.0.1:8080".into(),
+            tokens: Vec::new(),
+            max_body: ByteSize(16 << 20),
+            query_timeout: Seconds(30.0),
+            query_memory: ByteSize(1 << 30),
+            max_concurrent_queries: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Read,
+    /// Write also allows read.
+    Write,
+}
+
+impl Scope {
+    pub fn allows(self, needed: Scope) -> bool {
+        self >= needed
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    pub token: String,
+    pub scope: Scope,
+    /// Who holds it, for logs.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl std::str::FromStr for Token {
+    type Err = String;
+
+    /// `SCOPE:TOKEN`, as in `TICKVAULT_TOKENS=write:s3cret,read:n0tebooks`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (scope, token) = s
+            .split_once(':')
+            .ok_or_else(|| "a token is written SCOPE:TOKEN, e.g. read:abc123".to_string())?;
+        let scope = match scope {
+            "read" => Scope::Read,
+            "write" => Scope::Write,
+            other => return Err(format!("unknown token scope {other:?} (read or write)")),
+        };
+        if token.is_empty() {
+            return Err("empty token".into());
+        }
+        Ok(Token {
+            token: token.to_string(),
+            scope,
+            name: None,
+        })
+    }
+}
+
+/// A byte count written with an optional unit: `1048576`, `512KiB`, `16MiB`, `1GiB`, `10MB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (n, unit) = t.split_at(split);
+        let n: u64 = n.parse().map_err(|_| format!("bad size {s:?}"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            _ => {
+                return Err(format!(
+                    "bad size unit in {s:?} (use B, KB, KiB, MB, MiB, GB, GiB)"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0;
+        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if n >= size && n.is_multiple_of(size) {
+                return write!(f, "{}{unit}", n / size);
+            }
+        }
+        write!(f, "{n}")
+    }
+}
+
+/// A duration written as `250ms`, `30s`, `15m`, `3h` or `7d` (plain numbers are seconds).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Seconds(pub f64);
+
+impl Seconds {
+    pub fn duration(self) -> Duration {
+        Duration::from_secs_f64(self.0)
+    }
+}
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration(s).map(|d| Seconds(d.as_secs_f64()))
+    }
+}
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = (self.0 * 1000.0).round() as u64;
+        if !ms.is_multiple_of(1000) {
+            write!(f, "{ms}ms")
+        } else {
+            write!(f, "{}s", ms / 1000)
+        }
+    }
+}
+
+/// Parses `250ms`, `30s`, `15m`, `3h`, `7d` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = |k: u64| Duration::from_secs(n.saturating_mul(k));
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86400),
+        _ => return Err(format!("bad duration unit in {s:?} (use ms, s, m, h or d)")),
+    })
+}
+
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                // A plain TOML integer is accepted as well as a string with a unit.
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum Raw {
+                    Int(u64),
+                    Str(String),
+                }
+                match Raw::deserialize(d)? {
+                    Raw::Int(n) => n.to_string().parse(),
+                    Raw::Str(s) => s.parse(),
+                }
+                .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+string_serde!(ByteSize);
+string_serde!(Seconds);
+
+/// Values given on the command line or in `TICKVAULT_*` variables (clap reads both); `None`
+/// leaves the file's value or the default.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// Address to listen on, e.g. 127.0.0.1:8080 (non-loopback needs tokens).
+    #[arg(long, env = "TICKVAULT_LISTEN")]
+    pub listen: Option<String>,
+    /// A bearer token SCOPE:TOKEN (read or write); repeat for several. Replaces the file's tokens.
+    #[arg(long = "token", env = "TICKVAULT_TOKENS", value_delimiter = ',')]
+    pub tokens: Vec<Token>,
+    /// Largest request body, e.g. 16MiB.
+    #[arg(long, env = "TICKVAULT_MAX_BODY")]
+    pub max_body: Option<ByteSize>,
+    /// Query time limit, e.g. 30s.
+    #[arg(long, env = "TICKVAULT_QUERY_TIMEOUT")]
+    pub query_timeout: Option<Seconds>,
+    /// Query memory limit, e.g. 1GiB.
+    #[arg(long, env = "TICKVAULT_QUERY_MEMORY")]
+    pub query_memory: Option<ByteSize>,
+    /// Queries running at once before the server answers 429.
+    #[arg(long, env = "TICKVAULT_MAX_CONCURRENT_QUERIES")]
+    pub max_concurrent_queries: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// The file's values (or the defaults without a file), then the overrides.
+    pub fn load(
+        file: Option<&Path>,
+        store: Option<&str>,
+        overrides: &Overrides,
+    ) -> Result<Self, Error> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Self::from_toml(&text).map_err(|source| Error::Parse {
+                    path: path.display().to_string(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Config::default(),
+        };
+        if let Some(store) = store {
+            config.store = store.to_string();
+        }
+        let o = overrides.clone();
+        if let Some(v) = o.listen {
+            config.listen = v;
+        }
+        if !o.tokens.is_empty() {
+            config.tokens = o.tokens;
+        }
+        if let Some(v) = o.max_body {
+            config.max_body = v;
+        }
+        if let Some(v) = o.query_timeout {
+            config.query_timeout = v;
+        }
+        if let Some(v) = o.query_memory {
+            config.query_memory = v;
+        }
+        if let Some(v) = o.max_concurrent_queries {
+            config.max_concurrent_queries = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        self.listen_addr()?;
+        if self.max_concurrent_queries == 0 {
+            return Err(Error::Invalid(
+                "max_concurrent_queries must be at least 1".into(),
+            ));
+        }
+        if self.query_timeout.0.is_nan() || self.query_timeout.0 <= 0.0 {
+            return Err(Error::Invalid("query_timeout must be positive".into()));
+        }
+        if self.tokens.iter().any(|t| t.token.is_empty()) {
+            return Err(Error::Invalid("a token is empty".into()));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, Error> {
+        self.listen.parse().map_err(|e| {
+            Error::Invalid(format!(
+                "listen = {:?} is not an IP:port address ({e})",
+                self.listen
+            ))
+        })
+    }
+
+    /// The effective config as TOML with every secret replaced by `***`.
+    pub fn to_masked_toml(&self) -> String {
+        let mut masked = self.clone();
+        for t in &mut masked.tokens {
+            t.token = "***".into();
+        }
+        toml::to_string(&masked).expect("config serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse_and_print_back() {
+        assert_eq!("16MiB".parse::<ByteSize>().unwrap(), ByteSize(16 << 20));
+        assert_eq!("10MB".parse::<ByteSize>().unwrap(), ByteSize(10_000_000));
+        assert_eq!("123".parse::<ByteSize>().unwrap(), ByteSize(123));
+        assert!("12XB".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(1 << 30).to_string(), "1GiB");
+        assert_eq!("250ms".parse::<Seconds>().unwrap(), Seconds(0.25));
+        assert_eq!(Seconds(0.25).to_string(), "250ms");
+        assert_eq!("2m".parse::<Seconds>().unwrap().to_string(), "120s");
+        assert!(parse_duration("5 weeks").is_err());
+    }
+
+    #[test]
+    fn file_then_overrides_and_masked_output() {
+        let text = r#"
+            store = "/srv/bars"
+            listen = "0.0.0.0:9000"
+            max_body = "1MiB"
+            query_timeout = 5
+            [[tokens]]
+            token = "s3cret"
+            scope = "write"
+            name = "ops"
+        "#;
+        let dir = std::env::temp_dir().join(format!("tv-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tickvault.toml");
+        std::fs::write(&path, text).unwrap();
+        let overrides = Overrides {
+            query_timeout: Some(Seconds(2.0)),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&path), None, &overrides).unwrap();
+        assert_eq!(c.store, "/srv/bars");
+        assert_eq!(c.max_body, ByteSize(1 << 20));
+        assert_eq!(c.query_timeout, Seconds(2.0));
+        assert_eq!(c.tokens[0].scope, Scope::Write);
+        let shown = c.to_masked_toml();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("***"));
+        assert_eq!(Config::from_toml(&shown).unwrap().listen, "0.0.0.0:9000");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_config_names_the_key() {
+        let e = Config::from_toml("listen = 5\n").unwrap_err().to_string();
+        assert!(e.contains("listen"), "{e}");
+        let e = Config::from_toml("lisen = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lisen"), "{e}");
+        let c = Config {
+            listen: "localhost".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("listen"));
+        assert!("admin:x".parse::<Token>().is_err());
+        assert_eq!("read:abc".parse::<Token>().unwrap().scope, Scope::Read);
+    }
+}

@@ -1,0 +1,145 @@
+//! Every error the HTTP API returns: `{"error": "...", "code": "..."}` with a fitting status.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use datafusion::error::DataFusionError;
+
+use crate::{query, store};
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable, machine-readable: clients branch on it, `/metrics` counts by it.
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after_secs: Option<u64>,
+}
+
+/// Put on error responses so the metrics layer can count errors by code.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// A request parameter that cannot be used; the message names it.
+    pub fn bad_param(name: &str, message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("{name}: {message}"),
+        )
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// Classifies a query error: the user's SQL (400), the memory limit (507), or ours (500).
+    pub fn from_datafusion(e: &DataFusionError) -> Self {
+        let root = e.find_root();
+        match root {
+            DataFusionError::ResourcesExhausted(msg) => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "memory_limit",
+                format!(
+                    "the query needs more memory than the server's query memory limit allows; \
+                     narrow it (fewer symbols, a shorter range, fewer groups) or raise \
+                     query_memory: {msg}"
+                ),
+            ),
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Configuration(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "sql_error", root.to_string())
+            }
+            DataFusionError::Execution(_) | DataFusionError::ArrowError(..) => {
+                Self::new(StatusCode::BAD_REQUEST, "query_failed", root.to_string())
+            }
+            _ => Self::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<query::Error> for ApiError {
+    fn from(e: query::Error) -> Self {
+        match e {
+            query::Error::ReadOnly(_) => {
+                Self::new(StatusCode::FORBIDDEN, "read_only", e.to_string())
+            }
+            query::Error::DataFusion(e) => Self::from_datafusion(&e),
+        }
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::Query(e) => e.into(),
+            store::Error::InvalidInput(_) | store::Error::InvalidRow { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+            }
+            store::Error::Write(crate::write::Error::Catalog(
+                crate::catalog::Error::Conflict { .. },
+            ))
+            | store::Error::Catalog(crate::catalog::Error::Conflict { .. }) => {
+                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            e => Self::internal(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(code = self.code, "{}", self.message);
+        }
+        let body = serde_json::json!({ "error": self.message, "code": self.code });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tickvault\""),
+            );
+        }
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
+    }
+}

@@ -1,0 +1,133 @@
+//! What the server knows about itself and the store: health, readiness, symbols, status,
+//! metrics, the OpenAPI document, and the maintenance trigger.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::App;
+use super::error::ApiError;
+use super::metrics::StoreGauges;
+
+/// The OpenAPI 3 document of every route (a test keeps it equal to the router).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn ready(State(app): State<App>) -> Response {
+    match app.store() {
+        Ok(_) => Json(json!({ "ready": true })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_default()
+}
+
+/// `GET /v1/symbols`: every stored series.
+pub async fn symbols(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let store = app.store()?;
+    let rows: Vec<Value> = store
+        .stats()
+        .into_iter()
+        .map(|s| {
+            json!({
+                "symbol": s.symbol.as_str(),
+                "interval": s.interval.as_str(),
+                "rows": s.rows,
+                "files": s.files,
+                "bytes": s.bytes,
+                "first_ts": rfc3339(s.first_ts),
+                "last_ts": rfc3339(s.last_ts),
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(rows)))
+}
+
+fn gauges(app: &App) -> StoreGauges {
+    let mut g = StoreGauges {
+        uptime_seconds: app.started.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    if let Ok(store) = app.store() {
+        for s in store.stats() {
+            g.series += 1;
+            g.rows += s.rows;
+            g.files += s.files as u64;
+            g.bytes += s.bytes;
+        }
+    }
+    g
+}
+
+/// `GET /v1/status`: storage totals, uptime and version.
+pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let store = app.store()?;
+    let g = gauges(&app);
+    let symbols: std::collections::BTreeSet<_> =
+        store.stats().into_iter().map(|s| s.symbol).collect();
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": g.uptime_seconds,
+        "store": store.url(),
+        "catalog_version": store.catalog().snapshot().seq.0,
+        "symbols": symbols.len(),
+        "series": g.series,
+        "rows": g.rows,
+        "files": g.files,
+        "bytes": g.bytes,
+        "queries_running": app.metrics.queries_running(),
+    })))
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub async fn metrics(State(app): State<App>) -> Response {
+    let text = app.metrics.render(&gauges(&app));
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+pub async fn openapi() -> Response {
+    let mut response = OPENAPI.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `POST /v1/compact` (write scope): merges partitions with several files.
+pub async fn compact(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let store = app.store()?;
+    let s = store.compact().await?;
+    Ok(Json(json!({
+        "partitions_compacted": s.partitions_compacted,
+        "files_removed": s.files_removed,
+        "files_added": s.files_added,
+        "partitions_conflicted": s.partitions_conflicted,
+    })))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see /v1/openapi.json")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /v1/openapi.json",
+    )
+}

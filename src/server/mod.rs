@@ -1,0 +1,292 @@
+//! `tickvault serve`: the HTTP API over a store (axum).
+//!
+//! The server binds first and opens the store in the background, so `/health` answers at once
+//! and `/ready` turns true when the catalog is loaded. Every `/v1` route and `/metrics` need a
+//! bearer token when tokens are configured; without tokens the server only listens on loopback.
+
+mod auth;
+mod error;
+mod info;
+mod metrics;
+mod output;
+mod query;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{MethodRouter, get, post};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use error::ApiError;
+pub use info::OPENAPI;
+pub use metrics::Metrics;
+pub use query::parse_time;
+
+use crate::Store;
+use crate::config::{Config, Scope};
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+pub struct AppInner {
+    pub config: Config,
+    store: OnceLock<Arc<Store>>,
+    pub metrics: Metrics,
+    query_slots: Arc<Semaphore>,
+    started: Instant,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    pub fn new(config: Config) -> Self {
+        let slots = config.max_concurrent_queries;
+        App(Arc::new(AppInner {
+            config,
+            store: OnceLock::new(),
+            metrics: Metrics::default(),
+            query_slots: Arc::new(Semaphore::new(slots)),
+            started: Instant::now(),
+        }))
+    }
+
+    /// Makes the store available; `/ready` is true from here on.
+    pub fn set_store(&self, store: Arc<Store>) {
+        let _ = self.store.set(store);
+    }
+
+    pub fn store(&self) -> Result<Arc<Store>, ApiError> {
+        self.store.get().cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the server is still loading the catalog",
+            )
+            .with_retry_after(1)
+        })
+    }
+}
+
+/// One route as the router serves it and the OpenAPI document describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// `None`: open to anyone (health and readiness probes).
+    pub scope: Option<Scope>,
+}
+
+/// Builds the router and the list of its routes from one table, so the two cannot drift.
+pub fn router(app: App) -> (Router, Vec<Route>) {
+    let table: Vec<(Route, MethodRouter<App>)> = vec![
+        (route("GET", "/health", None), get(info::health)),
+        (route("GET", "/ready", None), get(info::ready)),
+        (
+            route("GET", "/metrics", Some(Scope::Read)),
+            get(info::metrics),
+        ),
+        (
+            route("GET", "/v1/openapi.json", Some(Scope::Read)),
+            get(info::openapi),
+        ),
+        (
+            route("GET", "/v1/sql", Some(Scope::Read)),
+            get(query::sql_get),
+        ),
+        (
+            route("POST", "/v1/sql", Some(Scope::Read)),
+            post(query::sql_post),
+        ),
+        (
+            route("GET", "/v1/bars", Some(Scope::Read)),
+            get(query::bars_many),
+        ),
+        (
+            route("GET", "/v1/bars/{symbol}", Some(Scope::Read)),
+            get(query::bars_one),
+        ),
+        (
+            route("GET", "/v1/symbols", Some(Scope::Read)),
+            get(info::symbols),
+        ),
+        (
+            route("GET", "/v1/status", Some(Scope::Read)),
+            get(info::status),
+        ),
+        (
+            route("POST", "/v1/compact", Some(Scope::Write)),
+            post(info::compact),
+        ),
+    ];
+    let mut router = Router::new();
+    let mut routes = Vec::new();
+    for (r, handler) in table {
+        let handler = match r.scope {
+            Some(Scope::Read) => {
+                handler.route_layer(middleware::from_fn_with_state(app.clone(), auth::read))
+            }
+            Some(Scope::Write) => {
+                handler.route_layer(middleware::from_fn_with_state(app.clone(), auth::write))
+            }
+            None => handler,
+        };
+        router = router.route(r.path, handler);
+        routes.push(r);
+    }
+    let router = router
+        .fallback(info::not_found)
+        .method_not_allowed_fallback(info::method_not_allowed)
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(app.config.max_body.0).unwrap_or(usize::MAX),
+        ))
+        .layer(middleware::from_fn_with_state(app.clone(), track))
+        .with_state(app);
+    (router, routes)
+}
+
+const fn route(method: &'static str, path: &'static str, scope: Option<Scope>) -> Route {
+    Route {
+        method,
+        path,
+        scope,
+    }
+}
+
+/// Counts every request by route, method and status, and its time to the response head.
+async fn track(State(app): State<App>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = request.method().as_str().to_string();
+    let response = next.run(request).await;
+    if let Some(code) = response.extensions().get::<error::ErrorCode>() {
+        app.metrics.record_error(code.0);
+    }
+    app.metrics.record_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "refusing to listen on {0} without tokens: anyone who can reach it could read the store. \
+         Configure tokens ([[tokens]] in the config file, --token SCOPE:TOKEN or \
+         TICKVAULT_TOKENS) or listen on a loopback address such as 127.0.0.1:8080"
+    )]
+    OpenWithoutTokens(SocketAddr),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error("opening the store: {0}")]
+    Store(#[from] crate::Error),
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A bound server, not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    app: App,
+}
+
+impl Server {
+    /// Checks the config's security rules and binds the listen address.
+    pub async fn bind(config: Config) -> Result<Self, Error> {
+        let addr = config.listen_addr()?;
+        if config.tokens.is_empty() && !addr.ip().is_loopback() {
+            return Err(Error::OpenWithoutTokens(addr));
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            app: App::new(config),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish. `open` yields the
+    /// store (opened here, after binding, so probes answer while the catalog loads).
+    pub async fn serve(
+        self,
+        open: impl Future<Output = Result<Arc<Store>, crate::Error>>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let addr = self.local_addr();
+        if self.app.config.tokens.is_empty() {
+            tracing::warn!(
+                "no tokens configured: serving without authentication, on loopback only"
+            );
+            eprintln!("tickvault: no tokens configured, so only this machine can connect ({addr})");
+        }
+        let (router, _) = router(self.app.clone());
+        let serving = axum::serve(self.listener, router).with_graceful_shutdown(shutdown);
+        let app = self.app.clone();
+        let opening = async move {
+            let store = open.await?;
+            app.set_store(store);
+            tracing::info!("store loaded; ready");
+            std::future::pending::<Result<(), Error>>().await
+        };
+        tokio::select! {
+            served = serving => Ok(served?),
+            failed = opening => failed,
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    eprintln!("tickvault: shutting down; finishing requests in flight");
+}

@@ -1,0 +1,239 @@
+//! `/v1/sql` and `/v1/bars`: read-only SQL and the backtest loader, streamed.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use chrono::{DateTime, NaiveDate};
+use serde::Deserialize;
+
+use super::App;
+use super::error::ApiError;
+use super::output::{QuerySlot, parse_format, stream_response};
+use crate::LoadRequest;
+use crate::model::{Interval, Symbol};
+
+#[derive(Debug, Deserialize)]
+pub struct SqlParams {
+    q: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /v1/sql?q=SELECT...`
+pub async fn sql_get(
+    State(app): State<App>,
+    Query(params): Query<SqlParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let sql = params
+        .q
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_param("q", "missing: put the SQL in ?q="))?;
+    run_sql(app, &sql, params.format.as_deref(), &headers).await
+}
+
+/// `POST /v1/sql` with the SQL as the body, or JSON `{"sql": "..."}`.
+pub async fn sql_post(
+    State(app): State<App>,
+    Query(params): Query<SqlParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let sql = if is_json {
+        #[derive(Deserialize)]
+        struct SqlBody {
+            sql: String,
+        }
+        serde_json::from_slice::<SqlBody>(&body)
+            .map_err(|e| {
+                ApiError::bad_param("body", format!("expected {{\"sql\": \"...\"}}: {e}"))
+            })?
+            .sql
+    } else {
+        String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::bad_param("body", "the SQL is not UTF-8"))?
+    };
+    if sql.trim().is_empty() {
+        return Err(ApiError::bad_param(
+            "body",
+            "empty: send the SQL as the body",
+        ));
+    }
+    run_sql(app, &sql, params.format.as_deref(), &headers).await
+}
+
+/// Turns a body extraction failure (too large, unreadable) into a JSON error.
+pub fn body_error(rejection: BytesRejection) -> ApiError {
+    let status = rejection.status();
+    let code = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        "body_too_large"
+    } else {
+        "bad_body"
+    };
+    ApiError::new(status, code, rejection.body_text())
+}
+
+async fn run_sql(
+    app: App,
+    sql: &str,
+    format: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let format = parse_format(format, headers)?;
+    let store = app.store()?;
+    let slot = QuerySlot::acquire(&app)?;
+    stream_response(slot, format, async move {
+        Ok(store.engine().sql_stream(sql).await?)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BarsParams {
+    symbols: Option<String>,
+    interval: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    columns: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /v1/bars/{symbol}?interval&start&end&columns&format`
+pub async fn bars_one(
+    State(app): State<App>,
+    Path(symbol): Path<String>,
+    Query(params): Query<BarsParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if params.symbols.is_some() {
+        return Err(ApiError::bad_param(
+            "symbols",
+            "not allowed with /v1/bars/{symbol}; use /v1/bars?symbols=A,B",
+        ));
+    }
+    load(app, vec![symbol], params, &headers).await
+}
+
+/// `GET /v1/bars?symbols=AAPL,MSFT&interval&start&end&columns&format`: rows ordered by (ts, symbol).
+pub async fn bars_many(
+    State(app): State<App>,
+    Query(params): Query<BarsParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let symbols: Vec<String> = params
+        .symbols
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if symbols.is_empty() {
+        return Err(ApiError::bad_param(
+            "symbols",
+            "missing: give one or more symbols, e.g. ?symbols=AAPL,MSFT",
+        ));
+    }
+    load(app, symbols, params, &headers).await
+}
+
+async fn load(
+    app: App,
+    symbols: Vec<String>,
+    params: BarsParams,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let format = parse_format(params.format.as_deref(), headers)?;
+    for s in &symbols {
+        Symbol::new(s).map_err(|e| ApiError::bad_param("symbol", format!("{s:?}: {e}")))?;
+    }
+    let interval: Interval = params
+        .interval
+        .as_deref()
+        .unwrap_or("1d")
+        .parse()
+        .map_err(|e| ApiError::bad_param("interval", e))?;
+    let start = params
+        .start
+        .as_deref()
+        .map(|s| parse_time(s).map_err(|e| ApiError::bad_param("start", e)))
+        .transpose()?;
+    let end = params
+        .end
+        .as_deref()
+        .map(|s| parse_time(s).map_err(|e| ApiError::bad_param("end", e)))
+        .transpose()?;
+    if let (Some(s), Some(e)) = (start, end)
+        && s >= e
+    {
+        return Err(ApiError::bad_param(
+            "end",
+            "must be after start (start is inclusive, end exclusive)",
+        ));
+    }
+    let columns = params.columns.as_deref().map(|c| {
+        c.split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    });
+    let request = LoadRequest {
+        symbols,
+        interval,
+        start,
+        end,
+        columns,
+    };
+    let store = app.store()?;
+    let slot = QuerySlot::acquire(&app)?;
+    stream_response(slot, format, async move {
+        store.load_bars(&request).await.map_err(|e| match e {
+            crate::Error::InvalidInput(msg) if msg.starts_with("unknown column") => {
+                ApiError::bad_param("columns", msg)
+            }
+            e => e.into(),
+        })
+    })
+    .await
+}
+
+/// RFC 3339 or `YYYY-MM-DD` (midnight UTC), as µs since the epoch.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_micros());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_micros());
+    }
+    Err(format!(
+        "{s:?} is not an RFC 3339 time (2021-03-01T14:30:00Z) or a date (2021-03-01)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_parse_as_utc_micros() {
+        assert_eq!(parse_time("1970-01-02").unwrap(), 86_400_000_000);
+        assert_eq!(
+            parse_time("1970-01-01T00:00:01+01:00").unwrap(),
+            -3_599_000_000
+        );
+        assert!(parse_time("2021-13-01").is_err());
+        assert!(parse_time("yesterday").unwrap_err().contains("yesterday"));
+    }
+}
