@@ -104,6 +104,30 @@ async fn time_load(store: &Store, runs: usize) -> (f64, f64, usize) {
     (median(times), min, rows)
 }
 
+/// Where a query's time goes: planning SQL to a logical plan, physical planning, execution.
+async fn breakdown(store: &Store, sql: &str, runs: usize) -> (f64, f64, f64) {
+    let (mut plan, mut physical, mut exec) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..=runs {
+        let t0 = Instant::now();
+        let df = store.engine().sql(sql).await.expect("plans");
+        let t1 = Instant::now();
+        let task = df.task_ctx();
+        let physical_plan = df.create_physical_plan().await.expect("physical plan");
+        let t2 = Instant::now();
+        let batches = datafusion::physical_plan::collect(physical_plan, std::sync::Arc::new(task))
+            .await
+            .expect("runs");
+        let t3 = Instant::now();
+        assert!(!batches.is_empty());
+        if i > 0 {
+            plan.push((t1 - t0).as_secs_f64() * 1e3);
+            physical.push((t2 - t1).as_secs_f64() * 1e3);
+            exec.push((t3 - t2).as_secs_f64() * 1e3);
+        }
+    }
+    (median(plan), median(physical), median(exec))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
@@ -131,6 +155,12 @@ fn main() {
         }
         let (med, min, rows) = time_load(&store, runs).await;
         results.push(("load_10_symbols_1_year".to_string(), med, min, rows));
+        if args.iter().any(|a| a == "--breakdown") {
+            let (plan, physical, exec) = breakdown(&store, QUERIES[0].1, runs).await;
+            eprintln!(
+                "one_symbol_one_day breakdown (median ms): sql->logical {plan:.3}, physical {physical:.3}, execute {exec:.3}"
+            );
+        }
         for (name, med, min, rows) in &results {
             if json {
                 println!(

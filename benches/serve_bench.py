@@ -2,7 +2,7 @@
 """HTTP figures for the README, on the 15.2M-row 1-minute store that benches/compare.py builds:
 
   python3 benches/compare.py --work /tmp/tv-bench      # once: builds the store
-  python3 benches/http.py --work /tmp/tv-bench
+  python3 benches/serve_bench.py --work /tmp/tv-bench
 
 - GET /v1/bars, 10 symbols x 1 year as Arrow IPC: time and MB/s, beside DuckDB producing the
   same rows as Arrow from the same files;
@@ -74,7 +74,7 @@ def main():
                 time.sleep(0.1)
         # 1. The backtest loader over HTTP beside DuckDB.
         url = f"{BASE}/v1/bars?" + urllib.parse.urlencode(
-            {"symbols": ",".join(TEN), "start": "2022-01-01", "end": "2023-01-01", "format": "arrow"})
+            {"symbols": ",".join(TEN), "interval": "1m", "start": "2022-01-01", "end": "2023-01-01", "format": "arrow"})
         runs = [fetch(url) for _ in range(a.runs + 1)][1:]
         size = runs[0][0]
         ours = statistics.median(s for _, s in runs)
@@ -91,8 +91,8 @@ def main():
         duck = []
         for i in range(a.runs + 1):
             t = time.perf_counter()
-            cur = con.execute(duck_sql)
-            tbl = cur.to_arrow_table() if hasattr(cur, "to_arrow_table") else cur.fetch_arrow_table()
+            rel = con.sql(duck_sql)
+            tbl = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
             if i:
                 duck.append(time.perf_counter() - t)
         duck_rows = tbl.num_rows
