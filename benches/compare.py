@@ -87,7 +87,9 @@ def main():
         run([sys.executable, os.path.join(SHARED, "tools/gen_bars.py"), "--symbols", "50", "--start", "2021-01-01",
              "--end", "2023-12-31", "--interval", "1m", "--format", "csv", "--out", csv_dir])
     # One build: benches build the binary too, with the same (bench) profile.
-    run(["cargo", "bench", "--no-run", "--bench", "queries"], cwd=ROOT)
+    # The same targets as benches/serve_bench.py: a different set resolves features differently
+    # and rebuilds DataFusion.
+    run(["cargo", "bench", "--no-run", "--bench", "queries", "--bench", "http_load"], cwd=ROOT)
     minute_store = os.path.join(a.work, "store_1m")
     imports = []
     if not a.skip_import:
@@ -95,7 +97,7 @@ def main():
                                     ["--interval", "1d", "--symbol-pattern", "DA-(.+)-T-", DAILY]))
         imports.append(bench_import("synthetic 1m (50 symbols x 3 years)", minute_store,
                                     ["--interval", "1m", csv_dir]))
-    bench = run(["cargo", "bench", "--bench", "queries", "--", "--store", minute_store, "--runs", str(a.runs), "--json"],
+    bench = run(["cargo", "bench", "--bench", "queries", "--bench", "http_load", "--", "--store", minute_store, "--runs", str(a.runs), "--json"],
                 cwd=ROOT).stdout
     ours = {r["query"]: r for r in (json.loads(l) for l in bench.splitlines() if l.startswith("{"))}
     duck = duck_times(minute_store, a.runs)

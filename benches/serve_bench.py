@@ -49,7 +49,7 @@ def peak_rss(pid):
 
 def load(clients, seconds):
     url = f"{BASE}/v1/sql?" + urllib.parse.urlencode({"q": ONE_DAY_SQL, "format": "json"})
-    out = run(["cargo", "bench", "--bench", "http_load", "--", "--url", url, "--clients", str(clients),
+    out = run(["cargo", "bench", "--bench", "queries", "--bench", "http_load", "--", "--url", url, "--clients", str(clients),
                "--seconds", str(seconds)], cwd=ROOT).stdout
     return json.loads([l for l in out.splitlines() if l.startswith("{")][0])
 
