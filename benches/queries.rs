@@ -8,10 +8,6 @@
 
 use std::time::Instant;
 
-// The same allocator as the `tickvault` binary.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use futures::StreamExt;
 use tickvault::{LoadRequest, Store};
 

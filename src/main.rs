@@ -1,10 +1,5 @@
 use clap::Parser;
 
-// DataFusion allocates and frees many short-lived buffers per query; mimalloc does that with far
-// less time in the allocator and fewer page faults than glibc's malloc under many threads.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
