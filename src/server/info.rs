@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::App;
 use super::error::ApiError;
 use super::metrics::StoreGauges;
+use crate::maintenance::SeriesStats;
 
 /// The OpenAPI 3 document of every route (a test keeps it equal to the router).
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -52,18 +53,17 @@ pub async fn symbols(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     Ok(Json(Value::Array(rows)))
 }
 
-fn gauges(app: &App) -> StoreGauges {
+/// Store-wide totals from the catalog's per-series stats.
+fn gauges(app: &App, stats: &[SeriesStats]) -> StoreGauges {
     let mut g = StoreGauges {
         uptime_seconds: app.started.elapsed().as_secs_f64(),
         ..Default::default()
     };
-    if let Ok(store) = app.store() {
-        for s in store.stats() {
-            g.series += 1;
-            g.rows += s.rows;
-            g.files += s.files as u64;
-            g.bytes += s.bytes;
-        }
+    for s in stats {
+        g.series += 1;
+        g.rows += s.rows;
+        g.files += s.files as u64;
+        g.bytes += s.bytes;
     }
     g
 }
@@ -71,9 +71,9 @@ fn gauges(app: &App) -> StoreGauges {
 /// `GET /v1/status`: storage totals, uptime and version.
 pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let store = app.store()?;
-    let g = gauges(&app);
-    let symbols: std::collections::BTreeSet<_> =
-        store.stats().into_iter().map(|s| s.symbol).collect();
+    let stats = store.stats();
+    let g = gauges(&app, &stats);
+    let symbols: std::collections::BTreeSet<_> = stats.iter().map(|s| &s.symbol).collect();
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": g.uptime_seconds,
@@ -90,7 +90,8 @@ pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn metrics(State(app): State<App>) -> Response {
-    let text = app.metrics.render(&gauges(&app));
+    let stats = app.store().map(|s| s.stats()).unwrap_or_default();
+    let text = app.metrics.render(&gauges(&app, &stats));
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -142,60 +142,62 @@ impl Metrics {
         for (code, n) in self.errors.lock().expect("metrics lock").iter() {
             let _ = writeln!(out, "tickvault_errors_total{{code=\"{code}\"}} {n}");
         }
-        let mut scalar = |name: &str, kind: &str, help: &str, value: String| {
+        let scalars: [(&str, &str, &str, String); 8] = [
+            (
+                "tickvault_query_rows_total",
+                "counter",
+                "Rows sent in query and bar responses.",
+                self.query_rows.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "tickvault_query_bytes_total",
+                "counter",
+                "Bytes sent in query and bar response bodies.",
+                self.query_bytes.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "tickvault_queries_running",
+                "gauge",
+                "Queries running now.",
+                self.queries_running().to_string(),
+            ),
+            (
+                "tickvault_catalog_files",
+                "gauge",
+                "Parquet files in the catalog.",
+                store.files.to_string(),
+            ),
+            (
+                "tickvault_catalog_bytes",
+                "gauge",
+                "Bytes of the Parquet files in the catalog.",
+                store.bytes.to_string(),
+            ),
+            (
+                "tickvault_catalog_rows",
+                "gauge",
+                "Rows in the catalog's Parquet files.",
+                store.rows.to_string(),
+            ),
+            (
+                "tickvault_catalog_series",
+                "gauge",
+                "Stored (symbol, interval) series.",
+                store.series.to_string(),
+            ),
+            (
+                "tickvault_uptime_seconds",
+                "gauge",
+                "Seconds since the server started.",
+                format!("{:.3}", store.uptime_seconds),
+            ),
+        ];
+        for (name, kind, help, value) in scalars {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
-        };
-        scalar(
-            "tickvault_query_rows_total",
-            "counter",
-            "Rows sent in query and bar responses.",
-            self.query_rows.load(Ordering::Relaxed).to_string(),
-        );
-        scalar(
-            "tickvault_query_bytes_total",
-            "counter",
-            "Bytes sent in query and bar response bodies.",
-            self.query_bytes.load(Ordering::Relaxed).to_string(),
-        );
-        scalar(
-            "tickvault_queries_running",
-            "gauge",
-            "Queries running now.",
-            self.queries_running().to_string(),
-        );
-        scalar(
-            "tickvault_catalog_files",
-            "gauge",
-            "Parquet files in the catalog.",
-            store.files.to_string(),
-        );
-        scalar(
-            "tickvault_catalog_bytes",
-            "gauge",
-            "Bytes of the Parquet files in the catalog.",
-            store.bytes.to_string(),
-        );
-        scalar(
-            "tickvault_catalog_rows",
-            "gauge",
-            "Rows in the catalog's Parquet files.",
-            store.rows.to_string(),
-        );
-        scalar(
-            "tickvault_catalog_series",
-            "gauge",
-            "Stored (symbol, interval) series.",
-            store.series.to_string(),
-        );
-        scalar(
-            "tickvault_uptime_seconds",
-            "gauge",
-            "Seconds since the server started.",
-            format!("{:.3}", store.uptime_seconds),
-        );
+        }
         out
     }
 }
