@@ -97,9 +97,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the store at a URL: a path, `file:///abs`, `memory://` or `s3://bucket/prefix`.
     pub async fn open(url: &str) -> Result<Self> {
-        let parsed = StoreUrl::parse(url)?;
-        let object_store = open_object_store(&parsed)?;
-        Self::open_with(object_store, &parsed.to_string()).await
+        Self::open_with_options(url, &StoreOptions::default()).await
     }
 
     /// Opens a store with options (a server sets its query memory limit this way).

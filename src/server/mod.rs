@@ -17,10 +17,12 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -81,9 +83,9 @@ impl App {
 }
 
 /// One route as the router serves it and the OpenAPI document describes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub method: &'static str,
+    pub method: Method,
     pub path: &'static str,
     /// `None`: open to anyone (health and readiness probes).
     pub scope: Option<Scope>,
@@ -91,45 +93,20 @@ pub struct Route {
 
 /// Builds the router and the list of its routes from one table, so the two cannot drift.
 pub fn router(app: App) -> (Router, Vec<Route>) {
+    use Method as M;
+    let read = Some(Scope::Read);
     let table: Vec<(Route, MethodRouter<App>)> = vec![
-        (route("GET", "/health", None), get(info::health)),
-        (route("GET", "/ready", None), get(info::ready)),
-        (
-            route("GET", "/metrics", Some(Scope::Read)),
-            get(info::metrics),
-        ),
-        (
-            route("GET", "/v1/openapi.json", Some(Scope::Read)),
-            get(info::openapi),
-        ),
-        (
-            route("GET", "/v1/sql", Some(Scope::Read)),
-            get(query::sql_get),
-        ),
-        (
-            route("POST", "/v1/sql", Some(Scope::Read)),
-            post(query::sql_post),
-        ),
-        (
-            route("GET", "/v1/bars", Some(Scope::Read)),
-            get(query::bars_many),
-        ),
-        (
-            route("GET", "/v1/bars/{symbol}", Some(Scope::Read)),
-            get(query::bars_one),
-        ),
-        (
-            route("GET", "/v1/symbols", Some(Scope::Read)),
-            get(info::symbols),
-        ),
-        (
-            route("GET", "/v1/status", Some(Scope::Read)),
-            get(info::status),
-        ),
-        (
-            route("POST", "/v1/compact", Some(Scope::Write)),
-            post(info::compact),
-        ),
+        endpoint(M::GET, "/health", None, info::health),
+        endpoint(M::GET, "/ready", None, info::ready),
+        endpoint(M::GET, "/metrics", read, info::metrics),
+        endpoint(M::GET, "/v1/openapi.json", read, info::openapi),
+        endpoint(M::GET, "/v1/sql", read, query::sql_get),
+        endpoint(M::POST, "/v1/sql", read, query::sql_post),
+        endpoint(M::GET, "/v1/bars", read, query::bars_many),
+        endpoint(M::GET, "/v1/bars/{symbol}", read, query::bars_one),
+        endpoint(M::GET, "/v1/symbols", read, info::symbols),
+        endpoint(M::GET, "/v1/status", read, info::status),
+        endpoint(M::POST, "/v1/compact", Some(Scope::Write), info::compact),
     ];
     let mut router = Router::new();
     let mut routes = Vec::new();
@@ -157,12 +134,27 @@ pub fn router(app: App) -> (Router, Vec<Route>) {
     (router, routes)
 }
 
-const fn route(method: &'static str, path: &'static str, scope: Option<Scope>) -> Route {
-    Route {
-        method,
-        path,
-        scope,
-    }
+/// A route and its handler for one method; the method router is made from the same method the
+/// route records, so the two cannot disagree.
+fn endpoint<H, T>(
+    method: Method,
+    path: &'static str,
+    scope: Option<Scope>,
+    handler: H,
+) -> (Route, MethodRouter<App>)
+where
+    H: Handler<T, App>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
+    (
+        Route {
+            method,
+            path,
+            scope,
+        },
+        on(filter, handler),
+    )
 }
 
 /// Counts every request by route, method and status, and its time to the response head.

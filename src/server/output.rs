@@ -213,10 +213,6 @@ impl BodyState {
                 }
                 None => {
                     let writer = self.writer.take().expect("checked above");
-                    self.slot
-                        .app
-                        .metrics
-                        .add_query_output(self.rows, self.bytes);
                     writer.finish().map(|_| ())
                 }
             };
@@ -224,15 +220,15 @@ impl BodyState {
                 return Some(Err(self.fail(e.to_string())));
             }
             let chunk = self.sink.take();
+            self.bytes += chunk.len() as u64;
+            if self.writer.is_none() {
+                // The document is complete: count the response once.
+                self.slot
+                    .app
+                    .metrics
+                    .add_query_output(self.rows, self.bytes);
+            }
             if !chunk.is_empty() {
-                if self.writer.is_some() {
-                    self.bytes += chunk.len() as u64;
-                } else {
-                    self.slot
-                        .app
-                        .metrics
-                        .add_query_output(0, chunk.len() as u64);
-                }
                 return Some(Ok(Bytes::from(chunk)));
             }
         }

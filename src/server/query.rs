@@ -5,13 +5,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
-use chrono::{DateTime, NaiveDate};
 use serde::Deserialize;
 
 use super::App;
 use super::error::ApiError;
 use super::output::{QuerySlot, parse_format, stream_response};
 use crate::LoadRequest;
+use crate::import::parse_timestamp;
 use crate::model::{Interval, Symbol};
 
 #[derive(Debug, Deserialize)]
@@ -205,21 +205,12 @@ async fn load(
     .await
 }
 
-/// RFC 3339 or `YYYY-MM-DD` (midnight UTC), as µs since the epoch.
+/// RFC 3339 or `YYYY-MM-DD` (midnight UTC), as µs since the epoch: the import's timestamp
+/// parser, so the API accepts what `tickvault import` does, with naive times in UTC.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_micros());
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
-            .and_utc()
-            .timestamp_micros());
-    }
-    Err(format!(
-        "{s:?} is not an RFC 3339 time (2021-03-01T14:30:00Z) or a date (2021-03-01)"
-    ))
+    parse_timestamp(s, chrono_tz::UTC).ok_or_else(|| {
+        format!("{s:?} is not an RFC 3339 time (2021-03-01T14:30:00Z) or a date (2021-03-01)")
+    })
 }
 
 #[cfg(test)]

@@ -371,7 +371,7 @@ async fn openapi_documents_exactly_the_routes_served() {
     let (_, routes) = router(tickvault::server::App::new(Config::default()));
     let served: BTreeSet<(String, String)> = routes
         .iter()
-        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .map(|r| (r.method.as_str().to_string(), r.path.to_string()))
         .collect();
     assert_eq!(documented, served);
     // Every documented route is really there: nothing answers 404 or 405.
