@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::Store;
 use crate::config::{Config, Overrides};
 use crate::format::{Format, write_stream};
 use crate::import::{self, ImportOptions};
 use crate::model::{Interval, Symbol};
 use crate::server::{Server, shutdown_signal};
-use crate::{Store, StoreOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -175,9 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 async fn serve_cmd(config: Config, demo: bool) -> anyhow::Result<i32> {
     let server = Server::bind(config.clone()).await?;
     let addr = server.local_addr();
-    let options = StoreOptions {
-        query_memory_limit: Some(usize::try_from(config.query_memory.0).unwrap_or(usize::MAX)),
-    };
+    let options = config.store_options();
     let store_url = config.store.clone();
     let open = async move {
         let store = Store::open_with_options(&store_url, &options).await?;

@@ -25,6 +25,17 @@ pub struct Config {
     pub query_memory: ByteSize,
     /// Queries running at once; more are answered 429.
     pub max_concurrent_queries: usize,
+    /// The WAL directory (local even when the store is on S3). Default: `_wal` inside a local
+    /// store's directory, else `./data/_wal`.
+    pub wal_dir: Option<String>,
+    /// How often the live tier moves into Parquet (stage 1 of the sync).
+    pub transfer_interval: Seconds,
+    /// Past this much live data a transfer starts early.
+    pub transfer_threshold: ByteSize,
+    /// Memory the live tier may hold; past it writes are answered 429 until a transfer frees it.
+    pub live_max_memory: ByteSize,
+    /// How often partitions with many small files are compacted.
+    pub compact_interval: Seconds,
 }
 
 impl Default for Config {
@@ -37,6 +48,11 @@ impl Default for Config {
             query_timeout: Seconds(30.0),
             query_memory: ByteSize(1 << 30),
             max_concurrent_queries: 16,
+            wal_dir: None,
+            transfer_interval: Seconds(60.0),
+            transfer_threshold: ByteSize(128 << 20),
+            live_max_memory: ByteSize(512 << 20),
+            compact_interval: Seconds(300.0),
         }
     }
 }
@@ -236,6 +252,21 @@ pub struct Overrides {
     /// Queries running at once before the server answers 429.
     #[arg(long, env = "TICKVAULT_MAX_CONCURRENT_QUERIES")]
     pub max_concurrent_queries: Option<usize>,
+    /// WAL directory (local), e.g. /var/lib/tickvault/wal.
+    #[arg(long, env = "TICKVAULT_WAL_DIR")]
+    pub wal_dir: Option<String>,
+    /// How often the live tier moves into Parquet, e.g. 60s.
+    #[arg(long, env = "TICKVAULT_TRANSFER_INTERVAL")]
+    pub transfer_interval: Option<Seconds>,
+    /// Live data that starts a transfer early, e.g. 128MiB.
+    #[arg(long, env = "TICKVAULT_TRANSFER_THRESHOLD")]
+    pub transfer_threshold: Option<ByteSize>,
+    /// Memory cap of the live tier (writes get 429 past it), e.g. 512MiB.
+    #[arg(long, env = "TICKVAULT_LIVE_MAX_MEMORY")]
+    pub live_max_memory: Option<ByteSize>,
+    /// How often small files are compacted, e.g. 5m.
+    #[arg(long, env = "TICKVAULT_COMPACT_INTERVAL")]
+    pub compact_interval: Option<Seconds>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +327,21 @@ impl Config {
         if let Some(v) = o.max_concurrent_queries {
             config.max_concurrent_queries = v;
         }
+        if let Some(v) = o.wal_dir {
+            config.wal_dir = Some(v);
+        }
+        if let Some(v) = o.transfer_interval {
+            config.transfer_interval = v;
+        }
+        if let Some(v) = o.transfer_threshold {
+            config.transfer_threshold = v;
+        }
+        if let Some(v) = o.live_max_memory {
+            config.live_max_memory = v;
+        }
+        if let Some(v) = o.compact_interval {
+            config.compact_interval = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -314,6 +360,20 @@ impl Config {
         if self.query_timeout.0.is_nan() || self.query_timeout.0 <= 0.0 {
             return Err(Error::Invalid("query_timeout must be positive".into()));
         }
+        for (name, v) in [
+            ("transfer_interval", self.transfer_interval),
+            ("compact_interval", self.compact_interval),
+        ] {
+            if v.0.is_nan() || v.0 <= 0.0 {
+                return Err(Error::Invalid(format!("{name} must be positive")));
+            }
+        }
+        if self.transfer_threshold > self.live_max_memory {
+            return Err(Error::Invalid(format!(
+                "transfer_threshold ({}) must not be above live_max_memory ({})",
+                self.transfer_threshold, self.live_max_memory
+            )));
+        }
         if self.tokens.iter().any(|t| t.token.is_empty()) {
             return Err(Error::Invalid("a token is empty".into()));
         }
@@ -327,6 +387,31 @@ impl Config {
                 self.listen
             ))
         })
+    }
+
+    /// The WAL directory: `wal_dir`, else `_wal` in a local store's directory, else
+    /// `./data/_wal` (the WAL is always on local disk).
+    pub fn wal_path(&self) -> std::path::PathBuf {
+        if let Some(dir) = &self.wal_dir {
+            return dir.into();
+        }
+        match crate::storage::StoreUrl::parse(&self.store) {
+            Ok(crate::storage::StoreUrl::Local(path)) => path.join("_wal"),
+            _ => std::path::PathBuf::from("./data/_wal"),
+        }
+    }
+
+    /// How the store is opened for serving: the query memory pool and the live tier.
+    pub fn store_options(&self) -> crate::StoreOptions {
+        let bytes = |b: ByteSize| usize::try_from(b.0).unwrap_or(usize::MAX);
+        crate::StoreOptions {
+            query_memory_limit: Some(bytes(self.query_memory)),
+            live: Some(crate::live::LiveOptions {
+                wal_dir: self.wal_path(),
+                max_bytes: bytes(self.live_max_memory),
+                transfer_bytes: bytes(self.transfer_threshold),
+            }),
+        }
     }
 
     /// The effective config as TOML with every secret replaced by `***`.

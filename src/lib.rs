@@ -11,12 +11,15 @@ pub mod config;
 pub mod demo;
 pub mod format;
 pub mod import;
+pub mod ingest;
+pub mod live;
 pub mod maintenance;
 pub mod model;
 pub mod query;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod wal;
 pub mod write;
 
-pub use store::{Error, ImportSummary, LoadRequest, Result, Store, StoreOptions};
+pub use store::{Error, ImportSummary, LoadRequest, Result, Store, StoreOptions, TransferSummary};

@@ -18,6 +18,7 @@ use object_store::ObjectStore;
 use crate::batch::{SeriesBatch, SeriesKey, check_batch};
 use crate::catalog::{self, Catalog};
 use crate::import::{self, ImportOptions};
+use crate::live::{self, Live, LiveOptions};
 use crate::maintenance::{self, CheckReport, CompactSummary, GcSummary, SeriesStats};
 use crate::model::{BARS_SCHEMA, FILE_SCHEMA, Interval, Symbol};
 use crate::query::{self, QueryEngine};
@@ -41,6 +42,10 @@ pub enum Error {
     InvalidInput(String),
     #[error(transparent)]
     Import(#[from] crate::import::ImportError),
+    #[error(transparent)]
+    Live(#[from] live::Error),
+    #[error("this store was opened without a live tier (no WAL directory)")]
+    NoLiveTier,
 }
 
 impl From<datafusion::error::DataFusionError> for Error {
@@ -76,6 +81,18 @@ pub struct ImportSummary {
 pub struct StoreOptions {
     /// Memory that running queries together may hold; `None` is unlimited.
     pub query_memory_limit: Option<usize>,
+    /// The live tier and its WAL; `None` for a store that is only written through imports.
+    pub live: Option<LiveOptions>,
+}
+
+/// What a transfer of the live tier into Parquet did.
+#[derive(Debug, Clone, Default)]
+pub struct TransferSummary {
+    pub rows: u64,
+    pub write: WriteSummary,
+    /// Every WAL record up to this LSN is now in Parquet.
+    pub upto_lsn: u64,
+    pub duration: Duration,
 }
 
 /// An open store.
@@ -83,6 +100,7 @@ pub struct Store {
     url: String,
     object_store: Arc<dyn ObjectStore>,
     catalog: Arc<Catalog>,
+    live: Option<Arc<Live>>,
     engine: QueryEngine,
 }
 
@@ -118,9 +136,19 @@ impl Store {
         options: &StoreOptions,
     ) -> Result<Self> {
         let catalog = Arc::new(Catalog::load(Arc::clone(&object_store)).await?);
+        let live = match options.live.clone() {
+            Some(live_options) => {
+                let live = tokio::task::spawn_blocking(move || Live::open(live_options))
+                    .await
+                    .map_err(|e| Error::Write(write::Error::Task(e)))??;
+                Some(Arc::new(live))
+            }
+            None => None,
+        };
         let engine = QueryEngine::new(
             Arc::clone(&catalog),
             Arc::clone(&object_store),
+            live.clone(),
             options.query_memory_limit,
         )
         .await?;
@@ -128,6 +156,7 @@ impl Store {
             url: label.to_string(),
             object_store,
             catalog,
+            live,
             engine,
         })
     }
@@ -173,6 +202,59 @@ impl Store {
         let mut writer = self.writer("write");
         writer.push_checked(series).await?;
         Ok(writer.finish().await?)
+    }
+
+    /// The live tier, when the store was opened with one.
+    pub fn live(&self) -> Option<&Arc<Live>> {
+        self.live.as_ref()
+    }
+
+    /// Writes bars into the live tier: durable in the WAL and visible to queries when this
+    /// returns. Every row is checked first; one bad row refuses the whole write.
+    pub async fn ingest(&self, series: Vec<SeriesBatch>) -> Result<u64> {
+        let live = self.live.as_ref().ok_or(Error::NoLiveTier)?;
+        for s in &series {
+            check_batch(s.key.interval, &s.batch).map_err(|(row, rule)| {
+                Error::Write(write::Error::InvalidRow {
+                    series: format!("{} {}", s.key.symbol, s.key.interval),
+                    row: row + 1,
+                    rule,
+                })
+            })?;
+        }
+        Ok(live.write(series).await?)
+    }
+
+    /// [`Store::ingest`] for a batch in the `bars` schema (rows numbered from 1 in errors).
+    pub async fn ingest_batch(&self, batch: &RecordBatch) -> Result<u64> {
+        let live = self.live.as_ref().ok_or(Error::NoLiveTier)?;
+        let series = split_bars_batch(batch)?;
+        Ok(live.write(series).await?)
+    }
+
+    /// Stage 1 of the sync: moves the live tier into Parquet through the write path. Rows leave
+    /// memory, and their WAL segments are deleted, only after the catalog commit; a crash
+    /// before that replays them and the next transfer writes them again (upsert: no duplicates).
+    pub async fn transfer(&self) -> Result<TransferSummary> {
+        let live = self.live.as_ref().ok_or(Error::NoLiveTier)?;
+        let _one_at_a_time = live.transfer_lock.lock().await;
+        let started = std::time::Instant::now();
+        let frozen = live.freeze().await?;
+        let rows = frozen.rows() as u64;
+        let write = if rows == 0 {
+            WriteSummary::default()
+        } else {
+            let mut writer = self.writer("transfer");
+            writer.push_checked(frozen.series()).await?;
+            writer.finish().await?
+        };
+        live.release(&frozen)?;
+        Ok(TransferSummary {
+            rows,
+            write,
+            upto_lsn: frozen.upto,
+            duration: started.elapsed(),
+        })
     }
 
     /// Imports files (CSV, gzip CSV, Parquet) as one commit: all or nothing. Files are parsed in
@@ -302,7 +384,7 @@ impl Store {
 }
 
 /// Splits a `bars`-schema batch into per-series file-schema batches, validating every row.
-fn split_bars_batch(batch: &RecordBatch) -> Result<Vec<SeriesBatch>> {
+pub(crate) fn split_bars_batch(batch: &RecordBatch) -> Result<Vec<SeriesBatch>> {
     let schema = batch.schema();
     let column = |name: &str, required: bool| -> Result<Option<Arc<dyn Array>>> {
         match schema.index_of(name) {

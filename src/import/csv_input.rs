@@ -21,16 +21,39 @@ pub(super) fn read_csv(
     opts: &ImportOptions,
     gzip: bool,
 ) -> Result<Vec<SeriesBatch>, ImportError> {
-    let file = File::open(path).map_err(ImportError::io(path))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let (mut input, rows_hint): (Box<dyn Read>, u64) = if gzip {
-        (
-            Box::new(flate2::read::MultiGzDecoder::new(file)),
-            size * 4 / BYTES_PER_ROW,
-        )
-    } else {
-        (Box::new(file), size / BYTES_PER_ROW)
+    let open = || -> io::Result<Box<dyn Read>> {
+        let file = File::open(path)?;
+        Ok(if gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(file))
+        } else {
+            Box::new(file)
+        })
     };
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let rows_hint = if gzip { size * 4 } else { size } / BYTES_PER_ROW;
+    read_csv_input(path, opts, rows_hint, true, &open)
+}
+
+/// CSV held in memory (an HTTP request body); `name` stands for it in errors. The symbol comes
+/// from a symbol column or `opts.symbol`, never from the name.
+pub fn read_csv_bytes(
+    name: &Path,
+    bytes: &[u8],
+    opts: &ImportOptions,
+) -> Result<Vec<SeriesBatch>, ImportError> {
+    let open = || -> io::Result<Box<dyn Read + '_>> { Ok(Box::new(bytes)) };
+    read_csv_input(name, opts, bytes.len() as u64 / BYTES_PER_ROW, false, &open)
+}
+
+/// Reads CSV from `open()` (called again only to find the line of a bad row).
+fn read_csv_input<'a>(
+    path: &Path,
+    opts: &ImportOptions,
+    rows_hint: u64,
+    symbol_from_name: bool,
+    open: &dyn Fn() -> io::Result<Box<dyn Read + 'a>>,
+) -> Result<Vec<SeriesBatch>, ImportError> {
+    let mut input = open().map_err(ImportError::io(path))?;
     let (prefix, delimiter) = sniff(&mut input).map_err(ImportError::io(path))?;
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -54,9 +77,16 @@ pub(super) fn read_csv(
         .map(|h| String::from_utf8_lossy(h).into_owned())
         .collect();
     let cols = Columns::map(path, &names)?;
-    let symbol = match cols.symbol {
-        Some(_) => None,
-        None => Some(file_symbol(path, opts)?),
+    let symbol = match (cols.symbol, &opts.symbol) {
+        (Some(_), _) => None,
+        (None, Some(s)) => Some(s.clone()),
+        (None, None) if symbol_from_name => Some(file_symbol(path, opts)?),
+        (None, None) => {
+            return Err(ImportError::MissingColumn {
+                path: path.to_path_buf(),
+                column: "symbol",
+            });
+        }
     };
     let mut sink = Sink::new(opts.interval, symbol, rows_hint as usize);
     let mut ts_parser = TsParser::new(opts.tz);
@@ -67,7 +97,7 @@ pub(super) fn read_csv(
         .map_err(|e| csv_error(path, e))?
     {
         if let Err(error) = push_row(&rec, n_fields, &cols, &mut ts_parser, &mut sink) {
-            let line = rec.position().map_or(0, |p| record_line(path, gzip, p));
+            let line = rec.position().map_or(0, |p| record_line(open, p));
             return Err(ImportError::Row {
                 path: path.to_path_buf(),
                 at: Location::Line(line),
@@ -122,15 +152,9 @@ fn push_row(
 /// The csv crate takes a record's position before it skips the line end of the previous record
 /// (the `\n` of a CRLF) and any blank lines, so its line can be short by those. Only called for
 /// the row that failed: reads the file again up to the record and counts the skipped newlines.
-fn record_line(path: &Path, gzip: bool, pos: &csv::Position) -> u64 {
+fn record_line<'a>(open: &dyn Fn() -> io::Result<Box<dyn Read + 'a>>, pos: &csv::Position) -> u64 {
     let count = || -> io::Result<u64> {
-        let file = File::open(path)?;
-        let input: Box<dyn Read> = if gzip {
-            Box::new(flate2::read::MultiGzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
-        let mut input = io::BufReader::new(input);
+        let mut input = io::BufReader::new(open()?);
         io::copy(&mut (&mut input).take(pos.byte()), &mut io::sink())?;
         let mut skipped = 0;
         for b in input.bytes() {

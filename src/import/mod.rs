@@ -54,6 +54,7 @@ use chrono_tz::Tz;
 use crate::batch::{BarBuilder, SeriesBatch, SeriesKey};
 use crate::model::{Interval, Rule, Symbol};
 
+pub use csv_input::read_csv_bytes;
 pub use timestamp::parse_timestamp;
 
 /// How to read import files.

@@ -1,6 +1,8 @@
 //! SQL over the store: a DataFusion session with the `bars` table, the views from `sql/`, and a
 //! read-only guard for user SQL.
 
+mod latest;
+mod overlay;
 mod table;
 mod views;
 
@@ -18,6 +20,7 @@ pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
 pub use views::SQL_FILES;
 
 use crate::catalog::Catalog;
+use crate::live::Live;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,6 +53,7 @@ impl QueryEngine {
     pub async fn new(
         catalog: Arc<Catalog>,
         store: Arc<dyn ObjectStore>,
+        live: Option<Arc<Live>>,
         memory_limit: Option<usize>,
     ) -> Result<Self> {
         let config = SessionConfig::new()
@@ -69,8 +73,9 @@ impl QueryEngine {
         let counters = Arc::new(ScanCounters::default());
         ctx.register_table(
             "bars",
-            Arc::new(BarsTable::new(catalog, Arc::clone(&counters))),
+            Arc::new(BarsTable::new(catalog, live.clone(), Arc::clone(&counters))),
         )?;
+        ctx.register_table("latest", Arc::new(latest::LatestTable::new(live)))?;
         views::register(&ctx).await?;
         Ok(Self { ctx, counters })
     }

@@ -2,11 +2,13 @@
 //! same predicate to the Parquet scan for row-group and page pruning, and declares the order the
 //! files are in so `ORDER BY ts, symbol` merges instead of sorting.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{ArrayRef, BooleanArray, StringArray, TimestampMicrosecondArray, UInt64Array};
+use arrow::array::{
+    ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, FieldRef, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
@@ -26,12 +28,15 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr, expressions::Column as PhysColumn};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion_pruning::PruningPredicateBuilder;
+use datafusion_pruning::{PruningPredicate, PruningPredicateBuilder};
 
 use chrono::{DateTime, Utc};
 use object_store::ObjectMeta;
 
+use super::overlay::{KeyColumns, LiveOverlayExec, Shadow};
+use crate::batch::{SeriesKey, ts_column};
 use crate::catalog::{Catalog, FileMeta};
+use crate::live::{Live, SeriesView};
 use crate::model::{BARS_SCHEMA, COL_INTERVAL, COL_SYMBOL, COL_TS, FILE_SCHEMA};
 use crate::storage::object_path;
 
@@ -74,12 +79,21 @@ impl ScanCounters {
 #[derive(Debug)]
 pub struct BarsTable {
     catalog: Arc<Catalog>,
+    live: Option<Arc<Live>>,
     counters: Arc<ScanCounters>,
 }
 
 impl BarsTable {
-    pub fn new(catalog: Arc<Catalog>, counters: Arc<ScanCounters>) -> Self {
-        Self { catalog, counters }
+    pub fn new(
+        catalog: Arc<Catalog>,
+        live: Option<Arc<Live>>,
+        counters: Arc<ScanCounters>,
+    ) -> Self {
+        Self {
+            catalog,
+            live,
+            counters,
+        }
     }
 }
 
@@ -139,33 +153,69 @@ fn partitioned_file(f: &FileMeta) -> PartitionedFile {
     file.with_statistics(Arc::new(stats))
 }
 
-/// Per-file min/max of symbol, interval and ts, straight from the catalog.
-struct CatalogStats<'a> {
-    files: &'a [&'a FileMeta],
+/// Per-container (a file, or a live series) min/max of symbol, interval and ts, for pruning
+/// before anything is opened.
+struct ContainerStats<'a> {
+    symbols: Vec<&'a str>,
+    intervals: Vec<&'static str>,
+    min_ts: Vec<i64>,
+    max_ts: Vec<i64>,
+    rows: Vec<u64>,
 }
 
-impl PruningStatistics for CatalogStats<'_> {
+impl<'a> ContainerStats<'a> {
+    fn of_files(files: &[&'a FileMeta]) -> Self {
+        Self {
+            symbols: files.iter().map(|f| f.symbol.as_str()).collect(),
+            intervals: files.iter().map(|f| f.interval.as_str()).collect(),
+            min_ts: files.iter().map(|f| f.min_ts).collect(),
+            max_ts: files.iter().map(|f| f.max_ts).collect(),
+            rows: files.iter().map(|f| f.rows).collect(),
+        }
+    }
+
+    fn of_series(series: &'a [(SeriesKey, usize, i64, i64)]) -> Self {
+        Self {
+            symbols: series.iter().map(|s| s.0.symbol.as_str()).collect(),
+            intervals: series.iter().map(|s| s.0.interval.as_str()).collect(),
+            min_ts: series.iter().map(|s| s.2).collect(),
+            max_ts: series.iter().map(|s| s.3).collect(),
+            rows: series.iter().map(|s| s.1 as u64).collect(),
+        }
+    }
+
+    fn values(&self, column: &Column, ts: &[i64]) -> Option<ArrayRef> {
+        match column.name() {
+            COL_SYMBOL => Some(Arc::new(StringArray::from(self.symbols.clone()))),
+            COL_INTERVAL => Some(Arc::new(StringArray::from(self.intervals.clone()))),
+            COL_TS => Some(Arc::new(
+                TimestampMicrosecondArray::from(ts.to_vec()).with_timezone("UTC"),
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl PruningStatistics for ContainerStats<'_> {
     fn min_values(&self, column: &Column) -> Option<ArrayRef> {
-        self.values(column, |f| f.min_ts)
+        self.values(column, &self.min_ts)
     }
 
     fn max_values(&self, column: &Column) -> Option<ArrayRef> {
-        self.values(column, |f| f.max_ts)
+        self.values(column, &self.max_ts)
     }
 
     fn num_containers(&self) -> usize {
-        self.files.len()
+        self.rows.len()
     }
 
     fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
         matches!(column.name(), COL_SYMBOL | COL_INTERVAL | COL_TS)
-            .then(|| Arc::new(UInt64Array::from(vec![0u64; self.files.len()])) as ArrayRef)
+            .then(|| Arc::new(UInt64Array::from(vec![0u64; self.rows.len()])) as ArrayRef)
     }
 
     fn row_counts(&self) -> Option<ArrayRef> {
-        Some(Arc::new(UInt64Array::from_iter_values(
-            self.files.iter().map(|f| f.rows),
-        )))
+        Some(Arc::new(UInt64Array::from(self.rows.clone())))
     }
 
     fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
@@ -173,22 +223,86 @@ impl PruningStatistics for CatalogStats<'_> {
     }
 }
 
-impl CatalogStats<'_> {
-    fn values(&self, column: &Column, ts: impl Fn(&FileMeta) -> i64) -> Option<ArrayRef> {
-        match column.name() {
-            COL_SYMBOL => Some(Arc::new(StringArray::from_iter_values(
-                self.files.iter().map(|f| f.symbol.as_str()),
-            ))),
-            COL_INTERVAL => Some(Arc::new(StringArray::from_iter_values(
-                self.files.iter().map(|f| f.interval.as_str()),
-            ))),
-            COL_TS => Some(Arc::new(
-                TimestampMicrosecondArray::from_iter_values(self.files.iter().map(|f| ts(f)))
-                    .with_timezone("UTC"),
-            )),
-            _ => None,
+/// Which containers a predicate may match; every one when it cannot be analysed.
+fn prune(pruning: &Option<PruningPredicate>, stats: &ContainerStats) -> Vec<bool> {
+    match pruning {
+        None => vec![true; stats.num_containers()],
+        Some(p) => p.prune(stats).unwrap_or_else(|e| {
+            tracing::warn!("not pruning: {e}");
+            vec![true; stats.num_containers()]
+        }),
+    }
+}
+
+/// Live rows for the series a query reads, taken before the catalog snapshot: a transfer
+/// commits to Parquet before it drops rows from memory, so every row is in one of the two.
+struct LiveRows {
+    views: Vec<SeriesView>,
+}
+
+impl LiveRows {
+    fn take(live: &Live, pruning: &Option<PruningPredicate>) -> Self {
+        let state = live.read();
+        let summaries = state.summaries();
+        let mask = prune(pruning, &ContainerStats::of_series(&summaries));
+        let wanted: HashSet<&SeriesKey> = summaries
+            .iter()
+            .zip(mask)
+            .filter_map(|(s, keep)| keep.then_some(&s.0))
+            .collect();
+        Self {
+            views: state.view(|key, _, _| wanted.contains(key)),
         }
     }
+
+    /// The live ts per series, which hide stored rows with the same key.
+    fn shadow(&self) -> Shadow {
+        let mut map = HashMap::new();
+        for v in &self.views {
+            let mut ts: Vec<i64> = Vec::with_capacity(v.rows);
+            for b in &v.batches {
+                ts.extend_from_slice(ts_column(b).values());
+            }
+            map.insert(
+                (
+                    v.key.symbol.as_str().to_string(),
+                    v.key.interval.as_str().to_string(),
+                ),
+                ts,
+            );
+        }
+        Arc::new(map)
+    }
+
+    /// Each series' rows in the scan schema (file columns, symbol, interval), projected.
+    fn partitions(&self, projection: &[usize]) -> Result<Vec<Vec<RecordBatch>>> {
+        let mut out = Vec::with_capacity(self.views.len());
+        for v in &self.views {
+            let mut batches = Vec::with_capacity(v.batches.len());
+            for b in &v.batches {
+                let n = b.num_rows();
+                let mut columns = b.columns().to_vec();
+                columns.push(Arc::new(StringArray::from(vec![v.key.symbol.as_str(); n])));
+                columns.push(Arc::new(StringArray::from(vec![
+                    v.key.interval.as_str();
+                    n
+                ])));
+                let full = RecordBatch::try_new(scan_schema(), columns)?;
+                batches.push(full.project(projection)?);
+            }
+            out.push(batches);
+        }
+        Ok(out)
+    }
+}
+
+fn scan_schema() -> SchemaRef {
+    static SCHEMA: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(|| {
+        let mut fields: Vec<FieldRef> = FILE_SCHEMA.fields().iter().cloned().collect();
+        fields.extend(partition_fields());
+        Arc::new(arrow::datatypes::Schema::new(fields))
+    });
+    Arc::clone(&SCHEMA)
 }
 
 #[async_trait]
@@ -216,19 +330,8 @@ impl datafusion::catalog::TableProvider for BarsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.catalog.snapshot();
-        let all: Vec<&FileMeta> = snapshot.files().collect();
-        let considered = all.len();
         self.counters.scans.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .files_considered
-            .fetch_add(considered as u64, Ordering::Relaxed);
-
-        // The scan's own column order: file columns, then the partition columns.
-        let table_schema = TableSchema::builder(FILE_SCHEMA.clone())
-            .with_table_partition_cols(partition_fields())
-            .build();
-        let full = Arc::clone(table_schema.table_schema());
+        let full = scan_schema();
         let predicate = match conjunction(filters.iter().cloned()) {
             Some(expr) => {
                 let df_schema = DFSchema::try_from(full.as_ref().clone())?;
@@ -236,85 +339,156 @@ impl datafusion::catalog::TableProvider for BarsTable {
             }
             None => None,
         };
-        let kept: Vec<&FileMeta> = match &predicate {
-            None => all,
-            Some(pred) => match PruningPredicateBuilder::new()
+        let pruning = predicate.as_ref().and_then(|pred| {
+            PruningPredicateBuilder::new()
                 .with_file_schema(Arc::clone(&full))
                 // Backtests ask for many symbols at once: keep long IN lists prunable.
                 .with_max_in_list_size(100_000)
                 .try_build(Arc::clone(pred))
-                .and_then(|p| p.prune(&CatalogStats { files: &all }))
-            {
-                Ok(mask) => all
-                    .iter()
-                    .zip(mask)
-                    .filter_map(|(f, keep)| keep.then_some(*f))
-                    .collect(),
-                Err(e) => {
+                .inspect_err(|e| {
                     tracing::warn!("scanning every file: predicate not analysable: {e}");
                     self.counters.unpruned_scans.fetch_add(1, Ordering::Relaxed);
-                    all
-                }
-            },
-        };
-        self.counters
-            .files_pruned
-            .fetch_add((considered - kept.len()) as u64, Ordering::Relaxed);
-        self.counters
-            .files_scanned
+                })
+                .ok()
+        });
+
+        // Live rows first, then the catalog (see `LiveRows`).
+        let live = self
+            .live
+            .as_ref()
+            .map(|live| LiveRows::take(live, &pruning))
+            .filter(|rows| !rows.views.is_empty());
+        let snapshot = self.catalog.snapshot();
+        let all: Vec<&FileMeta> = snapshot.files().collect();
+        let mask = prune(&pruning, &ContainerStats::of_files(&all));
+        let kept: Vec<&FileMeta> = all
+            .iter()
+            .zip(mask)
+            .filter_map(|(f, keep)| keep.then_some(*f))
+            .collect();
+        let c = &self.counters;
+        c.files_considered
+            .fetch_add(all.len() as u64, Ordering::Relaxed);
+        c.files_pruned
+            .fetch_add((all.len() - kept.len()) as u64, Ordering::Relaxed);
+        c.files_scanned
             .fetch_add(kept.len() as u64, Ordering::Relaxed);
 
-        if kept.is_empty() {
-            let schema = match projection {
-                Some(p) => Arc::new(BARS_SCHEMA.project(p)?),
-                None => BARS_SCHEMA.clone(),
-            };
-            return Ok(Arc::new(EmptyExec::new(schema)));
-        }
-        let projection: Vec<usize> = match projection {
+        let output: Vec<usize> = match projection {
             Some(p) => p.iter().map(|&i| scan_index(i)).collect(),
             None => (0..BARS_SCHEMA.fields().len()).map(scan_index).collect(),
         };
+        let Some(live) = live else {
+            if kept.is_empty() {
+                return Ok(Arc::new(EmptyExec::new(Arc::new(full.project(&output)?))));
+            }
+            return parquet_scan(state, kept, predicate, output, limit);
+        };
 
-        // One group per series, files in time order: each group is sorted by ts with a constant
-        // symbol and interval, so both orderings below hold for every group.
-        let mut series: BTreeMap<(&str, &str), Vec<&FileMeta>> = BTreeMap::new();
-        for f in kept {
-            series
-                .entry((f.symbol.as_str(), f.interval.as_str()))
-                .or_default()
-                .push(f);
+        // Stored rows are matched to live ones by key, so the stored scan also reads the key
+        // columns; the overlay projects them away again. No limit below the overlay: hidden
+        // rows would make a limited scan return too few.
+        let mut inner = output.clone();
+        for name in [COL_SYMBOL, COL_INTERVAL, COL_TS] {
+            let index = full.index_of(name)?;
+            if !inner.contains(&index) {
+                inner.push(index);
+            }
         }
-        let groups: Vec<FileGroup> = series
-            .into_values()
-            .map(|mut files| {
-                files.sort_by_key(|f| f.min_ts);
-                FileGroup::new(files.into_iter().map(partitioned_file).collect())
-            })
-            .collect();
-
-        // Footers (with their page indexes) are cached across queries by the session's cache.
-        let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-        let reader_factory = CachedParquetFileReaderFactory::new(
-            state.runtime_env().object_store(&store_url)?,
-            state.runtime_env().cache_manager.get_file_metadata_cache(),
-        );
-        let mut source = ParquetSource::new(table_schema)
-            .with_enable_page_index(true)
-            .with_parquet_file_reader_factory(Arc::new(reader_factory));
-        if let Some(pred) = predicate {
-            source = source.with_predicate(pred);
-        }
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
-                .with_file_groups(groups)
-                .with_output_ordering(vec![
-                    sort_key(&full, &[COL_TS, COL_SYMBOL, COL_INTERVAL]),
-                    sort_key(&full, &[COL_SYMBOL, COL_INTERVAL, COL_TS]),
-                ])
-                .with_projection_indices(Some(projection))?
-                .with_limit(limit)
-                .build();
-        Ok(DataSourceExec::from_data_source(config))
+        let position = |name: &str| -> Result<usize> {
+            let index = full.index_of(name)?;
+            Ok(inner
+                .iter()
+                .position(|&i| i == index)
+                .expect("key column added"))
+        };
+        let keys = KeyColumns {
+            symbol: position(COL_SYMBOL)?,
+            interval: position(COL_INTERVAL)?,
+            ts: position(COL_TS)?,
+        };
+        let stored = if kept.is_empty() {
+            Arc::new(EmptyExec::new(Arc::new(full.project(&inner)?))) as Arc<dyn ExecutionPlan>
+        } else {
+            parquet_scan(state, kept, predicate, inner, None)?
+        };
+        let output_schema = Arc::new(full.project(&output)?);
+        Ok(Arc::new(LiveOverlayExec::new(
+            stored,
+            keys,
+            live.shadow(),
+            (0..output.len()).collect(),
+            live.partitions(&output)?,
+            orderings(&output_schema),
+        )?))
     }
+}
+
+/// The orderings every scan partition has (one series, ascending ts), as far as `schema` has
+/// the columns: by (ts, symbol, interval) and by (symbol, interval, ts).
+fn orderings(schema: &SchemaRef) -> Vec<LexOrdering> {
+    [
+        [COL_TS, COL_SYMBOL, COL_INTERVAL],
+        [COL_SYMBOL, COL_INTERVAL, COL_TS],
+    ]
+    .iter()
+    .filter_map(|names| {
+        let present: Vec<&str> = names
+            .iter()
+            .copied()
+            .take_while(|n| schema.index_of(n).is_ok())
+            .collect();
+        (!present.is_empty()).then(|| sort_key(schema, &present))
+    })
+    .collect()
+}
+
+/// The Parquet scan of the files kept: one file group per series, files in time order.
+fn parquet_scan(
+    state: &dyn Session,
+    kept: Vec<&FileMeta>,
+    predicate: Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
+    projection: Vec<usize>,
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    // Each group is sorted by ts with a constant symbol and interval, so both orderings hold
+    // for every group.
+    let mut series: BTreeMap<(&str, &str), Vec<&FileMeta>> = BTreeMap::new();
+    for f in kept {
+        series
+            .entry((f.symbol.as_str(), f.interval.as_str()))
+            .or_default()
+            .push(f);
+    }
+    let groups: Vec<FileGroup> = series
+        .into_values()
+        .map(|mut files| {
+            files.sort_by_key(|f| f.min_ts);
+            FileGroup::new(files.into_iter().map(partitioned_file).collect())
+        })
+        .collect();
+
+    // Footers (with their page indexes) are cached across queries by the session's cache.
+    let store_url = ObjectStoreUrl::parse(STORE_URL)?;
+    let reader_factory = CachedParquetFileReaderFactory::new(
+        state.runtime_env().object_store(&store_url)?,
+        state.runtime_env().cache_manager.get_file_metadata_cache(),
+    );
+    let table_schema = TableSchema::builder(FILE_SCHEMA.clone())
+        .with_table_partition_cols(partition_fields())
+        .build();
+    let full = Arc::clone(table_schema.table_schema());
+    let mut source = ParquetSource::new(table_schema)
+        .with_enable_page_index(true)
+        .with_parquet_file_reader_factory(Arc::new(reader_factory));
+    if let Some(pred) = predicate {
+        source = source.with_predicate(pred);
+    }
+    let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
+        .with_file_groups(groups)
+        .with_output_ordering(orderings(&full))
+        .with_projection_indices(Some(projection))?
+        .with_limit(limit)
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
 }

@@ -98,6 +98,19 @@ impl From<store::Error> for ApiError {
             store::Error::InvalidInput(_) | store::Error::InvalidRow { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
             }
+            store::Error::Write(crate::write::Error::InvalidRow { .. }) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_row", e.to_string())
+            }
+            store::Error::Live(crate::live::Error::Busy { .. }) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", e.to_string()).with_retry_after(1)
+            }
+            store::Error::Live(crate::live::Error::WalFailed(_)) | store::Error::NoLiveTier => {
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "wal_unavailable",
+                    e.to_string(),
+                )
+            }
             store::Error::Write(crate::write::Error::Catalog(
                 crate::catalog::Error::Conflict { .. },
             ))

@@ -53,12 +53,30 @@ pub async fn symbols(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     Ok(Json(Value::Array(rows)))
 }
 
-/// Store-wide totals from the catalog's per-series stats.
-fn gauges(app: &App, stats: &[SeriesStats]) -> StoreGauges {
+/// Store-wide totals from the catalog's per-series stats, the live tier and the jobs.
+fn gauges(app: &App, store: Option<&crate::Store>, stats: &[SeriesStats]) -> StoreGauges {
+    use std::sync::atomic::Ordering::Relaxed;
     let mut g = StoreGauges {
         uptime_seconds: app.started.elapsed().as_secs_f64(),
+        ingest_rejected: app.ingest_rejected.load(Relaxed),
+        transfer: app.jobs.transfer.get(),
+        compact: app.jobs.compact.get(),
         ..Default::default()
     };
+    if let Some(live) = store.and_then(|s| s.live()) {
+        {
+            let tier = live.read();
+            g.live_rows = tier.rows() as u64;
+            g.live_bytes = tier.bytes() as u64;
+        }
+        let wal = live.wal_stats();
+        g.wal_segments = wal.segments as u64;
+        g.wal_bytes = wal.bytes;
+        g.wal_damaged_segments = live.recovery().damaged.len() as u64;
+        g.wal_failed = live.wal_failure().is_some();
+        g.rows_ingested = live.counters().rows_ingested.load(Relaxed);
+        g.busy_rejections = live.counters().busy_rejections.load(Relaxed);
+    }
     for s in stats {
         g.series += 1;
         g.rows += s.rows;
@@ -72,7 +90,7 @@ fn gauges(app: &App, stats: &[SeriesStats]) -> StoreGauges {
 pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let store = app.store()?;
     let stats = store.stats();
-    let g = gauges(&app, &stats);
+    let g = gauges(&app, Some(&store), &stats);
     let symbols: std::collections::BTreeSet<_> = stats.iter().map(|s| &s.symbol).collect();
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -85,13 +103,63 @@ pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
         "files": g.files,
         "bytes": g.bytes,
         "queries_running": app.metrics.queries_running(),
+        "live": live_status(&app, &store),
+        "jobs": {
+            "transfer": app.jobs.transfer.get(),
+            "compact": app.jobs.compact.get(),
+        },
     })))
+}
+
+/// The live tier, its WAL and the ingest counters.
+fn live_status(app: &App, store: &crate::Store) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(live) = store.live() else {
+        return Value::Null;
+    };
+    let (rows, bytes, series) = {
+        let tier = live.read();
+        (tier.rows(), tier.bytes(), tier.series_count())
+    };
+    let wal = live.wal_stats();
+    let recovery = live.recovery();
+    let c = live.counters();
+    json!({
+        "rows": rows,
+        "bytes": bytes,
+        "series": series,
+        "max_bytes": live.options().max_bytes,
+        "wal": {
+            "dir": live.options().wal_dir.display().to_string(),
+            "segments": wal.segments,
+            "bytes": wal.bytes,
+            "next_lsn": wal.next_lsn,
+            "failed": live.wal_failure(),
+        },
+        "recovery": {
+            "records": recovery.records,
+            "rows": recovery.rows,
+            "duration_ms": recovery.duration.as_secs_f64() * 1000.0,
+            "torn_tail_bytes": recovery.torn_tail_bytes,
+            "damaged_segments": recovery.damaged.iter().map(|(path, offsets, kept)| json!({
+                "moved_to": path, "offsets": offsets, "records_kept": kept,
+            })).collect::<Vec<_>>(),
+        },
+        "ingest": {
+            "rows": c.rows_ingested.load(Relaxed),
+            "writes": c.writes.load(Relaxed),
+            "group_commits": c.group_commits.load(Relaxed),
+            "busy_rejections": c.busy_rejections.load(Relaxed),
+            "rejected_requests": app.ingest_rejected.load(Relaxed),
+        },
+    })
 }
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn metrics(State(app): State<App>) -> Response {
-    let stats = app.store().map(|s| s.stats()).unwrap_or_default();
-    let text = app.metrics.render(&gauges(&app, &stats));
+    let store = app.store().ok();
+    let stats = store.as_ref().map(|s| s.stats()).unwrap_or_default();
+    let text = app.metrics.render(&gauges(&app, store.as_deref(), &stats));
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

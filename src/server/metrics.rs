@@ -44,6 +44,17 @@ pub struct StoreGauges {
     pub rows: u64,
     pub series: u64,
     pub uptime_seconds: f64,
+    pub live_rows: u64,
+    pub live_bytes: u64,
+    pub wal_segments: u64,
+    pub wal_bytes: u64,
+    pub wal_damaged_segments: u64,
+    pub wal_failed: bool,
+    pub rows_ingested: u64,
+    pub busy_rejections: u64,
+    pub ingest_rejected: u64,
+    pub transfer: super::jobs::JobState,
+    pub compact: super::jobs::JobState,
 }
 
 impl Metrics {
@@ -142,7 +153,8 @@ impl Metrics {
         for (code, n) in self.errors.lock().expect("metrics lock").iter() {
             let _ = writeln!(out, "tickvault_errors_total{{code=\"{code}\"}} {n}");
         }
-        let scalars: [(&str, &str, &str, String); 8] = [
+        let (t, c) = (&store.transfer, &store.compact);
+        let scalars: Vec<(&str, &str, &str, String)> = vec![
             (
                 "tickvault_query_rows_total",
                 "counter",
@@ -190,6 +202,108 @@ impl Metrics {
                 "gauge",
                 "Seconds since the server started.",
                 format!("{:.3}", store.uptime_seconds),
+            ),
+            (
+                "tickvault_live_rows",
+                "gauge",
+                "Rows in the live tier.",
+                store.live_rows.to_string(),
+            ),
+            (
+                "tickvault_live_bytes",
+                "gauge",
+                "Estimated bytes of the live tier.",
+                store.live_bytes.to_string(),
+            ),
+            (
+                "tickvault_wal_segments",
+                "gauge",
+                "WAL segment files.",
+                store.wal_segments.to_string(),
+            ),
+            (
+                "tickvault_wal_bytes",
+                "gauge",
+                "Bytes of the WAL segments.",
+                store.wal_bytes.to_string(),
+            ),
+            (
+                "tickvault_wal_damaged_segments",
+                "gauge",
+                "WAL segments found damaged at start-up and moved aside.",
+                store.wal_damaged_segments.to_string(),
+            ),
+            (
+                "tickvault_wal_failed",
+                "gauge",
+                "1 when the WAL failed and writes are refused.",
+                u8::from(store.wal_failed).to_string(),
+            ),
+            (
+                "tickvault_ingest_rows_total",
+                "counter",
+                "Rows acknowledged by writes.",
+                store.rows_ingested.to_string(),
+            ),
+            (
+                "tickvault_ingest_busy_total",
+                "counter",
+                "Writes refused because the live tier was full.",
+                store.busy_rejections.to_string(),
+            ),
+            (
+                "tickvault_ingest_rejected_total",
+                "counter",
+                "Write requests refused (bad body, bad rows, busy).",
+                store.ingest_rejected.to_string(),
+            ),
+            (
+                "tickvault_transfer_runs_total",
+                "counter",
+                "Transfers of the live tier into Parquet.",
+                t.runs.to_string(),
+            ),
+            (
+                "tickvault_transfer_failures_total",
+                "counter",
+                "Transfers that failed.",
+                t.failures.to_string(),
+            ),
+            (
+                "tickvault_transfer_last_rows",
+                "gauge",
+                "Rows moved by the last transfer.",
+                t.last_rows.to_string(),
+            ),
+            (
+                "tickvault_transfer_last_files",
+                "gauge",
+                "Files written by the last transfer.",
+                t.last_files.to_string(),
+            ),
+            (
+                "tickvault_transfer_last_duration_seconds",
+                "gauge",
+                "Duration of the last transfer.",
+                (t.last_duration_ms.unwrap_or(0.0) / 1000.0).to_string(),
+            ),
+            (
+                "tickvault_transfer_last_run_timestamp_seconds",
+                "gauge",
+                "Unix time the last transfer started.",
+                t.last_started.unwrap_or(0.0).to_string(),
+            ),
+            (
+                "tickvault_compaction_runs_total",
+                "counter",
+                "Compaction runs.",
+                c.runs.to_string(),
+            ),
+            (
+                "tickvault_compaction_failures_total",
+                "counter",
+                "Compaction runs that failed.",
+                c.failures.to_string(),
             ),
         ];
         for (name, kind, help, value) in scalars {

@@ -7,11 +7,14 @@
 mod auth;
 mod error;
 mod info;
+mod ingest;
+mod jobs;
 mod metrics;
 mod output;
 mod query;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -44,6 +47,9 @@ pub struct AppInner {
     pub metrics: Metrics,
     query_slots: Arc<Semaphore>,
     started: Instant,
+    pub jobs: jobs::Jobs,
+    /// Write requests refused (bad body, bad rows, busy).
+    pub ingest_rejected: AtomicU64,
 }
 
 impl std::ops::Deref for App {
@@ -62,6 +68,8 @@ impl App {
             metrics: Metrics::default(),
             query_slots: Arc::new(Semaphore::new(slots)),
             started: Instant::now(),
+            jobs: jobs::Jobs::default(),
+            ingest_rejected: AtomicU64::new(0),
         }))
     }
 
@@ -107,6 +115,13 @@ pub fn router(app: App) -> (Router, Vec<Route>) {
         endpoint(M::GET, "/v1/symbols", read, info::symbols),
         endpoint(M::GET, "/v1/status", read, info::status),
         endpoint(M::POST, "/v1/compact", Some(Scope::Write), info::compact),
+        endpoint(M::POST, "/v1/write", Some(Scope::Write), ingest::write),
+        endpoint(
+            M::POST,
+            "/v1/sync/transfer",
+            Some(Scope::Write),
+            ingest::transfer,
+        ),
     ];
     let mut router = Router::new();
     let mut routes = Vec::new();
@@ -249,14 +264,37 @@ impl Server {
         let app = self.app.clone();
         let opening = async move {
             let store = open.await?;
-            app.set_store(store);
+            if let Some(live) = store.live() {
+                let r = live.recovery();
+                tracing::info!(
+                    "WAL replayed: {} records, {} rows in {:.0?}",
+                    r.records,
+                    r.rows,
+                    r.duration
+                );
+            }
+            app.set_store(Arc::clone(&store));
+            jobs::spawn(app.clone(), store);
             tracing::info!("store loaded; ready");
             std::future::pending::<Result<(), Error>>().await
         };
         tokio::select! {
-            served = serving => Ok(served?),
-            failed = opening => failed,
+            served = serving => served?,
+            failed = opening => return failed,
         }
+        // Requests in flight have finished: move what the live tier holds into Parquet, so a
+        // restart has nothing to replay (the WAL would recover it anyway).
+        if let Some(store) = self.app.store.get() {
+            if store.live().is_some() {
+                match jobs::run_transfer(&self.app, store).await {
+                    Ok(s) => eprintln!("tickvault: moved {} live rows into Parquet", s.rows),
+                    Err(e) => eprintln!(
+                        "tickvault: final transfer failed ({e}); the WAL keeps the rows for the next start"
+                    ),
+                }
+            }
+        }
+        Ok(())
     }
 }
 

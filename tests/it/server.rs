@@ -636,6 +636,7 @@ async fn time_memory_and_concurrency_limits() {
     // Memory limit: a sort that needs more than the pool holds fails with a clear message.
     let store = daily_store(&StoreOptions {
         query_memory_limit: Some(64 << 10),
+        ..Default::default()
     })
     .await;
     let server = TestServer::start(Config::default(), store).await;

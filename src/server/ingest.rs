@@ -1,0 +1,100 @@
+//! `POST /v1/write`: bars into the live tier (durable when answered), and
+//! `POST /v1/sync/transfer`: stage 1 of the sync on demand.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::App;
+use super::error::ApiError;
+use super::jobs;
+use super::query::body_error;
+use crate::ingest::{BodyFormat, CsvParams, parse_body};
+use crate::model::{Interval, Symbol};
+
+#[derive(Debug, Deserialize)]
+pub struct WriteParams {
+    /// CSV bodies: the bars' interval (default 1d).
+    interval: Option<String>,
+    /// CSV bodies without a symbol column: their symbol.
+    symbol: Option<String>,
+}
+
+/// `POST /v1/write`: all rows or none. Answered once the rows are in the WAL (fsynced) and
+/// visible to queries.
+pub async fn write(
+    State(app): State<App>,
+    Query(params): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let rejected = |e: ApiError| {
+        app.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+        e
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = BodyFormat::from_content_type(content_type).ok_or_else(|| {
+        rejected(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "Content-Type {content_type:?} is not a bars format; send {}",
+                BodyFormat::ACCEPTED
+            ),
+        ))
+    })?;
+    let body = body.map_err(|e| rejected(body_error(e)))?;
+    let csv = CsvParams {
+        interval: params
+            .interval
+            .as_deref()
+            .map(str::parse::<Interval>)
+            .transpose()
+            .map_err(|e| rejected(ApiError::bad_param("interval", e)))?,
+        symbol: params
+            .symbol
+            .as_deref()
+            .map(Symbol::new)
+            .transpose()
+            .map_err(|e| rejected(ApiError::bad_param("symbol", e)))?,
+    };
+    let store = app.store()?;
+    // Parsing a large body is CPU work: keep it off the async workers.
+    let series = tokio::task::spawn_blocking(move || parse_body(format, &body, &csv))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| {
+            rejected(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_row",
+                e.to_string(),
+            ))
+        })?;
+    let rows: usize = series.iter().map(|s| s.batch.num_rows()).sum();
+    let lsn = store.ingest(series).await.map_err(|e| rejected(e.into()))?;
+    Ok(Json(json!({ "rows": rows, "lsn": lsn })))
+}
+
+/// `POST /v1/sync/transfer`: moves the live tier into Parquet now and says what it did.
+pub async fn transfer(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let store = app.store()?;
+    let s = jobs::run_transfer(&app, &store).await?;
+    Ok(Json(json!({
+        "rows": s.rows,
+        "partitions": s.write.partitions,
+        "files_added": s.write.files_added,
+        "files_removed": s.write.files_removed,
+        "bytes_written": s.write.bytes_written,
+        "upto_lsn": s.upto_lsn,
+        "duration_ms": s.duration.as_secs_f64() * 1000.0,
+    })))
+}
