@@ -44,6 +44,8 @@ pub enum Command {
     Config(ServeArgs),
     /// Import CSV or Parquet files of bars (all or nothing: one bad row imports nothing).
     Import(ImportArgs),
+    /// Send NDJSON or CSV bars to a running server's live tier (POST /v1/write).
+    Ingest(IngestArgs),
     /// Run a read-only SQL query over `bars` and the views from sql/.
     Sql(SqlArgs),
     /// Rows, files, bytes and time range per interval and symbol.
@@ -83,6 +85,36 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        env = "TICKVAULT_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// A bearer token with write scope.
+    #[arg(long, env = "TICKVAULT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Body format [default: by the file name, .csv is csv, anything else ndjson].
+    #[arg(long, value_parser = ["ndjson", "csv"])]
+    pub format: Option<String>,
+    /// CSV: the bars' interval (NDJSON rows carry their own).
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// CSV without a symbol column: the symbol.
+    #[arg(long)]
+    pub symbol: Option<String>,
+    /// Largest request; bigger input is sent in several requests of whole lines, each all or
+    /// nothing (keep it under the server's max_body).
+    #[arg(long, default_value = "8MiB")]
+    pub chunk: crate::config::ByteSize,
+    /// The file to send, or - for standard input.
+    #[arg(default_value = "-")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct SqlArgs {
     /// Output format; `table` on a terminal, `csv` otherwise.
     #[arg(long, value_enum)]
@@ -118,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             return Ok(0);
         }
         Command::Serve(_) => return serve_cmd(config, false).await,
+        Command::Ingest(args) => return crate::ingest::send::ingest_cmd(args).await,
         Command::Demo(_) => return serve_cmd(config, true).await,
         _ => {}
     }
@@ -125,7 +158,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("opening store {}", config.store))?;
     match cli.command {
-        Command::Serve(_) | Command::Demo(_) | Command::Config(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::Demo(_) | Command::Config(_) | Command::Ingest(_) => {
+            unreachable!("handled above")
+        }
         Command::Import(args) => import_cmd(&store, args).await,
         Command::Sql(args) => sql_cmd(&store, args).await,
         Command::Stats => stats_cmd(&store),

@@ -248,7 +248,7 @@ impl Store {
             writer.push_checked(frozen.series()).await?;
             writer.finish().await?
         };
-        live.release(&frozen)?;
+        live.release(&frozen).await?;
         Ok(TransferSummary {
             rows,
             write,

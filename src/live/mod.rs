@@ -118,6 +118,7 @@ enum Command {
     },
     Truncate {
         upto: Lsn,
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -260,12 +261,17 @@ impl Live {
 
     /// After a transfer committed: drops the frozen rows from memory, then the WAL segments
     /// they were read from.
-    pub fn release(&self, frozen: &Frozen) -> Result<()> {
+    pub async fn release(&self, frozen: &Frozen) -> Result<()> {
         self.state
             .write()
             .expect("tier lock")
             .release(&frozen.generations);
-        self.send(Command::Truncate { upto: frozen.upto })
+        let (reply, done) = oneshot::channel();
+        self.send(Command::Truncate {
+            upto: frozen.upto,
+            reply,
+        })?;
+        done.await.map_err(|_| self.stopped())
     }
 
     fn send(&self, command: Command) -> Result<()> {
@@ -429,11 +435,13 @@ impl Committer {
                     .map_err(|e| Error::WalFailed(format!("cannot start a WAL segment: {e}")));
                 let _ = reply.send(frozen);
             }
-            Command::Truncate { upto } => {
+            Command::Truncate { upto, reply } => {
                 if let Err(e) = self.wal.truncate(upto) {
                     // Harmless for correctness: replay of transferred rows is idempotent.
                     tracing::warn!("could not delete transferred WAL segments: {e}");
                 }
+                *self.wal_stats.lock().expect("lock") = self.wal.stats();
+                let _ = reply.send(());
             }
             Command::Append { .. } => unreachable!("appends are committed in groups"),
         }

@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod failures;
+mod live;
 mod pruning;
 mod server;
 mod sql;

@@ -45,15 +45,15 @@ async fn daily_store(options: &StoreOptions) -> Arc<Store> {
     Arc::new(store)
 }
 
-struct TestServer {
+pub(crate) struct TestServer {
     base: String,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), tickvault::server::Error>>,
 }
 
 impl TestServer {
-    async fn start(mut config: Config, store: Arc<Store>) -> Self {
+    pub(crate) async fn start(mut config: Config, store: Arc<Store>) -> Self {
         config.listen = "127.0.0.1:0".into();
         let server = Server::bind(config).await.unwrap();
         let base = format!("http://{}", server.local_addr());
@@ -79,15 +79,15 @@ impl TestServer {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
-    async fn post_sql(&self, sql: &str) -> reqwest::Response {
+    pub(crate) async fn post_sql(&self, sql: &str) -> reqwest::Response {
         self.client
             .post(self.url("/v1/sql"))
             .body(sql.to_string())
@@ -96,14 +96,18 @@ impl TestServer {
             .unwrap()
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().unwrap();
     }
 }
 
 /// Asserts the status and that the body is a JSON error with this code; returns the message.
-async fn expect_error(response: reqwest::Response, status: StatusCode, code: &str) -> String {
+pub(crate) async fn expect_error(
+    response: reqwest::Response,
+    status: StatusCode,
+    code: &str,
+) -> String {
     assert_eq!(
         response.status(),
         status,
@@ -691,7 +695,7 @@ async fn time_memory_and_concurrency_limits() {
 
 /// `tickvault serve` (or `demo`) on an ephemeral port; returns the child and the base URL it
 /// printed.
-fn spawn_server(store: &Path, command: &str, extra: &[&str]) -> (Child, String) {
+pub(crate) fn spawn_server(store: &Path, command: &str, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tickvault"))
         .arg("--store")
         .arg(store)

@@ -1,6 +1,8 @@
 //! Bodies of `POST /v1/write`: NDJSON, CSV or an Arrow IPC stream, parsed into validated series
 //! batches. Any bad row refuses the whole body with its line (or row) and the rule it broke.
 
+pub mod send;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,0 +1,587 @@
+//! The live tier: ingest visible at once and laid over Parquet by key, WAL replay, transfer into
+//! Parquet, a model test with restarts, and `POST /v1/write` over HTTP.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use proptest::prelude::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tickvault::config::{ByteSize, Config, Token};
+use tickvault::live::LiveOptions;
+use tickvault::{Store, StoreOptions};
+
+use crate::common::{DAY, MINUTE, Row, T2021, bars, contents, row};
+use crate::server::{TestServer, expect_error};
+
+fn live_options(wal: &Path) -> StoreOptions {
+    StoreOptions {
+        live: Some(LiveOptions::new(wal)),
+        ..Default::default()
+    }
+}
+
+async fn open(object_store: &Arc<dyn ObjectStore>, wal: &Path) -> Store {
+    Store::open_with_store(Arc::clone(object_store), "mem", &live_options(wal))
+        .await
+        .unwrap()
+}
+
+fn model_of(rows: &[Row]) -> BTreeMap<(String, String, i64), f64> {
+    rows.iter()
+        .map(|r| ((r.0.clone(), r.1.clone(), r.2), r.3))
+        .collect()
+}
+
+#[tokio::test]
+async fn ingested_rows_are_visible_at_once_and_replace_stored_rows_by_key() {
+    let wal = tempfile::tempdir().unwrap();
+    let object_store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = open(&object_store, wal.path()).await;
+    let stored = [
+        row("A", "1d", T2021, 1.0),
+        row("A", "1d", T2021 + DAY, 1.0),
+        row("A", "1d", T2021 + 2 * DAY, 1.0),
+        row("B", "1d", T2021, 1.0),
+    ];
+    store.write(&bars(&stored)).await.unwrap();
+    let live = [
+        row("A", "1d", T2021 + DAY, 9.0),     // replaces a stored row
+        row("A", "1d", T2021 + 3 * DAY, 7.0), // new, after the stored ones
+        row("A", "1d", T2021 - DAY, 5.0),     // new, before them
+    ];
+    store.ingest_batch(&bars(&live)).await.unwrap();
+    let mut want = model_of(&stored);
+    want.extend(model_of(&live));
+    // `contents` reads in key order and fails on a duplicate or out-of-order row.
+    assert_eq!(contents(&store).await, want);
+
+    // Ordered by time without an explicit sort over the merged sources.
+    let batches = store
+        .query(
+            "SELECT arrow_cast(ts, 'Int64') AS t, close FROM bars WHERE symbol = 'A' ORDER BY ts",
+        )
+        .await
+        .unwrap();
+    let closes: Vec<f64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(1)
+                .as_any()
+                .downcast_ref::<arrow::array::Float64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(closes, vec![5.0, 1.0, 9.0, 1.0, 7.0]);
+    let count = store.query("SELECT count(*) FROM bars").await.unwrap();
+    let count = count[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(
+        count, 6,
+        "a count must not come from Parquet statistics alone"
+    );
+
+    // The latest price per symbol is the newest bar that reached the live tier.
+    let latest = store
+        .query("SELECT symbol, price FROM latest")
+        .await
+        .unwrap();
+    assert_eq!(latest[0].num_rows(), 1);
+
+    // Transfer: the rows move into Parquet, leave memory, and the WAL is truncated.
+    let live_tier = store.live().unwrap();
+    let segments_before = live_tier.wal_stats().segments;
+    let summary = store.transfer().await.unwrap();
+    assert_eq!(summary.rows, 3);
+    assert_eq!(live_tier.read().rows(), 0);
+    assert_eq!(contents(&store).await, want);
+    assert!(live_tier.wal_stats().segments <= segments_before);
+    assert_eq!(
+        live_tier.wal_stats().segments,
+        1,
+        "only the open segment is left"
+    );
+
+    // A restart has nothing to replay and sees the same rows.
+    drop(store);
+    let store = open(&object_store, wal.path()).await;
+    assert_eq!(store.live().unwrap().recovery().records, 0);
+    assert_eq!(contents(&store).await, want);
+    assert!(store.check().await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn acknowledged_rows_survive_a_restart_through_the_wal() {
+    let wal = tempfile::tempdir().unwrap();
+    let object_store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = open(&object_store, wal.path()).await;
+    let mut want = BTreeMap::new();
+    for i in 0..50 {
+        let rows = [
+            row("BTC-USD", "1m", T2021 + i * MINUTE, i as f64 + 1.0),
+            row("A/B", "1m", T2021 + (i % 7) * MINUTE, i as f64 + 1.0),
+        ];
+        store.ingest_batch(&bars(&rows)).await.unwrap();
+        want.extend(model_of(&rows));
+    }
+    // Concurrent writers share group commits and every one is durable when answered.
+    let store = Arc::new(store);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let r = [row("ES=F", "1m", T2021 + (w * 100 + i) * MINUTE, 3.0)];
+                    store.ingest_batch(&bars(&r)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    for w in 0..8 {
+        for i in 0..20 {
+            want.insert(
+                ("ES=F".into(), "1m".into(), T2021 + (w * 100 + i) * MINUTE),
+                3.0,
+            );
+        }
+    }
+    assert_eq!(contents(&store).await, want);
+    drop(store);
+
+    let store = open(&object_store, wal.path()).await;
+    let recovery = store.live().unwrap().recovery().clone();
+    assert_eq!(recovery.records, 50 + 160);
+    assert_eq!(contents(&store).await, want);
+    assert_eq!(
+        store.catalog().snapshot().files().count(),
+        0,
+        "nothing was transferred"
+    );
+}
+
+#[tokio::test]
+async fn bad_rows_are_refused_whole_and_the_tier_is_capped() {
+    let wal = tempfile::tempdir().unwrap();
+    let object_store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut options = live_options(wal.path());
+    options.live.as_mut().unwrap().max_bytes = 10 * tickvault::live::ROW_BYTES;
+    let store = Store::open_with_store(Arc::clone(&object_store), "mem", &options)
+        .await
+        .unwrap();
+    let good = row("A", "1d", T2021, 1.0);
+    let mut bad = bars(&[good.clone(), row("A", "1d", T2021 + DAY + 1, 1.0)]);
+    let e = store.ingest_batch(&bad).await.unwrap_err().to_string();
+    assert!(e.contains("row 2") && e.contains("00:00 UTC"), "{e}");
+    bad = bars(&[row("A", "1x", T2021, 1.0)]);
+    let e = store.ingest_batch(&bad).await.unwrap_err().to_string();
+    assert!(e.contains("row 1") && e.contains("interval"), "{e}");
+    assert_eq!(store.live().unwrap().read().rows(), 0);
+
+    // Past the cap, writes are refused as busy until a transfer frees the tier.
+    let rows: Vec<Row> = (0..10)
+        .map(|i| row("A", "1d", T2021 + i * DAY, 1.0))
+        .collect();
+    store.ingest_batch(&bars(&rows)).await.unwrap();
+    let e = store
+        .ingest_batch(&bars(&[row("A", "1d", T2021 + 20 * DAY, 1.0)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            tickvault::Error::Live(tickvault::live::Error::Busy { .. })
+        ),
+        "{e}"
+    );
+    store.transfer().await.unwrap();
+    store
+        .ingest_batch(&bars(&[row("A", "1d", T2021 + 20 * DAY, 1.0)]))
+        .await
+        .unwrap();
+    assert_eq!(contents(&store).await.len(), 11);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Ingest(Vec<Row>),
+    Transfer,
+    Compact,
+    Restart,
+}
+
+fn arb_row() -> impl Strategy<Value = Row> {
+    (
+        prop::sample::select(vec!["A", "^X"]),
+        prop::sample::select(vec!["1m", "1d"]),
+        -3i64..4,
+        1u8..100,
+    )
+        .prop_map(|(s, i, k, c)| {
+            let base = T2021 - 3 * DAY; // around a year boundary
+            let step = if i == "1m" { MINUTE * 720 } else { DAY };
+            row(s, i, base + k * step, c as f64)
+        })
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => prop::collection::vec(arb_row(), 1..8).prop_map(Op::Ingest),
+        2 => Just(Op::Transfer),
+        1 => Just(Op::Compact),
+        2 => Just(Op::Restart),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random interleavings of writes, transfers, compactions and restarts: every query equals
+    /// a BTreeMap model where the last write of a key wins.
+    #[test]
+    fn live_tier_matches_model(
+        base in prop::collection::vec(arb_row(), 0..10),
+        ops in prop::collection::vec(arb_op(), 1..14),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let wal = tempfile::tempdir().unwrap();
+            let object_store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let mut store = open(&object_store, wal.path()).await;
+            let mut model = BTreeMap::new();
+            if !base.is_empty() {
+                store.write(&bars(&base)).await.unwrap();
+                model.extend(model_of(&base));
+            }
+            for op in ops {
+                match op {
+                    Op::Ingest(rows) => {
+                        store.ingest_batch(&bars(&rows)).await.unwrap();
+                        for r in rows {
+                            model.insert((r.0, r.1, r.2), r.3);
+                        }
+                    }
+                    Op::Transfer => { store.transfer().await.unwrap(); }
+                    Op::Compact => { store.compact().await.unwrap(); }
+                    Op::Restart => {
+                        drop(store);
+                        store = open(&object_store, wal.path()).await;
+                    }
+                }
+                prop_assert_eq!(&contents(&store).await, &model);
+            }
+            prop_assert!(store.check().await.unwrap().is_clean());
+            Ok(())
+        })?;
+    }
+}
+
+// ---- over HTTP ----
+
+async fn live_server(config: Config, wal: &Path) -> (TestServer, Arc<Store>) {
+    live_server_on(Arc::new(InMemory::new()), config, wal).await
+}
+
+async fn live_server_on(
+    object_store: Arc<dyn ObjectStore>,
+    config: Config,
+    wal: &Path,
+) -> (TestServer, Arc<Store>) {
+    let mut options = live_options(wal);
+    options.live.as_mut().unwrap().max_bytes = config.live_max_memory.0 as usize;
+    let store = Arc::new(
+        Store::open_with_store(object_store, "mem", &options)
+            .await
+            .unwrap(),
+    );
+    (TestServer::start(config, Arc::clone(&store)).await, store)
+}
+
+async fn post(
+    server: &TestServer,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    server
+        .client
+        .post(server.url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+const NDJSON: &str = "application/x-ndjson";
+
+fn ndjson_line(symbol: &str, ts: &str, high: f64, low: f64, volume: f64) -> String {
+    format!(
+        r#"{{"symbol":"{symbol}","interval":"1m","ts":"{ts}","open":{low},"high":{high},"low":{low},"close":{low},"volume":{volume}}}"#
+    )
+}
+
+#[tokio::test]
+async fn write_endpoint_takes_ndjson_csv_and_arrow() {
+    let wal = tempfile::tempdir().unwrap();
+    let (server, store) = live_server(Config::default(), wal.path()).await;
+    let body = [
+        ndjson_line("AAPL", "2024-01-02T14:30:00Z", 2.0, 1.0, 10.0),
+        ndjson_line("AAPL", "2024-01-02T14:31:00Z", 2.0, 1.0, 10.0),
+        // epoch nanoseconds
+        r#"{"symbol":"MSFT","interval":"1m","ts":1704205800000000000,"open":1,"high":2,"low":1,"close":1.5,"volume":3,"vwap":1.4,"trades":7}"#.to_string(),
+    ]
+    .join("\n");
+    let r = post(&server, "/v1/write", NDJSON, body.into_bytes()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["rows"], 3);
+    // Visible to the next query, without a transfer.
+    let r = server
+        .post_sql("SELECT count(*) AS n FROM bars WHERE symbol = 'AAPL'")
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v[0]["n"], 2);
+
+    let csv = "date,open,high,low,close,volume\n2024-01-02 14:32,1,2,1,1.5,10\n";
+    let r = post(
+        &server,
+        "/v1/write?interval=1m&symbol=AAPL",
+        "text/csv",
+        csv.into(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let csv = "ticker,ts,open,high,low,close,volume\nNVDA,2024-01-02,1,2,1,1.5,10\n";
+    let r = post(&server, "/v1/write", "text/csv; charset=utf-8", csv.into()).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+
+    let batch = bars(&[
+        row("SPY", "1d", T2021, 4.0),
+        row("SPY", "1d", T2021 + DAY, 5.0),
+    ]);
+    let mut ipc = Vec::new();
+    {
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+    }
+    let r = post(
+        &server,
+        "/v1/write",
+        "application/vnd.apache.arrow.stream",
+        ipc,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let got = contents(&store).await;
+    assert_eq!(got.len(), 3 + 1 + 1 + 2);
+    assert_eq!(
+        got[&("SPY".to_string(), "1d".to_string(), T2021 + DAY)],
+        5.0
+    );
+
+    // Transfer on demand, then status and metrics tell what happened.
+    let r = server
+        .client
+        .post(server.url("/v1/sync/transfer"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["rows"], 7);
+    let status: Value = server.get("/v1/status").await.json().await.unwrap();
+    assert_eq!(status["live"]["rows"], 0);
+    assert_eq!(status["live"]["ingest"]["rows"], 7);
+    assert_eq!(status["jobs"]["transfer"]["runs"], 1);
+    assert_eq!(status["jobs"]["transfer"]["last_rows"], 7);
+    assert_eq!(status["rows"], 7);
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "tickvault_live_rows 0",
+        "tickvault_ingest_rows_total 7",
+        "tickvault_transfer_runs_total 1",
+        "tickvault_transfer_last_rows 7",
+        "tickvault_wal_segments 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert_eq!(contents(&store).await, got);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn write_endpoint_refuses_bad_input_whole() {
+    let wal = tempfile::tempdir().unwrap();
+    let config = Config {
+        max_body: ByteSize(64 << 10),
+        ..Config::default()
+    };
+    let (server, store) = live_server(config, wal.path()).await;
+    let good = ndjson_line("AAPL", "2024-01-02T14:30:00Z", 2.0, 1.0, 10.0);
+    let cases: Vec<(String, &str)> = vec![
+        (
+            ndjson_line("AAPL", "2024-01-02T14:31:00Z", 0.5, 1.0, 10.0),
+            "high",
+        ),
+        (
+            ndjson_line("AAPL", "2024-01-02T14:31:00Z", 2.0, 1.0, -1.0),
+            "volume",
+        ),
+        (
+            ndjson_line("AAPL", "2024-01-02T14:31:30Z", 2.0, 1.0, 1.0),
+            "multiple",
+        ),
+        (ndjson_line("AAPL", "yesterday", 2.0, 1.0, 1.0), "ts"),
+        (
+            ndjson_line("", "2024-01-02T14:31:00Z", 2.0, 1.0, 1.0),
+            "symbol",
+        ),
+        (good.replace("\"1m\"", "\"2m\""), "interval"),
+        (good.replace(",\"volume\":10", ""), "volume"),
+        (good.replace("\"open\":1", "\"open\":\"x\""), "expected f64"),
+        ("not json".to_string(), "line 2"),
+    ];
+    for (bad_line, rule) in cases {
+        // A good row, then the bad one: nothing of the request is applied.
+        let body = format!("{good}\n{bad_line}\n");
+        let m = expect_error(
+            post(&server, "/v1/write", NDJSON, body.into_bytes()).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_row",
+        )
+        .await;
+        assert!(m.contains("line 2"), "{m}");
+        assert!(m.contains(rule), "{rule}: {m}");
+    }
+    // CSV: NaN and a bad number, named by line.
+    let csv =
+        "symbol,ts,open,high,low,close,volume\nA,2024-01-02,1,2,1,1,1\nA,2024-01-03,NaN,2,1,1,1\n";
+    let m = expect_error(
+        post(&server, "/v1/write", "text/csv", csv.into()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_row",
+    )
+    .await;
+    assert!(m.contains("line 3"), "{m}");
+    let m = expect_error(
+        post(
+            &server,
+            "/v1/write",
+            "text/csv",
+            "ts,open,high,low,close,volume\n2024-01-02,1,2,1,1,1\n".into(),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_row",
+    )
+    .await;
+    assert!(m.contains("symbol"), "{m}");
+    expect_error(
+        post(
+            &server,
+            "/v1/write",
+            "application/vnd.apache.arrow.stream",
+            b"garbage".to_vec(),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_row",
+    )
+    .await;
+    expect_error(
+        post(&server, "/v1/write?interval=7m", "text/csv", "a\n".into()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    )
+    .await;
+    expect_error(
+        post(
+            &server,
+            "/v1/write",
+            "application/json",
+            good.clone().into_bytes(),
+        )
+        .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    let huge = format!("{good}\n").repeat(2000);
+    expect_error(
+        post(&server, "/v1/write", NDJSON, huge.into_bytes()).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    )
+    .await;
+    assert_eq!(
+        store.live().unwrap().read().rows(),
+        0,
+        "nothing was applied"
+    );
+    let status: Value = server.get("/v1/status").await.json().await.unwrap();
+    assert_eq!(status["live"]["ingest"]["rejected_requests"], 15);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn write_needs_a_write_token_and_a_full_tier_answers_429() {
+    let wal = tempfile::tempdir().unwrap();
+    let config = Config {
+        tokens: vec![
+            "read:r3ad".parse::<Token>().unwrap(),
+            "write:wr1te".parse::<Token>().unwrap(),
+        ],
+        live_max_memory: ByteSize(3 * tickvault::live::ROW_BYTES as u64),
+        transfer_threshold: ByteSize(tickvault::live::ROW_BYTES as u64),
+        ..Config::default()
+    };
+    // A store that cannot take files: transfers fail, so the tier stays full.
+    let failing = crate::common::TestStore::new(Arc::new(InMemory::new()));
+    failing
+        .fail_data_puts
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (server, _store) = live_server_on(failing, config, wal.path()).await;
+    let line = |m: u32| ndjson_line("AAPL", &format!("2024-01-02T14:{m:02}:00Z"), 2.0, 1.0, 1.0);
+    let send = |token: Option<&'static str>, body: String| {
+        let mut request = server
+            .client
+            .post(server.url("/v1/write"))
+            .header("content-type", NDJSON)
+            .body(body);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    expect_error(
+        send(None, line(0)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    expect_error(
+        send(Some("r3ad"), line(0)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    let body = [line(0), line(1), line(2)].join("\n");
+    assert_eq!(send(Some("wr1te"), body).await.status(), StatusCode::OK);
+    let r = send(Some("wr1te"), line(3)).await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    expect_error(r, StatusCode::TOO_MANY_REQUESTS, "busy").await;
+    server.stop().await;
+}
