@@ -22,6 +22,8 @@ pub struct JobState {
     /// Rows moved (transfer) or partitions merged (compaction) by the last run.
     pub last_rows: u64,
     pub last_files: u64,
+    /// Since the server started: rows moved (transfer) or partitions merged (compaction).
+    pub total_rows: u64,
     /// Unix seconds.
     pub next_run: Option<f64>,
 }
@@ -56,6 +58,7 @@ impl JobStatus {
                     s.last_error = None;
                     s.last_rows = rows;
                     s.last_files = files;
+                    s.total_rows += rows;
                 }
                 Err(e) => {
                     s.failures += 1;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod crash;
 mod failures;
 mod live;
 mod pruning;
