@@ -284,14 +284,14 @@ impl Server {
         }
         // Requests in flight have finished: move what the live tier holds into Parquet, so a
         // restart has nothing to replay (the WAL would recover it anyway).
-        if let Some(store) = self.app.store.get() {
-            if store.live().is_some() {
-                match jobs::run_transfer(&self.app, store).await {
-                    Ok(s) => eprintln!("tickvault: moved {} live rows into Parquet", s.rows),
-                    Err(e) => eprintln!(
-                        "tickvault: final transfer failed ({e}); the WAL keeps the rows for the next start"
-                    ),
-                }
+        if let Some(store) = self.app.store.get()
+            && store.live().is_some()
+        {
+            match jobs::run_transfer(&self.app, store).await {
+                Ok(s) => eprintln!("tickvault: moved {} live rows into Parquet", s.rows),
+                Err(e) => eprintln!(
+                    "tickvault: final transfer failed ({e}); the WAL keeps the rows for the next start"
+                ),
             }
         }
         Ok(())

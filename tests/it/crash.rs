@@ -133,7 +133,7 @@ async fn writer(
         for _ in 0..n {
             // Even writers only append, as a feed does (their small files get compacted); odd
             // ones also correct earlier bars (which rewrites the files holding them).
-            let ts = if id % 2 == 0 || rng.below(100) < 85 || cursor == BASE_TS {
+            let ts = if id.is_multiple_of(2) || rng.below(100) < 85 || cursor == BASE_TS {
                 cursor += MINUTE;
                 cursor - MINUTE
             } else {

@@ -585,3 +585,56 @@ async fn write_needs_a_write_token_and_a_full_tier_answers_429() {
     expect_error(r, StatusCode::TOO_MANY_REQUESTS, "busy").await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn ingest_command_sends_files_in_chunks() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = crate::server::spawn_server(&dir.path().join("data"), "serve", &[]);
+    let ndjson: String = (0..50)
+        .map(|m| {
+            format!(
+                "{}\n",
+                ndjson_line("QQQ", &format!("2024-01-02T14:{m:02}:00Z"), 2.0, 1.0, 1.0)
+            )
+        })
+        .collect();
+    let file = dir.path().join("bars.ndjson");
+    std::fs::write(&file, ndjson).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tickvault"))
+            .arg("ingest")
+            .args(["--server", &base])
+            .args(args)
+            .env_remove("TICKVAULT_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--chunk", "1KiB", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("ingested 50 rows in"), "{stderr}");
+    assert!(!stderr.contains("in 1 request"), "1 KiB chunks: {stderr}");
+
+    let csv = dir.path().join("iwm.csv");
+    std::fs::write(&csv, "date,open,high,low,close,volume\n2024-01-02,1,2,1,1.5,10\n2024-01-03,1,2,1,1.5,10\n").unwrap();
+    let out = run(&["--symbol", "IWM", "--interval", "1d", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    std::fs::write(&csv, "date,open,high,low,close,volume\n2024-01-02,1,0.5,1,1.5,10\n").unwrap();
+    let out = run(&["--symbol", "IWM", csv.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 2") && stderr.contains("high"), "{stderr}");
+
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/sql"))
+        .body("SELECT symbol, count(*) AS n FROM bars GROUP BY symbol ORDER BY symbol")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, serde_json::json!([{"symbol": "IWM", "n": 2}, {"symbol": "QQQ", "n": 50}]));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
