@@ -4,10 +4,21 @@
 //!   cargo bench --bench http_load -- --url 'http://127.0.0.1:8080/v1/sql?q=...' --clients 32 --seconds 10
 //!
 //! It runs on one thread so it takes as little CPU from the server as it can.
+//!
+//! Two more modes measure ingest (see benches/ingest_bench.py):
+//!
+//!   http_load --write arrow|ndjson --base URL --batch 10000 --clients 8 --seconds 5
+//!   http_load --visible --base URL --seconds 5
+//!
+//! `--write` sends bodies built before the clock starts (distinct keys, so the live tier grows
+//! and transfers run as they would) and prints bars/s. `--visible` writes one bar at a time and
+//! queries it right after the acknowledgement, printing write and write-to-visible latencies.
 
 use std::time::{Duration, Instant};
 
-fn arg(args: &[String], name: &str) -> Option<String> {
+mod ingest_load;
+
+pub(crate) fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
@@ -15,6 +26,12 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(format) = arg(&args, "--write") {
+        return ingest_load::write_throughput(&args, &format);
+    }
+    if args.iter().any(|a| a == "--visible") {
+        return ingest_load::visible_latency(&args);
+    }
     let Some(url) = arg(&args, "--url") else {
         eprintln!("usage: http_load --url URL [--clients N] [--seconds S] [--warmup S]");
         return;
