@@ -1,10 +1,11 @@
 //! Ingest load: write throughput with pre-built bodies, and write-to-visible latency.
+//! `--bodies N` sends exactly N bodies per client (to load a known number of rows).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::array::TimestampMicrosecondArray;
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use bytes::Bytes;
 use tickvault::model::BARS_SCHEMA;
 
@@ -16,18 +17,40 @@ const BASE_TS: i64 = 1_577_836_800_000_000;
 /// Symbols each client spreads its writes over.
 const SYMBOLS_PER_CLIENT: usize = 20;
 
+/// Prices as a random walk in cents and varying volumes, so files compress like real bars do.
+fn walk(seed: i64, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut x = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut cents: i64 = 10_000;
+    let mut close = Vec::with_capacity(n);
+    let mut volume = Vec::with_capacity(n);
+    for _ in 0..n {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        cents = (cents + (r % 21) as i64 - 10).max(100);
+        close.push(cents as f64 / 100.0);
+        volume.push((100 + (r >> 32) % 5000) as f64);
+    }
+    (close, volume)
+}
+
 fn rows(symbol: &str, first_ts: i64, n: usize) -> RecordBatch {
     let ts: Vec<i64> = (0..n as i64).map(|i| first_ts + i * MINUTE).collect();
-    let close: Vec<f64> = (0..n).map(|i| 100.0 + (i % 97) as f64 * 0.01).collect();
+    let (close, volume) = walk(first_ts, n);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![symbol; n])),
         Arc::new(StringArray::from(vec!["1m"; n])),
         Arc::new(TimestampMicrosecondArray::from(ts).with_timezone("UTC")),
         Arc::new(Float64Array::from(close.clone())),
-        Arc::new(Float64Array::from_iter_values(close.iter().map(|c| c + 0.5))),
-        Arc::new(Float64Array::from_iter_values(close.iter().map(|c| c - 0.5))),
+        Arc::new(Float64Array::from_iter_values(
+            close.iter().map(|c| c + 0.05),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            close.iter().map(|c| c - 0.05),
+        )),
         Arc::new(Float64Array::from(close)),
-        Arc::new(Float64Array::from(vec![1000.0; n])),
+        Arc::new(Float64Array::from(volume)),
         Arc::new(Float64Array::from(vec![None; n])),
         Arc::new(Int64Array::from(vec![None; n])),
     ];
@@ -45,15 +68,16 @@ fn arrow_body(batch: &RecordBatch) -> Bytes {
 
 fn ndjson_body(symbol: &str, first_ts: i64, n: usize) -> Bytes {
     let mut out = String::with_capacity(n * 160);
-    for i in 0..n as i64 {
-        let ts = chrono::DateTime::from_timestamp_micros(first_ts + i * MINUTE)
+    let (close, volume) = walk(first_ts, n);
+    for i in 0..n {
+        let ts = chrono::DateTime::from_timestamp_micros(first_ts + i as i64 * MINUTE)
             .unwrap()
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let c = 100.0 + (i % 97) as f64 * 0.01;
+        let (c, v) = (close[i], volume[i]);
         out.push_str(&format!(
-            "{{\"symbol\":\"{symbol}\",\"interval\":\"1m\",\"ts\":\"{ts}\",\"open\":{c},\"high\":{},\"low\":{},\"close\":{c},\"volume\":1000}}\n",
-            c + 0.5,
-            c - 0.5
+            "{{\"symbol\":\"{symbol}\",\"interval\":\"1m\",\"ts\":\"{ts}\",\"open\":{c},\"high\":{:.2},\"low\":{:.2},\"close\":{c},\"volume\":{v}}}\n",
+            c + 0.05,
+            c - 0.05
         ));
     }
     Bytes::from(out)
@@ -66,7 +90,10 @@ pub fn write_throughput(args: &[String], format: &str) {
     let seconds: f64 = arg(args, "--seconds").map_or(5.0, |v| v.parse().unwrap());
     // Bodies are built before the clock starts: enough for this rate over the whole run.
     let rate: f64 = arg(args, "--expect-rate").map_or(2e6, |v| v.parse().unwrap());
-    let per_client = ((rate * seconds) / (batch * clients) as f64).ceil() as usize + 2;
+    let per_client = match arg(args, "--bodies") {
+        Some(n) => n.parse().unwrap(),
+        None => ((rate * seconds) / (batch * clients) as f64).ceil() as usize + 2,
+    };
     let content_type = match format {
         "arrow" => "application/vnd.apache.arrow.stream",
         "ndjson" => "application/x-ndjson",
@@ -128,7 +155,11 @@ pub fn write_throughput(args: &[String], format: &str) {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
-                        assert!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&text));
+                        assert!(
+                            status.is_success(),
+                            "{status}: {}",
+                            String::from_utf8_lossy(&text)
+                        );
                         bars += batch;
                         requests += 1;
                         next = iter.next();

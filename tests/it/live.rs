@@ -617,15 +617,30 @@ async fn ingest_command_sends_files_in_chunks() {
     assert!(!stderr.contains("in 1 request"), "1 KiB chunks: {stderr}");
 
     let csv = dir.path().join("iwm.csv");
-    std::fs::write(&csv, "date,open,high,low,close,volume\n2024-01-02,1,2,1,1.5,10\n2024-01-03,1,2,1,1.5,10\n").unwrap();
+    std::fs::write(
+        &csv,
+        "date,open,high,low,close,volume\n2024-01-02,1,2,1,1.5,10\n2024-01-03,1,2,1,1.5,10\n",
+    )
+    .unwrap();
     let out = run(&["--symbol", "IWM", "--interval", "1d", csv.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    std::fs::write(&csv, "date,open,high,low,close,volume\n2024-01-02,1,0.5,1,1.5,10\n").unwrap();
+    std::fs::write(
+        &csv,
+        "date,open,high,low,close,volume\n2024-01-02,1,0.5,1,1.5,10\n",
+    )
+    .unwrap();
     let out = run(&["--symbol", "IWM", csv.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("line 2") && stderr.contains("high"), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("high"),
+        "{stderr}"
+    );
 
     let r = reqwest::Client::new()
         .post(format!("{base}/v1/sql"))
@@ -634,7 +649,10 @@ async fn ingest_command_sends_files_in_chunks() {
         .await
         .unwrap();
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v, serde_json::json!([{"symbol": "IWM", "n": 2}, {"symbol": "QQQ", "n": 50}]));
+    assert_eq!(
+        v,
+        serde_json::json!([{"symbol": "IWM", "n": 2}, {"symbol": "QQQ", "n": 50}])
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
