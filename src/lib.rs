@@ -5,6 +5,7 @@
 //! ([`query`]). [`Store`] is the front door.
 
 pub mod batch;
+pub mod calendar;
 pub mod catalog;
 pub mod cli;
 pub mod config;
