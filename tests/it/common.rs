@@ -80,6 +80,21 @@ pub fn row(symbol: &str, interval: &str, ts: i64, close: f64) -> Row {
     (symbol.to_string(), interval.to_string(), ts, close)
 }
 
+/// The values of a Float64 column across batches, in order.
+pub fn f64_values(batches: &[RecordBatch], column: usize) -> Vec<f64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column(column)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
 /// (symbol, interval, ts) -> close, read back through SQL in key order.
 pub async fn contents(store: &tickvault::Store) -> BTreeMap<(String, String, i64), f64> {
     let batches = store

@@ -16,6 +16,7 @@ use tickvault::{Store, StoreOptions};
 
 use crate::common::{DAY, MINUTE, Row, T2021, bars, contents, row};
 use crate::server::{TestServer, expect_error};
+use crate::store::arb_row;
 
 fn live_options(wal: &Path) -> StoreOptions {
     StoreOptions {
@@ -66,17 +67,7 @@ async fn ingested_rows_are_visible_at_once_and_replace_stored_rows_by_key() {
         )
         .await
         .unwrap();
-    let closes: Vec<f64> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column(1)
-                .as_any()
-                .downcast_ref::<arrow::array::Float64Array>()
-                .unwrap()
-                .values()
-                .to_vec()
-        })
-        .collect();
+    let closes = crate::common::f64_values(&batches, 1);
     assert_eq!(closes, vec![5.0, 1.0, 9.0, 1.0, 7.0]);
     let count = store.query("SELECT count(*) FROM bars").await.unwrap();
     let count = count[0]
@@ -219,20 +210,6 @@ enum Op {
     Transfer,
     Compact,
     Restart,
-}
-
-fn arb_row() -> impl Strategy<Value = Row> {
-    (
-        prop::sample::select(vec!["A", "^X"]),
-        prop::sample::select(vec!["1m", "1d"]),
-        -3i64..4,
-        1u8..100,
-    )
-        .prop_map(|(s, i, k, c)| {
-            let base = T2021 - 3 * DAY; // around a year boundary
-            let step = if i == "1m" { MINUTE * 720 } else { DAY };
-            row(s, i, base + k * step, c as f64)
-        })
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {

@@ -32,17 +32,7 @@ async fn selective_query_opens_one_file() {
         ))
         .await
         .unwrap();
-    let closes: Vec<f64> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::Float64Array>()
-                .unwrap()
-                .values()
-                .to_vec()
-        })
-        .collect();
+    let closes = crate::common::f64_values(&batches, 0);
     assert_eq!(closes, vec![500.0]);
     let cold = test_store.read_requests();
     let reads = test_store.take_data_reads();

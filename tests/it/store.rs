@@ -153,7 +153,7 @@ enum Op {
     Reopen,
 }
 
-fn arb_row() -> impl Strategy<Value = Row> {
+pub(crate) fn arb_row() -> impl Strategy<Value = Row> {
     (
         prop::sample::select(vec!["A", "B/C", "^X"]),
         prop::sample::select(vec!["1m", "1d"]),
