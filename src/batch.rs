@@ -163,7 +163,11 @@ pub fn check_batch(interval: Interval, batch: &RecordBatch) -> Result<(), (usize
 /// Concatenates batches in order and returns them sorted by ts with one row per ts: where a ts
 /// appears more than once, the row that came last wins (upsert, last write wins).
 pub fn sort_dedup(batches: &[RecordBatch]) -> RecordBatch {
-    let all = concat_batches(&FILE_SCHEMA, batches).expect("batches share FILE_SCHEMA");
+    // One batch needs no copy (the live tier calls this for every write).
+    let all = match batches {
+        [one] => one.clone(),
+        _ => concat_batches(&FILE_SCHEMA, batches).expect("batches share FILE_SCHEMA"),
+    };
     let ts = ts_column(&all).values();
     let n = ts.len();
     if ts.windows(2).all(|w| w[0] < w[1]) {

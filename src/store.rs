@@ -212,24 +212,20 @@ impl Store {
     /// Writes bars into the live tier: durable in the WAL and visible to queries when this
     /// returns. Every row is checked first; one bad row refuses the whole write.
     pub async fn ingest(&self, series: Vec<SeriesBatch>) -> Result<u64> {
+        write::check_series(&series)?;
+        self.ingest_checked(series).await
+    }
+
+    /// [`Store::ingest`] for rows already checked (the HTTP body parsers validate as they read).
+    pub(crate) async fn ingest_checked(&self, series: Vec<SeriesBatch>) -> Result<u64> {
         let live = self.live.as_ref().ok_or(Error::NoLiveTier)?;
-        for s in &series {
-            check_batch(s.key.interval, &s.batch).map_err(|(row, rule)| {
-                Error::Write(write::Error::InvalidRow {
-                    series: format!("{} {}", s.key.symbol, s.key.interval),
-                    row: row + 1,
-                    rule,
-                })
-            })?;
-        }
         Ok(live.write(series).await?)
     }
 
     /// [`Store::ingest`] for a batch in the `bars` schema (rows numbered from 1 in errors).
     pub async fn ingest_batch(&self, batch: &RecordBatch) -> Result<u64> {
-        let live = self.live.as_ref().ok_or(Error::NoLiveTier)?;
         let series = split_bars_batch(batch)?;
-        Ok(live.write(series).await?)
+        self.ingest_checked(series).await
     }
 
     /// Stage 1 of the sync: moves the live tier into Parquet through the write path. Rows leave

@@ -82,6 +82,18 @@ pub fn partition_rows(series: Vec<SeriesBatch>) -> Vec<PartitionRows> {
     out
 }
 
+/// Checks every row of every series against the rules; the error names the series and row.
+pub fn check_series(series: &[SeriesBatch]) -> Result<()> {
+    for s in series {
+        check_batch(s.key.interval, &s.batch).map_err(|(row, rule)| Error::InvalidRow {
+            series: format!("{} {}", s.key.symbol, s.key.interval),
+            row: row + 1,
+            rule,
+        })?;
+    }
+    Ok(())
+}
+
 /// Rows a [`Writer`] holds in memory before it spills them to uncommitted files.
 pub const DEFAULT_BUFFER_ROWS: usize = 4_000_000;
 
@@ -123,13 +135,7 @@ impl<'a> Writer<'a> {
     /// Adds bars; later pushes win over earlier ones on the same key. Every row is checked
     /// against the rules first: a bad row refuses the whole push.
     pub async fn push(&mut self, series: Vec<SeriesBatch>) -> Result<()> {
-        for s in &series {
-            check_batch(s.key.interval, &s.batch).map_err(|(row, rule)| Error::InvalidRow {
-                series: format!("{} {}", s.key.symbol, s.key.interval),
-                row: row + 1,
-                rule,
-            })?;
-        }
+        check_series(&series)?;
         self.push_checked(series).await
     }
 

@@ -53,6 +53,8 @@ pub struct CsvParams {
     pub symbol: Option<Symbol>,
 }
 
+/// Parses a body into series batches whose rows have all passed the rules (each parser checks
+/// them as it reads).
 pub fn parse_body(
     format: BodyFormat,
     body: &[u8],

@@ -82,11 +82,12 @@ pub async fn ingest_cmd(args: IngestArgs) -> anyhow::Result<i32> {
     let limit = usize::try_from(args.chunk.0).unwrap_or(usize::MAX);
     let mut rows = 0u64;
     let pieces = chunks(body, header, limit);
-    for (i, piece) in pieces.iter().enumerate() {
+    let count = pieces.len();
+    for (i, piece) in pieces.into_iter().enumerate() {
         let mut request = client
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(piece.clone());
+            .body(piece);
         if let Some(t) = &args.token {
             request = request.bearer_auth(t);
         }
@@ -100,13 +101,13 @@ pub async fn ingest_cmd(args: IngestArgs) -> anyhow::Result<i32> {
             bail!(
                 "chunk {} of {} refused ({status}): {text}; {rows} rows of earlier chunks were written",
                 i + 1,
-                pieces.len()
+                count
             );
         }
         let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         rows += answer["rows"].as_u64().unwrap_or(0);
     }
-    eprintln!("ingested {rows} rows in {} request(s)", pieces.len());
+    eprintln!("ingested {rows} rows in {count} request(s)");
     Ok(0)
 }
 

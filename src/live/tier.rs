@@ -126,8 +126,6 @@ impl Latest {
 pub struct SeriesView {
     pub key: SeriesKey,
     pub rows: usize,
-    pub min_ts: i64,
-    pub max_ts: i64,
     pub batches: Vec<RecordBatch>,
 }
 
@@ -237,43 +235,34 @@ impl TierState {
             .collect()
     }
 
-    /// The series a reader wants (by `keep`, given key, min and max ts), merged across
-    /// generations with the newest winning.
-    pub fn view(&self, keep: impl Fn(&SeriesKey, i64, i64) -> bool) -> Vec<SeriesView> {
+    /// The series a reader wants (`keep`), merged across generations with the newest winning.
+    pub fn view(&self, keep: impl Fn(&SeriesKey) -> bool) -> Vec<SeriesView> {
         let mut by_key: BTreeMap<&SeriesKey, Vec<&SeriesRows>> = BTreeMap::new();
         for g in self.frozen.iter().map(|g| g.as_ref()).chain([&self.active]) {
-            for (key, rows) in &g.series {
+            for (key, rows) in g.series.iter().filter(|(k, r)| r.rows() > 0 && keep(k)) {
                 by_key.entry(key).or_default().push(rows);
             }
         }
-        let mut out = Vec::new();
-        for (key, parts) in by_key {
-            let min = parts.iter().filter_map(|p| p.min_ts()).min();
-            let max = parts.iter().filter_map(|p| p.max_ts()).max();
-            let (Some(min), Some(max)) = (min, max) else {
-                continue;
-            };
-            if !keep(key, min, max) {
-                continue;
-            }
-            let batches: Vec<RecordBatch> = if parts.len() == 1 {
-                parts[0].chunks().to_vec()
-            } else {
-                let all: Vec<RecordBatch> = parts
-                    .iter()
-                    .flat_map(|p| p.chunks().iter().cloned())
-                    .collect();
-                vec![sort_dedup(&all)]
-            };
-            out.push(SeriesView {
-                key: key.clone(),
-                rows: batches.iter().map(|b| b.num_rows()).sum(),
-                min_ts: min,
-                max_ts: max,
-                batches,
-            });
-        }
-        out
+        by_key
+            .into_iter()
+            .map(|(key, parts)| {
+                let batches: Vec<RecordBatch> = match parts.as_slice() {
+                    [one] => one.chunks().to_vec(),
+                    _ => {
+                        let all: Vec<RecordBatch> = parts
+                            .iter()
+                            .flat_map(|p| p.chunks().iter().cloned())
+                            .collect();
+                        vec![sort_dedup(&all)]
+                    }
+                };
+                SeriesView {
+                    key: key.clone(),
+                    rows: batches.iter().map(|b| b.num_rows()).sum(),
+                    batches,
+                }
+            })
+            .collect()
     }
 }
 
@@ -335,7 +324,7 @@ mod tests {
             }],
             0,
         );
-        let view = t.view(|_, _, _| true);
+        let view = t.view(|_| true);
         let got = closes(&view[0]);
         assert_eq!(got.len(), 1001);
         assert_eq!(t.rows(), 1001);
@@ -368,11 +357,11 @@ mod tests {
             0,
         );
         assert_eq!(
-            closes(&t.view(|_, _, _| true)[0]),
+            closes(&t.view(|_| true)[0]),
             vec![(1, 1.0), (2, 2.0), (3, 2.0)]
         );
         t.release(&frozen);
-        assert_eq!(closes(&t.view(|_, _, _| true)[0]), vec![(2, 2.0), (3, 2.0)]);
+        assert_eq!(closes(&t.view(|_| true)[0]), vec![(2, 2.0), (3, 2.0)]);
         assert_eq!(t.rows(), 2);
     }
 

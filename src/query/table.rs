@@ -251,7 +251,7 @@ impl LiveRows {
             .filter_map(|(s, keep)| keep.then_some(&s.0))
             .collect();
         Self {
-            views: state.view(|key, _, _| wanted.contains(key)),
+            views: state.view(|key| wanted.contains(key)),
         }
     }
 

@@ -80,7 +80,11 @@ pub async fn write(
             ))
         })?;
     let rows: usize = series.iter().map(|s| s.batch.num_rows()).sum();
-    let lsn = store.ingest(series).await.map_err(|e| rejected(e.into()))?;
+    // Every parser checks the rules row by row as it reads; no second pass here.
+    let lsn = store
+        .ingest_checked(series)
+        .await
+        .map_err(|e| rejected(e.into()))?;
     Ok(Json(json!({ "rows": rows, "lsn": lsn })))
 }
 
