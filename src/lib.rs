@@ -20,6 +20,7 @@ pub mod query;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod sync;
 pub mod wal;
 pub mod write;
 

@@ -1,0 +1,6 @@
+//! Stage 2 of the sync: upstream providers, the symbol registry, the coverage ledger and the
+//! backfill that heals gaps by fetching exactly what is missing.
+
+pub mod fake_upstream;
+pub mod provider;
+pub mod upstream;

@@ -1,0 +1,139 @@
+//! Upstream market-data providers: one trait, one adapter per API.
+//!
+//! An adapter knows its API's URLs, pagination, page and range limits, and how its answers map
+//! to `bars` rows (timezone, units, seconds vs milliseconds, nulls). Every HTTP call goes through
+//! [`Upstream`], which adds the timeout, rate limit, concurrency bound, retries and circuit
+//! breaker, so adapters stay about formats only.
+
+mod alpaca;
+mod binance;
+mod csv_http;
+mod polygon;
+mod yahoo;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use super::upstream::{FetchError, Upstream, UpstreamPolicy};
+use crate::model::{Interval, Symbol};
+
+pub use alpaca::Alpaca;
+pub use binance::Binance;
+pub use csv_http::CsvHttp;
+pub use polygon::Polygon;
+pub use yahoo::Yahoo;
+
+/// Bars of one series with open time in `[start, end)` (µs UTC): one provider-sized chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// One bar as a provider reported it, mapped to the `bars` conventions (open time in µs UTC,
+/// aligned as the interval requires: daily bars at 00:00 UTC of the trading date) but not yet
+/// validated: a bar that breaks a rule goes to quarantine, never into `bars`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawBar {
+    pub ts: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+    pub vwap: Option<f64>,
+    pub trades: Option<i64>,
+}
+
+/// A row of a provider's answer that could not be mapped to a bar (e.g. some fields null).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// Open time if it could be read, µs UTC.
+    pub ts: Option<i64>,
+    /// The row as the provider sent it, for the operator.
+    pub raw: String,
+    pub reason: String,
+}
+
+/// What one [`Provider::fetch`] found: bars (any order, possibly duplicated or outside the
+/// range; the caller sorts, dedupes and trims), rows it could not map, and HTTP requests made.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub bars: Vec<RawBar>,
+    pub rejected: Vec<Rejected>,
+    pub requests: u32,
+}
+
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug {
+    /// The adapter kind, e.g. `yahoo`.
+    fn kind(&self) -> &'static str;
+
+    /// Whether the API serves bars of this interval.
+    fn supports(&self, interval: Interval) -> bool;
+
+    /// The longest `[start, end)` one chunk covers at this interval (µs): the range the stage 2
+    /// job asks for at once. Chosen so one chunk is one request where the API allows.
+    fn max_range(&self, interval: Interval) -> i64;
+
+    /// Fetches the bars of `req`, following the API's pagination. Every request goes through
+    /// `upstream`.
+    async fn fetch(&self, upstream: &Upstream, req: &FetchRequest) -> Result<Fetched, FetchError>;
+}
+
+/// Which adapter a configured provider uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Yahoo,
+    Polygon,
+    Alpaca,
+    Binance,
+    /// Daily CSV from a URL template (Stooq style).
+    Csv,
+}
+
+/// Settings of one adapter: where it is and how to authenticate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterConfig {
+    pub kind: ProviderKind,
+    /// The API's base URL; each kind has the public one as default.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// API key (Polygon `apiKey`, Alpaca `APCA-API-KEY-ID`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// API secret (Alpaca `APCA-API-SECRET-KEY`).
+    #[serde(default)]
+    pub api_secret: Option<String>,
+    /// CSV over HTTP: the URL with `{symbol}`, `{start}`, `{end}` (YYYYMMDD) and `{interval}`
+    /// placeholders, relative to `base_url` or absolute.
+    #[serde(default)]
+    pub url_template: Option<String>,
+}
+
+/// Builds the adapter a config names.
+pub fn build(config: &AdapterConfig) -> Result<Arc<dyn Provider>, String> {
+    let base = config.base_url.clone();
+    Ok(match config.kind {
+        ProviderKind::Yahoo => Arc::new(Yahoo::new(base)),
+        ProviderKind::Polygon => Arc::new(Polygon::new(base, config.api_key.clone())),
+        ProviderKind::Alpaca => Arc::new(Alpaca::new(
+            base,
+            config.api_key.clone(),
+            config.api_secret.clone(),
+        )),
+        ProviderKind::Binance => Arc::new(Binance::new(base)),
+        ProviderKind::Csv => {
+            let template = config
+                .url_template
+                .clone()
+                .ok_or("a csv provider needs url_template")?;
+            Arc::new(CsvHttp::new(base, template)?)
+        }
+    })
+}

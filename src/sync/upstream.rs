@@ -1,0 +1,577 @@
+//! Every call to an upstream API goes through [`Upstream`]: a timeout, a rate limit, a bound on
+//! concurrent requests, retries with exponential backoff and jitter that honour `Retry-After`,
+//! a circuit breaker, and counters for `/v1/sync/status` and `/metrics`.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// How calls to one provider behave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamPolicy {
+    /// One request, connect to last body byte.
+    pub timeout: Duration,
+    /// At most this many requests start in any `rate_window`; `None` is unlimited.
+    pub rate_limit: Option<u32>,
+    pub rate_window: Duration,
+    pub max_concurrency: usize,
+    /// Retries after the first attempt, for timeouts, resets, 429, 5xx and malformed bodies.
+    pub max_retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// A `Retry-After` longer than this ends the call instead of blocking the job; the symbol
+    /// is retried later by the stage 2 job's own backoff.
+    pub max_retry_after: Duration,
+    /// Consecutive failed requests that open the circuit.
+    pub breaker_failures: u32,
+    /// How long the circuit stays open before one trial request (half-open).
+    pub breaker_open: Duration,
+}
+
+impl Default for UpstreamPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            rate_limit: None,
+            rate_window: Duration::from_secs(60),
+            max_concurrency: 4,
+            max_retries: 4,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+            breaker_failures: 5,
+            breaker_open: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    #[error("HTTP {status} from {url}: {body}")]
+    Status {
+        status: u16,
+        url: String,
+        body: String,
+        /// The server's `Retry-After`, when it gave one.
+        retry_after: Option<Duration>,
+    },
+    #[error("request to {url} failed: {message}")]
+    Transport { url: String, message: String },
+    #[error("malformed answer from {url}: {message}")]
+    Malformed { url: String, message: String },
+    #[error("circuit open for provider {provider} after repeated failures; next try in {}s", retry_in.as_secs())]
+    CircuitOpen {
+        provider: String,
+        retry_in: Duration,
+    },
+    /// The request cannot be made at all (unsupported interval, missing key): not retried.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FetchError {
+    /// Whether another attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+            FetchError::Transport { .. } | FetchError::Malformed { .. } => true,
+            FetchError::CircuitOpen { .. } | FetchError::Invalid(_) => false,
+        }
+    }
+
+    /// Whether this says the provider is unhealthy (counts toward opening the circuit). A 404
+    /// for an unknown symbol says nothing about the provider.
+    fn is_provider_failure(&self) -> bool {
+        self.is_transient()
+    }
+}
+
+/// Counters of one provider since start.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+    rate_limit_waits: AtomicU64,
+    rate_limit_wait_us: AtomicU64,
+    circuit_rejections: AtomicU64,
+    circuit_opens: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A provider's counters and circuit state, for status and metrics.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UpstreamStats {
+    pub provider: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub retries: u64,
+    /// 429 and 503 answers.
+    pub throttled: u64,
+    pub rate_limit_waits: u64,
+    pub rate_limit_wait_seconds: f64,
+    pub circuit: &'static str,
+    pub circuit_opens: u64,
+    pub circuit_rejections: u64,
+    pub bytes: u64,
+}
+
+/// An HTTP client for one provider with its policy.
+#[derive(Debug)]
+pub struct Upstream {
+    name: String,
+    http: reqwest::Client,
+    policy: UpstreamPolicy,
+    limiter: RateLimiter,
+    permits: Semaphore,
+    breaker: Mutex<Breaker>,
+    counters: Counters,
+}
+
+impl Upstream {
+    pub fn new(name: &str, policy: UpstreamPolicy) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(policy.timeout)
+            .user_agent(concat!("tickvault/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client builds");
+        Self {
+            name: name.to_string(),
+            limiter: RateLimiter::new(policy.rate_limit, policy.rate_window),
+            permits: Semaphore::new(policy.max_concurrency.max(1)),
+            breaker: Mutex::new(Breaker::default()),
+            counters: Counters::default(),
+            http,
+            policy,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn policy(&self) -> &UpstreamPolicy {
+        &self.policy
+    }
+
+    /// GETs `url` with `headers` and parses the body with `parse` (an `Err` is a malformed
+    /// answer), retrying transient failures.
+    pub async fn get<T>(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        parse: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<T, FetchError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.attempt(url, headers, &parse).await;
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if matches!(err, FetchError::CircuitOpen { .. }) {
+                return Err(err);
+            }
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            if !err.is_transient() || attempt >= self.policy.max_retries {
+                return Err(err);
+            }
+            let delay = match &err {
+                FetchError::Status {
+                    retry_after: Some(after),
+                    ..
+                } => {
+                    if *after > self.policy.max_retry_after {
+                        return Err(err);
+                    }
+                    *after
+                }
+                _ => backoff(&self.policy, attempt),
+            };
+            tracing::debug!(provider = %self.name, %url, ?delay, "retrying after: {err}");
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt<T>(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        parse: &impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<T, FetchError> {
+        let _permit = self.permits.acquire().await.expect("semaphore open");
+        self.admit()?;
+        if let Some(waited) = self.limiter.acquire().await {
+            self.counters
+                .rate_limit_waits
+                .fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .rate_limit_wait_us
+                .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+        }
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let result = self.send(url, headers).await.and_then(|body| {
+            parse(&body).map_err(|message| FetchError::Malformed {
+                url: url.to_string(),
+                message,
+            })
+        });
+        let mut breaker = self.breaker.lock().expect("breaker lock");
+        match &result {
+            Ok(_) => breaker.success(),
+            Err(e) if e.is_provider_failure() => {
+                if breaker.failure(&self.policy, Instant::now()) {
+                    self.counters.circuit_opens.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(provider = %self.name, "circuit opened: {e}");
+                }
+            }
+            Err(_) => breaker.neutral(),
+        }
+        result
+    }
+
+    /// Lets a request through the circuit breaker, or refuses it.
+    fn admit(&self) -> Result<(), FetchError> {
+        let now = Instant::now();
+        self.breaker
+            .lock()
+            .expect("breaker lock")
+            .admit(now)
+            .map_err(|until| {
+                self.counters
+                    .circuit_rejections
+                    .fetch_add(1, Ordering::Relaxed);
+                FetchError::CircuitOpen {
+                    provider: self.name.clone(),
+                    retry_in: until.saturating_duration_since(now),
+                }
+            })
+    }
+
+    async fn send(&self, url: &str, headers: &[(&str, &str)]) -> Result<bytes::Bytes, FetchError> {
+        let transport = |e: reqwest::Error| FetchError::Transport {
+            url: url.to_string(),
+            message: if e.is_timeout() {
+                format!("timed out after {:?}", self.policy.timeout)
+            } else {
+                error_chain(&e)
+            },
+        };
+        let mut request = self.http.get(url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = response.bytes().await.map_err(transport)?;
+        self.counters
+            .bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        if status.is_success() {
+            return Ok(body);
+        }
+        if status.as_u16() == 429 || status.as_u16() == 503 {
+            self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut text = String::from_utf8_lossy(&body).into_owned();
+        text.truncate(300);
+        Err(FetchError::Status {
+            status: status.as_u16(),
+            url: redact(url),
+            body: text,
+            retry_after,
+        })
+    }
+
+    pub fn stats(&self) -> UpstreamStats {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        UpstreamStats {
+            provider: self.name.clone(),
+            requests: load(&c.requests),
+            errors: load(&c.errors),
+            retries: load(&c.retries),
+            throttled: load(&c.throttled),
+            rate_limit_waits: load(&c.rate_limit_waits),
+            rate_limit_wait_seconds: load(&c.rate_limit_wait_us) as f64 / 1e6,
+            circuit: self
+                .breaker
+                .lock()
+                .expect("breaker lock")
+                .state_name(Instant::now()),
+            circuit_opens: load(&c.circuit_opens),
+            circuit_rejections: load(&c.circuit_rejections),
+            bytes: load(&c.bytes),
+        }
+    }
+}
+
+/// The error and its causes on one line (reqwest hides the useful part in `source`).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Hides credentials passed in the query string (Polygon's `apiKey`) from errors and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.query().is_some() => {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let secret =
+                        k.eq_ignore_ascii_case("apikey") || k.eq_ignore_ascii_case("token");
+                    (
+                        k.into_owned(),
+                        if secret { "***".into() } else { v.into_owned() },
+                    )
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+    let secs = (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
+    Some(Duration::from_millis(secs as u64))
+}
+
+/// Exponential backoff with "equal jitter": half the step fixed, half random, so retries of many
+/// symbols spread out but never come back at once.
+fn backoff(policy: &UpstreamPolicy, attempt: u32) -> Duration {
+    let step = policy
+        .backoff_base
+        .saturating_mul(1u32 << attempt.min(20))
+        .min(policy.backoff_max);
+    let half = step / 2;
+    half + half.mul_f64(jitter())
+}
+
+/// A uniform number in [0, 1) from a small xorshift generator; jitter needs no crypto.
+fn jitter() -> f64 {
+    use std::sync::atomic::AtomicU64;
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut x = STATE.load(Ordering::Relaxed);
+    if x == 0 {
+        x = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64 | 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    STATE.store(x, Ordering::Relaxed);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A token bucket of `limit` tokens in which each token comes back `window` after it was taken:
+/// no window of that length ever holds more than `limit` requests (a classic refilling bucket
+/// would allow its burst on top of the refill).
+#[derive(Debug)]
+struct RateLimiter {
+    limit: Option<u32>,
+    window: Duration,
+    taken: tokio::sync::Mutex<VecDeque<Instant>>,
+}
+
+impl RateLimiter {
+    fn new(limit: Option<u32>, window: Duration) -> Self {
+        Self {
+            limit: limit.filter(|n| *n > 0),
+            window,
+            taken: tokio::sync::Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Waits for a token; returns how long it waited, if it did. The lock is fair, so callers
+    /// are served in order.
+    async fn acquire(&self) -> Option<Duration> {
+        let limit = self.limit? as usize;
+        let mut taken = self.taken.lock().await;
+        let started = Instant::now();
+        let mut waited = false;
+        loop {
+            let now = Instant::now();
+            while taken.front().is_some_and(|t| *t + self.window <= now) {
+                taken.pop_front();
+            }
+            if taken.len() < limit {
+                taken.push_back(now);
+                return waited.then(|| started.elapsed());
+            }
+            waited = true;
+            let free_at = *taken.front().expect("bucket is full") + self.window;
+            tokio::time::sleep_until(free_at).await;
+        }
+    }
+}
+
+/// Closed → (N consecutive failures) → open → (after `breaker_open`) → half-open: one trial
+/// request; success closes, failure opens again.
+#[derive(Debug, Default)]
+enum Breaker {
+    #[default]
+    Closed,
+    Counting(u32),
+    Open {
+        until: Instant,
+    },
+    HalfOpen,
+}
+
+impl Breaker {
+    fn admit(&mut self, now: Instant) -> Result<(), Instant> {
+        match *self {
+            Breaker::Closed | Breaker::Counting(_) => Ok(()),
+            Breaker::Open { until } if now >= until => {
+                *self = Breaker::HalfOpen;
+                Ok(())
+            }
+            Breaker::Open { until } => Err(until),
+            // The trial request is in flight; others wait for its verdict.
+            Breaker::HalfOpen => Err(now + Duration::from_secs(1)),
+        }
+    }
+
+    fn success(&mut self) {
+        *self = Breaker::Closed;
+    }
+
+    /// A request that neither proves nor disproves health (e.g. 404): ends a trial as a success.
+    fn neutral(&mut self) {
+        if matches!(self, Breaker::HalfOpen) {
+            *self = Breaker::Closed;
+        }
+    }
+
+    /// Records a failure; returns true if this opened the circuit.
+    fn failure(&mut self, policy: &UpstreamPolicy, now: Instant) -> bool {
+        let failures = match *self {
+            Breaker::Closed => 1,
+            Breaker::Counting(n) => n + 1,
+            Breaker::HalfOpen => u32::MAX,
+            Breaker::Open { .. } => return false,
+        };
+        if failures >= policy.breaker_failures.max(1) {
+            *self = Breaker::Open {
+                until: now + policy.breaker_open,
+            };
+            true
+        } else {
+            *self = Breaker::Counting(failures);
+            false
+        }
+    }
+
+    fn state_name(&self, now: Instant) -> &'static str {
+        match self {
+            Breaker::Closed | Breaker::Counting(_) => "closed",
+            Breaker::Open { until } if now >= *until => "half-open",
+            Breaker::Open { .. } => "open",
+            Breaker::HalfOpen => "half-open",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_window_holds_more_than_the_limit() {
+        // A short window keeps the test fast; the rule is the same for a minute.
+        let window = Duration::from_millis(200);
+        let limiter = std::sync::Arc::new(RateLimiter::new(Some(5), window));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..23 {
+            let l = std::sync::Arc::clone(&limiter);
+            tasks.push(tokio::spawn(async move {
+                l.acquire().await;
+                Instant::now()
+            }));
+        }
+        let mut times = Vec::new();
+        for t in tasks {
+            times.push(t.await.unwrap() - start);
+        }
+        times.sort();
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..].iter().take_while(|u| **u < *t + window).count();
+            assert!(
+                in_window <= 5,
+                "{in_window} requests in the window after {t:?}"
+            );
+        }
+        // 23 requests at 5 a window need four full windows before the last batch.
+        assert!(*times.last().unwrap() >= window * 4);
+    }
+
+    #[test]
+    fn breaker_opens_half_opens_and_closes() {
+        let policy = UpstreamPolicy {
+            breaker_failures: 3,
+            breaker_open: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        assert!(!b.failure(&policy, t0));
+        assert!(!b.failure(&policy, t0));
+        assert!(b.failure(&policy, t0));
+        assert!(b.admit(t0 + Duration::from_secs(5)).is_err());
+        // After the open period one trial goes through; the rest wait for it.
+        assert!(b.admit(t0 + Duration::from_secs(10)).is_ok());
+        assert!(b.admit(t0 + Duration::from_secs(10)).is_err());
+        assert!(b.failure(&policy, t0 + Duration::from_secs(11)));
+        assert!(b.admit(t0 + Duration::from_secs(21)).is_ok());
+        b.success();
+        assert_eq!(b.state_name(t0), "closed");
+        assert!(b.admit(t0).is_ok());
+    }
+
+    #[test]
+    fn retry_after_and_backoff() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        let policy = UpstreamPolicy::default();
+        for attempt in 0..10 {
+            let d = backoff(&policy, attempt);
+            let step = (policy.backoff_base * (1 << attempt)).min(policy.backoff_max);
+            assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?}");
+        }
+        assert_eq!(
+            redact("http://x/a?apiKey=secret&limit=5"),
+            "http://x/a?apiKey=***&limit=5"
+        );
+    }
+}
