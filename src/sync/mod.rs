@@ -2,5 +2,7 @@
 //! backfill that heals gaps by fetching exactly what is missing.
 
 pub mod fake_upstream;
+pub mod log;
 pub mod provider;
+pub mod registry;
 pub mod upstream;

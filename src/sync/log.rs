@@ -1,0 +1,269 @@
+//! The sync state's durable form: an append-only log of commits, each a list of [`Op`]s, in the
+//! store beside the catalog, with periodic checkpoints. Same scheme as the catalog: commit `n`
+//! is `_sync/log/<n, 20 digits>.json` created with `PutMode::Create`, so two processes (a server
+//! and a CLI) never overwrite each other; a loser reads the winner's commit and appends after
+//! it. Ops are upserts, so applying them in log order gives every process the same state.
+
+use std::sync::{Arc, RwLock};
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::registry::{Op, SyncState};
+
+const LOG_DIR: &str = "_sync/log";
+const CHECKPOINT_DIR: &str = "_sync/checkpoint";
+const LAST_CHECKPOINT: &str = "_sync/_last_checkpoint";
+const CHECKPOINT_EVERY: u64 = 200;
+const MAX_ATTEMPTS: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("sync state I/O at {path}: {source}")]
+    Io {
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("sync state entry {path} is corrupt: {source}")]
+    Corrupt {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("gave up committing sync state after {0} attempts against concurrent writers")]
+    TooManyAttempts(usize),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Commit {
+    seq: u64,
+    /// µs UTC.
+    at: i64,
+    ops: Vec<Op>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    seq: u64,
+    state: SyncState,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Pointer {
+    seq: u64,
+}
+
+/// The sync state in memory, kept equal to the log.
+#[derive(Debug)]
+pub struct SyncLog {
+    store: Arc<dyn ObjectStore>,
+    current: RwLock<(u64, Arc<SyncState>)>,
+    commit_lock: tokio::sync::Mutex<()>,
+}
+
+fn log_path(seq: u64) -> Path {
+    Path::from(format!("{LOG_DIR}/{seq:020}.json"))
+}
+
+fn checkpoint_path(seq: u64) -> Path {
+    Path::from(format!("{CHECKPOINT_DIR}/{seq:020}.json"))
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+) -> Result<Option<T>, Error> {
+    let io = |source| Error::Io {
+        path: path.to_string(),
+        source,
+    };
+    match store.get(path).await {
+        Ok(r) => {
+            let bytes = r.bytes().await.map_err(io)?;
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| Error::Corrupt {
+                    path: path.to_string(),
+                    source,
+                })
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(io(e)),
+    }
+}
+
+impl SyncLog {
+    /// Loads the newest checkpoint and every commit after it (no listing).
+    pub async fn load(store: Arc<dyn ObjectStore>) -> Result<Self, Error> {
+        let start = match get_json::<Pointer>(&store, &Path::from(LAST_CHECKPOINT)).await? {
+            Some(p) => {
+                let path = checkpoint_path(p.seq);
+                let cp: Checkpoint = get_json(&store, &path).await?.ok_or_else(|| Error::Io {
+                    path: path.to_string(),
+                    source: object_store::Error::NotFound {
+                        path: path.to_string(),
+                        source: "the checkpoint pointer names a missing checkpoint".into(),
+                    },
+                })?;
+                (cp.seq, cp.state)
+            }
+            None => (0, SyncState::default()),
+        };
+        let log = SyncLog {
+            store,
+            current: RwLock::new((start.0, Arc::new(start.1))),
+            commit_lock: tokio::sync::Mutex::new(()),
+        };
+        log.refresh().await?;
+        Ok(log)
+    }
+
+    /// The current state; it never changes under its holder.
+    pub fn state(&self) -> Arc<SyncState> {
+        Arc::clone(&self.current.read().expect("lock").1)
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.current.read().expect("lock").0
+    }
+
+    /// Applies commits made by other processes since the current state.
+    pub async fn refresh(&self) -> Result<Arc<SyncState>, Error> {
+        loop {
+            let seq = self.seq();
+            let Some(commit) = get_json::<Commit>(&self.store, &log_path(seq + 1)).await? else {
+                return Ok(self.state());
+            };
+            self.install(&commit);
+        }
+    }
+
+    fn install(&self, commit: &Commit) {
+        let mut current = self.current.write().expect("lock");
+        if commit.seq != current.0 + 1 {
+            return; // applied by a concurrent refresh
+        }
+        let mut next = (*current.1).clone();
+        for op in &commit.ops {
+            next.apply(op);
+        }
+        *current = (commit.seq, Arc::new(next));
+    }
+
+    /// Appends `ops` atomically; returns the state after them. If another process committed
+    /// first, its commit is read and ours goes after it.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<Arc<SyncState>, Error> {
+        if ops.is_empty() {
+            return Ok(self.state());
+        }
+        let _guard = self.commit_lock.lock().await;
+        let mut commit = Commit { seq: 0, at: 0, ops };
+        for _ in 0..MAX_ATTEMPTS {
+            self.refresh().await?;
+            commit.seq = self.seq() + 1;
+            commit.at = chrono::Utc::now().timestamp_micros();
+            let body = serde_json::to_vec(&commit).expect("commit serializes");
+            let path = log_path(commit.seq);
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(body), opts)
+                .await
+            {
+                Ok(_) => {
+                    self.install(&commit);
+                    // Best effort: a missing checkpoint only makes the next load read more.
+                    if commit.seq.is_multiple_of(CHECKPOINT_EVERY)
+                        && let Err(e) = self.write_checkpoint().await
+                    {
+                        tracing::warn!("sync state checkpoint failed: {e}");
+                    }
+                    return Ok(self.state());
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: path.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(Error::TooManyAttempts(MAX_ATTEMPTS))
+    }
+
+    /// Writes the full state at the current commit and points `_last_checkpoint` at it. Old
+    /// commits stay (they are small); loading starts from the checkpoint.
+    pub async fn write_checkpoint(&self) -> Result<(), Error> {
+        let (seq, state) = {
+            let c = self.current.read().expect("lock");
+            (c.0, Arc::clone(&c.1))
+        };
+        let path = checkpoint_path(seq);
+        let body = serde_json::to_vec(&Checkpoint {
+            seq,
+            state: (*state).clone(),
+        })
+        .expect("checkpoint serializes");
+        let io = |path: &Path| {
+            let path = path.to_string();
+            move |source| Error::Io { path, source }
+        };
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(io(&path))?;
+        let pointer = Path::from(LAST_CHECKPOINT);
+        let body = serde_json::to_vec(&Pointer { seq }).expect("json");
+        self.store
+            .put(&pointer, PutPayload::from(body))
+            .await
+            .map_err(io(&pointer))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Interval, Symbol};
+    use crate::sync::registry::Covered;
+    use object_store::memory::InMemory;
+
+    fn cover(sym: &str, start: i64) -> Op {
+        Op::Cover {
+            symbol: Symbol::new(sym).unwrap(),
+            interval: Interval::D1,
+            range: Covered {
+                start,
+                end: start + 1,
+                rows: 0,
+                source: "t".into(),
+                fetched_at: 0,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn two_writers_interleave_and_a_reload_sees_both() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = SyncLog::load(Arc::clone(&store)).await.unwrap();
+        let b = SyncLog::load(Arc::clone(&store)).await.unwrap();
+        for i in 0..CHECKPOINT_EVERY + 5 {
+            a.commit(vec![cover("A", i as i64)]).await.unwrap();
+            // b never refreshed: its commit lands after a's, not over it.
+            b.commit(vec![cover("B", i as i64)]).await.unwrap();
+        }
+        let reloaded = SyncLog::load(store).await.unwrap();
+        assert_eq!(reloaded.seq(), 2 * (CHECKPOINT_EVERY + 5));
+        assert_eq!(*reloaded.state(), *b.refresh().await.unwrap());
+        let state = reloaded.state();
+        for sym in ["A", "B"] {
+            let id = (Symbol::new(sym).unwrap(), Interval::D1);
+            assert_eq!(state.coverage[&id].len() as u64, CHECKPOINT_EVERY + 5);
+        }
+    }
+}
