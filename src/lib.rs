@@ -9,6 +9,7 @@ pub mod calendar;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod delete;
 pub mod demo;
 pub mod format;
 pub mod import;

@@ -253,6 +253,26 @@ impl Store {
         })
     }
 
+    /// Deletes the bars of one series with `start <= ts < end` (µs UTC), atomically. Live rows
+    /// are moved into Parquet first, so none of the range survives in memory to come back.
+    pub async fn delete_range(
+        &self,
+        symbol: &Symbol,
+        interval: Interval,
+        start: i64,
+        end: i64,
+    ) -> Result<crate::delete::DeleteSummary> {
+        if start >= end {
+            return Err(Error::InvalidInput(
+                "empty range: start must be before end".into(),
+            ));
+        }
+        if self.live.as_ref().is_some_and(|l| l.read().rows() > 0) {
+            self.transfer().await?;
+        }
+        Ok(crate::delete::delete_range(&self.catalog, symbol, interval, start, end).await?)
+    }
+
     /// Imports files (CSV, gzip CSV, Parquet) as one commit: all or nothing. Files are parsed in
     /// parallel and pushed in the order given, so a later file wins on a duplicate key; the
     /// writer spills to uncommitted files past its buffer, so memory stays bounded.

@@ -2,7 +2,10 @@
 //! backfill that heals gaps by fetching exactly what is missing.
 
 pub mod fake_upstream;
+pub mod gaps;
 pub mod log;
 pub mod provider;
 pub mod registry;
+pub mod syncer;
 pub mod upstream;
+pub mod validate;

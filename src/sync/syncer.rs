@@ -1,0 +1,737 @@
+//! The stage 2 service: the registry, the ledger and the providers together. It plans what each
+//! tracked series lacks, fetches it chunk by chunk, writes it through the normal write path and
+//! only then records what it learned, so a crash costs at most the chunks in flight.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::gaps;
+use super::log::{self, SyncLog};
+use super::provider::{FetchError, FetchRequest, Provider, Upstream, UpstreamPolicy};
+use super::registry::{
+    Covered, Op, SeriesId, SeriesState, SeriesStatus, SymbolSpec, SyncRun, SyncState,
+};
+use super::validate::{Checked, check_fetched};
+use crate::batch::{SeriesBatch, SeriesKey};
+use crate::calendar::Calendar;
+use crate::model::{Interval, Symbol};
+use crate::{LoadRequest, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Log(#[from] log::Error),
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} is not tracked")]
+    NotTracked(Symbol),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How the stage 2 job behaves.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// A series whose last successful sync is older than this is stale.
+    pub stale_after: Duration,
+    /// A failing series waits `retry_base · 2^(attempts-1)`, at most `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Bars that ended less than this ago and came back empty may still be published: their
+    /// range is asked again next time instead of being recorded as known-empty.
+    pub settle: Duration,
+    /// Chunks fetched at once across all providers (each provider also has its own bound).
+    pub concurrency: usize,
+    /// Fetched rows written per commit; bigger batches make fewer, larger commits.
+    pub write_batch_rows: usize,
+    /// For reads that fill symbols nobody registered.
+    pub default_provider: Option<String>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            stale_after: Duration::from_secs(3 * 3600),
+            retry_base: Duration::from_secs(60),
+            retry_max: Duration::from_secs(3600),
+            settle: Duration::from_secs(24 * 3600),
+            concurrency: 16,
+            write_batch_rows: 500_000,
+            default_provider: None,
+        }
+    }
+}
+
+/// A configured provider: its adapter and its HTTP client with its policy.
+#[derive(Debug)]
+pub struct ProviderHandle {
+    pub name: String,
+    pub adapter: Arc<dyn Provider>,
+    pub upstream: Upstream,
+}
+
+impl ProviderHandle {
+    pub fn new(name: &str, adapter: Arc<dyn Provider>, policy: UpstreamPolicy) -> Self {
+        Self {
+            name: name.to_string(),
+            adapter,
+            upstream: Upstream::new(name, policy),
+        }
+    }
+}
+
+/// Which series a backfill looks at and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillRequest {
+    /// Only these symbols (all tracked ones when `None`).
+    pub symbols: Option<Vec<Symbol>>,
+    /// Only this range `[start, end)` (µs UTC) instead of the whole history.
+    pub range: Option<(i64, i64)>,
+    /// Fetch the range again even where it is stored or covered.
+    pub force: bool,
+}
+
+/// What a backfill (or a fill on read) did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackfillSummary {
+    pub series_checked: usize,
+    pub series_fetched: usize,
+    pub chunks: usize,
+    pub requests: u64,
+    pub rows: u64,
+    pub quarantined: u64,
+    /// `symbol interval: error` for each series that failed.
+    pub failures: Vec<String>,
+    /// The ranges fetched, `symbol interval start..end` (RFC 3339).
+    pub fetched: Vec<String>,
+    pub duration_ms: f64,
+}
+
+/// The plan for one series: what to ask its provider for.
+struct SeriesPlan {
+    id: SeriesId,
+    provider: Arc<ProviderHandle>,
+    chunks: Vec<(i64, i64)>,
+}
+
+/// A chunk after its fetch.
+struct ChunkResult {
+    id: SeriesId,
+    chunk: (i64, i64),
+    provider: String,
+    outcome: std::result::Result<Checked, FetchError>,
+    requests: u32,
+}
+
+pub struct Syncer {
+    store: Arc<Store>,
+    log: SyncLog,
+    providers: BTreeMap<String, Arc<ProviderHandle>>,
+    options: SyncOptions,
+    /// Reads per symbol since start: the most-read symbols are synced first.
+    reads: Mutex<HashMap<Symbol, u64>>,
+    /// One backfill at a time; fills on read run beside it.
+    backfill_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer")
+            .field("providers", &self.providers.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| us.to_string())
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Syncer {
+    pub async fn open(
+        store: Arc<Store>,
+        providers: Vec<ProviderHandle>,
+        options: SyncOptions,
+    ) -> Result<Self> {
+        let log = SyncLog::load(Arc::clone(store.object_store())).await?;
+        Ok(Self {
+            store,
+            log,
+            providers: providers
+                .into_iter()
+                .map(|p| (p.name.clone(), Arc::new(p)))
+                .collect(),
+            options,
+            reads: Mutex::new(HashMap::new()),
+            backfill_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn options(&self) -> &SyncOptions {
+        &self.options
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The current state (registry, ledger, quarantine, runs).
+    pub fn state(&self) -> Arc<SyncState> {
+        self.log.state()
+    }
+
+    /// Reads what other processes (a CLI beside a server) committed.
+    pub async fn refresh(&self) -> Result<Arc<SyncState>> {
+        Ok(self.log.refresh().await?)
+    }
+
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<ProviderHandle>> {
+        self.providers.values()
+    }
+
+    fn provider(&self, name: &str) -> Result<&Arc<ProviderHandle>> {
+        self.providers.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+            Error::Invalid(format!(
+                "unknown provider {name:?} (configured: {})",
+                if known.is_empty() {
+                    "none; add a [providers.NAME] table to the config".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// Counts a read of these symbols (popularity orders the backfill).
+    pub fn note_reads<'a>(&self, symbols: impl IntoIterator<Item = &'a Symbol>) {
+        let mut reads = self.reads.lock().expect("reads lock");
+        for s in symbols {
+            *reads.entry(s.clone()).or_default() += 1;
+        }
+    }
+
+    pub fn reads_of(&self, symbol: &Symbol) -> u64 {
+        self.reads
+            .lock()
+            .expect("reads lock")
+            .get(symbol)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Starts tracking a symbol (or changes how). Checked before anything is recorded.
+    pub async fn track(&self, spec: SymbolSpec) -> Result<()> {
+        let provider = self.provider(&spec.provider)?;
+        if spec.intervals.is_empty() {
+            return Err(Error::Invalid("intervals: give at least one".into()));
+        }
+        if let Some(i) = spec
+            .intervals
+            .iter()
+            .find(|i| !provider.adapter.supports(**i))
+        {
+            return Err(Error::Invalid(format!(
+                "provider {} ({}) does not serve {i} bars",
+                spec.provider,
+                provider.adapter.kind()
+            )));
+        }
+        self.log.commit(vec![Op::Track { spec }]).await?;
+        Ok(())
+    }
+
+    /// Stops tracking a symbol. With `purge` its bars and coverage go too: the ledger forgets
+    /// first, so a crash in between can only leave bars that a sync would not fetch again.
+    pub async fn untrack(&self, symbol: &Symbol, purge: bool) -> Result<u64> {
+        let state = self.log.refresh().await?;
+        let Some(spec) = state.symbols.get(symbol) else {
+            return Err(Error::NotTracked(symbol.clone()));
+        };
+        let intervals = spec.intervals.clone();
+        self.log
+            .commit(vec![Op::Untrack {
+                symbol: symbol.clone(),
+                purge,
+            }])
+            .await?;
+        let mut deleted = 0;
+        if purge {
+            for interval in intervals {
+                deleted += self
+                    .store
+                    .delete_range(symbol, interval, i64::MIN + 1, i64::MAX)
+                    .await?
+                    .rows;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes stored bars in `[start, end)`; the ledger forgets the range first, so stage 2
+    /// heals it if the symbol is tracked.
+    pub async fn delete_bars(
+        &self,
+        symbol: &Symbol,
+        interval: Interval,
+        start: i64,
+        end: i64,
+    ) -> Result<crate::delete::DeleteSummary> {
+        if start >= end {
+            return Err(Error::Invalid("start must be before end".into()));
+        }
+        self.log
+            .commit(vec![Op::Forget {
+                symbol: symbol.clone(),
+                interval,
+                start,
+                end,
+            }])
+            .await?;
+        Ok(self
+            .store
+            .delete_range(symbol, interval, start, end)
+            .await?)
+    }
+
+    /// Records a job run in `sync_runs`.
+    pub async fn record_run(&self, run: SyncRun) -> Result<()> {
+        self.log.commit(vec![Op::Run { run }]).await?;
+        Ok(())
+    }
+
+    /// Stage 2: for each tracked series (most read first), fetch what it lacks.
+    pub async fn backfill(&self, request: &BackfillRequest) -> Result<BackfillSummary> {
+        let _one_at_a_time = self.backfill_lock.lock().await;
+        let started = Instant::now();
+        let state = self.log.refresh().await?;
+        let now = now_us();
+        let mut series: Vec<(SeriesId, &SymbolSpec)> = state
+            .status
+            .iter()
+            .filter_map(|(id, status)| {
+                let spec = state.symbols.get(&id.0)?;
+                if let Some(only) = &request.symbols
+                    && !only.contains(&id.0)
+                {
+                    return None;
+                }
+                // A failing series waits out its backoff unless asked for by name.
+                let waiting = status.next_retry.is_some_and(|t| t > now);
+                (!waiting || request.symbols.is_some()).then_some((id.clone(), spec))
+            })
+            .collect();
+        {
+            let reads = self.reads.lock().expect("reads lock");
+            series.sort_by_key(|(id, _)| {
+                let status = &state.status[id];
+                (
+                    std::cmp::Reverse(reads.get(&id.0).copied().unwrap_or(0)),
+                    status.last_update.unwrap_or(i64::MIN),
+                )
+            });
+        }
+        let mut plans = Vec::with_capacity(series.len());
+        for (id, spec) in &series {
+            let provider = Arc::clone(self.provider(&spec.provider)?);
+            let range = request.range.unwrap_or((spec.since, i64::MAX));
+            let start = range.0.max(spec.since);
+            let chunks = self
+                .plan(
+                    &state,
+                    id,
+                    spec.calendar,
+                    &provider,
+                    (start, range.1),
+                    request.force,
+                    now,
+                )
+                .await?;
+            plans.push(SeriesPlan {
+                id: id.clone(),
+                provider,
+                chunks,
+            });
+        }
+        let mut summary = BackfillSummary {
+            series_checked: plans.len(),
+            ..Default::default()
+        };
+        // Series with work to do show as backfilling while it runs.
+        let starting: Vec<Op> = plans
+            .iter()
+            .filter(|p| !p.chunks.is_empty())
+            .filter_map(|p| {
+                let mut status = state.status.get(&p.id)?.clone();
+                (status.state == SeriesState::New).then(|| {
+                    status.state = SeriesState::Backfilling;
+                    status_op(&p.id, status)
+                })
+            })
+            .collect();
+        self.log.commit(starting).await?;
+        let outcome = self.execute(plans, &mut summary, true).await;
+        summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        outcome.map(|_| summary)
+    }
+
+    /// Read-through: fetches what `symbols` lack in `[start, end)` before a read answers. A
+    /// symbol nobody registered uses the default provider and a calendar that fits it.
+    pub async fn fill(
+        &self,
+        symbols: &[Symbol],
+        interval: Interval,
+        start: i64,
+        end: i64,
+    ) -> Result<BackfillSummary> {
+        let started = Instant::now();
+        let state = self.log.refresh().await?;
+        let now = now_us();
+        let mut plans = Vec::new();
+        for symbol in symbols {
+            let (provider, calendar) = match state.symbols.get(symbol) {
+                Some(spec) => (self.provider(&spec.provider)?, spec.calendar),
+                None => {
+                    let name = self.options.default_provider.as_deref().ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "fill: {symbol} is not tracked and no default_provider is configured"
+                        ))
+                    })?;
+                    let provider = self.provider(name)?;
+                    (provider, default_calendar(provider.adapter.kind()))
+                }
+            };
+            if !provider.adapter.supports(interval) {
+                return Err(Error::Invalid(format!(
+                    "fill: provider {} does not serve {interval} bars",
+                    provider.name
+                )));
+            }
+            let id = (symbol.clone(), interval);
+            let provider = Arc::clone(provider);
+            let chunks = self
+                .plan(&state, &id, calendar, &provider, (start, end), false, now)
+                .await?;
+            plans.push(SeriesPlan {
+                id,
+                provider,
+                chunks,
+            });
+        }
+        let mut summary = BackfillSummary {
+            series_checked: plans.len(),
+            ..Default::default()
+        };
+        self.execute(plans, &mut summary, false).await?;
+        summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(summary)
+    }
+
+    /// The chunks one series needs in `range`: expected bars not covered and not stored.
+    #[allow(clippy::too_many_arguments)]
+    async fn plan(
+        &self,
+        state: &SyncState,
+        id: &SeriesId,
+        calendar: Calendar,
+        provider: &ProviderHandle,
+        range: (i64, i64),
+        force: bool,
+        now: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        let (symbol, interval) = (&id.0, id.1);
+        let start = range.0;
+        let end = range.1.min(gaps::horizon(interval, now));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let max_range = provider.adapter.max_range(interval);
+        if force {
+            return Ok(gaps::forced_chunks(
+                calendar, interval, start, end, max_range,
+            ));
+        }
+        let covered = state.covered_spans(id);
+        let expected = gaps::expected_uncovered(calendar, interval, start, end, &covered);
+        let (Some(first), Some(last)) = (expected.first(), expected.last()) else {
+            return Ok(Vec::new());
+        };
+        let stored = self
+            .stored_timestamps(symbol, interval, *first, last + 1)
+            .await?;
+        let missing = gaps::missing(&expected, &stored);
+        Ok(gaps::chunks(&missing, interval, max_range))
+    }
+
+    /// Open times of the bars stored for a series in `[start, end)`, ascending.
+    async fn stored_timestamps(
+        &self,
+        symbol: &Symbol,
+        interval: Interval,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<i64>> {
+        let batches = self
+            .store
+            .load_bars_collect(&LoadRequest {
+                symbols: vec![symbol.to_string()],
+                interval,
+                start: Some(start),
+                end: Some(end),
+                columns: Some(vec!["ts".into()]),
+            })
+            .await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let ts = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+                .expect("ts column");
+            out.extend_from_slice(ts.values());
+        }
+        Ok(out)
+    }
+
+    /// Fetches every chunk of the plans, writes the bars in batches, then records coverage and
+    /// status. `update_status` is false for fills on read (they do not speak for the series).
+    async fn execute(
+        &self,
+        plans: Vec<SeriesPlan>,
+        summary: &mut BackfillSummary,
+        update_status: bool,
+    ) -> Result<()> {
+        let state = self.log.state();
+        let now = now_us();
+        let mut remaining: HashMap<SeriesId, usize> = HashMap::new();
+        let mut statuses: HashMap<SeriesId, SeriesStatus> = HashMap::new();
+        let mut nothing_to_do = Vec::new();
+        let mut jobs = Vec::new();
+        for plan in plans {
+            let status = state.status.get(&plan.id).cloned().unwrap_or_default();
+            if plan.chunks.is_empty() {
+                if update_status {
+                    nothing_to_do.push(status_op(&plan.id, succeeded(status, now)));
+                }
+                continue;
+            }
+            summary.series_fetched += 1;
+            summary.chunks += plan.chunks.len();
+            remaining.insert(plan.id.clone(), plan.chunks.len());
+            statuses.insert(plan.id.clone(), status);
+            for chunk in plan.chunks {
+                jobs.push((plan.id.clone(), Arc::clone(&plan.provider), chunk));
+            }
+        }
+        self.log.commit(nothing_to_do).await?;
+        // A series that failed once in this run is not asked again until its retry time.
+        let failed: Arc<Mutex<HashSet<SeriesId>>> = Default::default();
+        let mut results = futures::stream::iter(jobs)
+            .map(|(id, provider, chunk)| {
+                let failed = Arc::clone(&failed);
+                tokio::spawn(async move { fetch_chunk(id, provider, chunk, failed).await })
+            })
+            .buffer_unordered(self.options.concurrency.max(1));
+        let mut batch = WriteBatch::default();
+        while let Some(result) = results.next().await {
+            let Some(result) = result.map_err(|e| Error::Invalid(format!("fetch task: {e}")))?
+            else {
+                continue; // skipped: its series already failed
+            };
+            summary.requests += u64::from(result.requests);
+            let status = statuses.get_mut(&result.id).expect("planned series");
+            status.requests += u64::from(result.requests);
+            match &result.outcome {
+                Ok(checked) => {
+                    summary.rows += checked.rows;
+                    summary.quarantined += checked.quarantined.len() as u64;
+                    summary.fetched.push(format!(
+                        "{} {} {}..{}",
+                        result.id.0,
+                        result.id.1,
+                        rfc3339(result.chunk.0),
+                        rfc3339(result.chunk.1)
+                    ));
+                    status.rows_fetched += checked.rows;
+                    status.last_bar = status.last_bar.max(checked.last_bar);
+                }
+                Err(e) => {
+                    failed.lock().expect("lock").insert(result.id.clone());
+                    summary
+                        .failures
+                        .push(format!("{} {}: {e}", result.id.0, result.id.1));
+                    let attempts = status.attempts + 1;
+                    let wait = micros(self.options.retry_base)
+                        .saturating_mul(1i64 << (attempts - 1).min(30))
+                        .min(micros(self.options.retry_max));
+                    *status = SeriesStatus {
+                        state: SeriesState::Failing,
+                        last_error: Some(e.to_string()),
+                        attempts,
+                        next_retry: Some(now_us() + wait),
+                        ..status.clone()
+                    };
+                }
+            }
+            let left = remaining.get_mut(&result.id).expect("planned series");
+            *left -= 1;
+            let done = *left == 0 || result.outcome.is_err();
+            batch.add(result, now, micros(self.options.settle));
+            if done && update_status {
+                let id = batch.last_id();
+                let status = statuses[&id].clone();
+                let status = if failed.lock().expect("lock").contains(&id) {
+                    status
+                } else {
+                    succeeded(status, now_us())
+                };
+                batch.ops.push(status_op(&id, status));
+            }
+            if batch.rows >= self.options.write_batch_rows || batch.ops.len() >= 2048 {
+                self.flush(&mut batch).await?;
+            }
+        }
+        self.flush(&mut batch).await
+    }
+
+    /// Writes the batch's bars (one commit), then records what they taught (one state commit).
+    async fn flush(&self, batch: &mut WriteBatch) -> Result<()> {
+        let WriteBatch { series, ops, .. } = std::mem::take(batch);
+        if !series.is_empty() {
+            self.store.write_series(series, "backfill").await?;
+        }
+        self.log.commit(ops).await?;
+        Ok(())
+    }
+}
+
+/// Bars fetched but not yet written, and the ledger entries that wait for them.
+#[derive(Default)]
+struct WriteBatch {
+    series: Vec<SeriesBatch>,
+    ops: Vec<Op>,
+    rows: usize,
+    last: Option<SeriesId>,
+}
+
+impl WriteBatch {
+    fn add(&mut self, result: ChunkResult, now: i64, settle: i64) {
+        let (symbol, interval) = result.id.clone();
+        self.last = Some(result.id.clone());
+        let Ok(checked) = result.outcome else {
+            return;
+        };
+        if !checked.quarantined.is_empty() {
+            self.ops.push(Op::Quarantine {
+                rows: checked.quarantined,
+            });
+        }
+        let end = gaps::covered_end(result.chunk, checked.last_bar, interval, now, settle);
+        if end > result.chunk.0 {
+            self.ops.push(Op::Cover {
+                symbol: symbol.clone(),
+                interval,
+                range: Covered {
+                    start: result.chunk.0,
+                    end,
+                    rows: checked.rows,
+                    source: result.provider,
+                    fetched_at: now,
+                },
+            });
+        }
+        if let Some(bars) = checked.bars {
+            self.rows += bars.num_rows();
+            self.series.push(SeriesBatch {
+                key: SeriesKey { symbol, interval },
+                batch: bars,
+            });
+        }
+    }
+
+    fn last_id(&self) -> SeriesId {
+        self.last.clone().expect("a result was added")
+    }
+}
+
+fn status_op(id: &SeriesId, status: SeriesStatus) -> Op {
+    Op::Status {
+        symbol: id.0.clone(),
+        interval: id.1,
+        status,
+    }
+}
+
+fn succeeded(status: SeriesStatus, now: i64) -> SeriesStatus {
+    SeriesStatus {
+        state: SeriesState::Fresh,
+        last_update: Some(now),
+        last_error: None,
+        attempts: 0,
+        next_retry: None,
+        ..status
+    }
+}
+
+/// The calendar a provider's symbols usually follow, for symbols nobody registered.
+pub fn default_calendar(kind: &str) -> Calendar {
+    match kind {
+        "binance" => Calendar::AlwaysOpen,
+        _ => Calendar::UsEquity,
+    }
+}
+
+async fn fetch_chunk(
+    id: SeriesId,
+    provider: Arc<ProviderHandle>,
+    chunk: (i64, i64),
+    failed: Arc<Mutex<HashSet<SeriesId>>>,
+) -> Option<ChunkResult> {
+    if failed.lock().expect("lock").contains(&id) {
+        return None;
+    }
+    let request = FetchRequest {
+        symbol: id.0.clone(),
+        interval: id.1,
+        start: chunk.0,
+        end: chunk.1,
+    };
+    let before = provider.upstream.stats().requests;
+    let fetched = provider.adapter.fetch(&provider.upstream, &request).await;
+    let fetched_at = now_us();
+    let (outcome, requests) = match fetched {
+        Ok(f) => {
+            let requests = f.requests;
+            let checked = check_fetched(&id.0, id.1, chunk, f, &provider.name, fetched_at);
+            (Ok(checked), requests)
+        }
+        // Requests made by a call that failed are not reported by the adapter: count them from
+        // the client (approximate when chunks of one provider run at once).
+        Err(e) => {
+            let made = provider.upstream.stats().requests.saturating_sub(before);
+            (Err(e), made.min(u64::from(u32::MAX)) as u32)
+        }
+    };
+    Some(ChunkResult {
+        id,
+        chunk,
+        provider: provider.name.clone(),
+        outcome,
+        requests,
+    })
+}
