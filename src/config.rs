@@ -36,7 +36,30 @@ pub struct Config {
     pub live_max_memory: ByteSize,
     /// How often partitions with many small files are compacted.
     pub compact_interval: Seconds,
+    /// How often files no commit references are deleted (after `gc_grace`).
+    pub gc_interval: Seconds,
+    pub gc_grace: Seconds,
+    /// How often stage 2 (backfill and gap healing) runs, and its first run after start.
+    pub backfill_interval: Seconds,
+    pub backfill_delay: Seconds,
+    /// A tracked series not synced successfully for this long is stale.
+    pub stale_after: Seconds,
+    /// A failing series is retried after `retry_base`, doubling up to `retry_max`.
+    pub retry_base: Seconds,
+    pub retry_max: Seconds,
+    /// How often the newest bars of tracked intraday symbols are fetched into the live tier.
+    pub live_interval: Seconds,
+    /// Jobs that do not run on their own (still runnable by hand): any of `transfer`,
+    /// `compact`, `gc`, `backfill`, `live`.
+    pub disabled_jobs: Vec<String>,
+    /// The provider for reads that fill symbols nobody registered.
+    pub default_provider: Option<String>,
+    /// Upstream market-data APIs by name: `[providers.yahoo] kind = "yahoo"`.
+    pub providers: std::collections::BTreeMap<String, crate::sync::settings::ProviderConfig>,
 }
+
+/// Jobs the scheduler knows.
+pub const JOBS: [&str; 5] = ["transfer", "compact", "gc", "backfill", "live"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -53,6 +76,17 @@ impl Default for Config {
             transfer_threshold: ByteSize(128 << 20),
             live_max_memory: ByteSize(512 << 20),
             compact_interval: Seconds(300.0),
+            gc_interval: Seconds(3600.0),
+            gc_grace: Seconds(3600.0),
+            backfill_interval: Seconds(3.0 * 3600.0),
+            backfill_delay: Seconds(30.0),
+            stale_after: Seconds(3.0 * 3600.0),
+            retry_base: Seconds(60.0),
+            retry_max: Seconds(3600.0),
+            live_interval: Seconds(900.0),
+            disabled_jobs: Vec::new(),
+            default_provider: None,
+            providers: Default::default(),
         }
     }
 }
@@ -267,6 +301,40 @@ pub struct Overrides {
     /// How often small files are compacted, e.g. 5m.
     #[arg(long, env = "TICKVAULT_COMPACT_INTERVAL")]
     pub compact_interval: Option<Seconds>,
+    /// How often unreferenced files are deleted, e.g. 1h.
+    #[arg(long, env = "TICKVAULT_GC_INTERVAL")]
+    pub gc_interval: Option<Seconds>,
+    /// How long unreferenced files are kept before GC, e.g. 1h.
+    #[arg(long, env = "TICKVAULT_GC_GRACE")]
+    pub gc_grace: Option<Seconds>,
+    /// How often stage 2 (backfill, gap healing) runs, e.g. 3h.
+    #[arg(long, env = "TICKVAULT_BACKFILL_INTERVAL")]
+    pub backfill_interval: Option<Seconds>,
+    /// Delay of the first stage 2 run after start, e.g. 30s.
+    #[arg(long, env = "TICKVAULT_BACKFILL_DELAY")]
+    pub backfill_delay: Option<Seconds>,
+    /// A series not synced for this long is stale, e.g. 3h.
+    #[arg(long, env = "TICKVAULT_STALE_AFTER")]
+    pub stale_after: Option<Seconds>,
+    /// First retry delay of a failing series, e.g. 1m (doubles each time).
+    #[arg(long, env = "TICKVAULT_RETRY_BASE")]
+    pub retry_base: Option<Seconds>,
+    /// Longest retry delay of a failing series, e.g. 1h.
+    #[arg(long, env = "TICKVAULT_RETRY_MAX")]
+    pub retry_max: Option<Seconds>,
+    /// How often the newest intraday bars are fetched into the live tier, e.g. 15m.
+    #[arg(long, env = "TICKVAULT_LIVE_INTERVAL")]
+    pub live_interval: Option<Seconds>,
+    /// Jobs that do not run on their own: transfer, compact, gc, backfill, live (comma list).
+    #[arg(
+        long = "disable-job",
+        env = "TICKVAULT_DISABLED_JOBS",
+        value_delimiter = ','
+    )]
+    pub disabled_jobs: Vec<String>,
+    /// The provider for reads that fill symbols nobody registered.
+    #[arg(long, env = "TICKVAULT_DEFAULT_PROVIDER")]
+    pub default_provider: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -342,6 +410,30 @@ impl Config {
         if let Some(v) = o.compact_interval {
             config.compact_interval = v;
         }
+        let durations = [
+            (o.gc_interval, &mut config.gc_interval),
+            (o.gc_grace, &mut config.gc_grace),
+            (o.backfill_interval, &mut config.backfill_interval),
+            (o.backfill_delay, &mut config.backfill_delay),
+            (o.stale_after, &mut config.stale_after),
+            (o.retry_base, &mut config.retry_base),
+            (o.retry_max, &mut config.retry_max),
+            (o.live_interval, &mut config.live_interval),
+        ];
+        for (value, slot) in durations {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        }
+        if !o.disabled_jobs.is_empty() {
+            config.disabled_jobs = o.disabled_jobs;
+        }
+        if let Some(v) = o.default_provider {
+            config.default_provider = Some(v);
+        }
+        for (name, provider) in &mut config.providers {
+            provider.apply_env(name, |k| std::env::var(k).ok());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -363,6 +455,12 @@ impl Config {
         for (name, v) in [
             ("transfer_interval", self.transfer_interval),
             ("compact_interval", self.compact_interval),
+            ("gc_interval", self.gc_interval),
+            ("backfill_interval", self.backfill_interval),
+            ("stale_after", self.stale_after),
+            ("retry_base", self.retry_base),
+            ("retry_max", self.retry_max),
+            ("live_interval", self.live_interval),
         ] {
             if v.0.is_nan() || v.0 <= 0.0 {
                 return Err(Error::Invalid(format!("{name} must be positive")));
@@ -373,6 +471,27 @@ impl Config {
                 "transfer_threshold ({}) must not be above live_max_memory ({})",
                 self.transfer_threshold, self.live_max_memory
             )));
+        }
+        if let Some(job) = self
+            .disabled_jobs
+            .iter()
+            .find(|j| !JOBS.contains(&j.as_str()))
+        {
+            return Err(Error::Invalid(format!(
+                "disabled_jobs: unknown job {job:?} (jobs: {})",
+                JOBS.join(", ")
+            )));
+        }
+        if let Some(name) = &self.default_provider
+            && !self.providers.contains_key(name)
+        {
+            return Err(Error::Invalid(format!(
+                "default_provider = {name:?} is not a configured provider"
+            )));
+        }
+        for (name, p) in &self.providers {
+            crate::sync::provider::build(&p.adapter())
+                .map_err(|e| Error::Invalid(format!("providers.{name}: {e}")))?;
         }
         if self.tokens.iter().any(|t| t.token.is_empty()) {
             return Err(Error::Invalid("a token is empty".into()));
@@ -414,11 +533,48 @@ impl Config {
         }
     }
 
+    /// The stage 2 providers, built from their config tables.
+    pub fn providers(&self) -> Result<Vec<crate::sync::syncer::ProviderHandle>, Error> {
+        self.providers
+            .iter()
+            .map(|(name, p)| {
+                let adapter = crate::sync::provider::build(&p.adapter())
+                    .map_err(|e| Error::Invalid(format!("providers.{name}: {e}")))?;
+                Ok(crate::sync::syncer::ProviderHandle::new(
+                    name,
+                    adapter,
+                    p.policy(),
+                ))
+            })
+            .collect()
+    }
+
+    pub fn sync_options(&self) -> crate::sync::syncer::SyncOptions {
+        crate::sync::syncer::SyncOptions {
+            stale_after: self.stale_after.duration(),
+            retry_base: self.retry_base.duration(),
+            retry_max: self.retry_max.duration(),
+            default_provider: self.default_provider.clone(),
+            ..Default::default()
+        }
+    }
+
+    pub fn job_enabled(&self, job: &str) -> bool {
+        !self.disabled_jobs.iter().any(|j| j == job)
+    }
+
     /// The effective config as TOML with every secret replaced by `***`.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
         for t in &mut masked.tokens {
             t.token = "***".into();
+        }
+        for p in masked.providers.values_mut() {
+            for secret in [&mut p.api_key, &mut p.api_secret] {
+                if secret.is_some() {
+                    *secret = Some("***".into());
+                }
+            }
         }
         toml::to_string(&masked).expect("config serializes")
     }

@@ -78,7 +78,7 @@ pub async fn compact(catalog: &Catalog, max_files: usize) -> write::Result<Compa
     Ok(summary)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GcSummary {
     /// Files deleted that a commit had removed, past the grace period.
     pub removed_deleted: usize,

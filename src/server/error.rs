@@ -47,6 +47,10 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs);
         self
@@ -118,6 +122,18 @@ impl From<store::Error> for ApiError {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             e => Self::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::sync::syncer::Error> for ApiError {
+    fn from(e: crate::sync::syncer::Error) -> Self {
+        use crate::sync::syncer::Error as E;
+        match e {
+            E::Store(e) => e.into(),
+            E::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+            E::NotTracked(_) => Self::new(StatusCode::NOT_FOUND, "not_tracked", e.to_string()),
+            E::Log(_) => Self::internal(e.to_string()),
         }
     }
 }

@@ -26,31 +26,10 @@ pub async fn ready(State(app): State<App>) -> Response {
     }
 }
 
-fn rfc3339(us: i64) -> String {
+pub(crate) fn rfc3339(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         .unwrap_or_default()
-}
-
-/// `GET /v1/symbols`: every stored series.
-pub async fn symbols(State(app): State<App>) -> Result<Json<Value>, ApiError> {
-    let store = app.store()?;
-    let rows: Vec<Value> = store
-        .stats()
-        .into_iter()
-        .map(|s| {
-            json!({
-                "symbol": s.symbol.as_str(),
-                "interval": s.interval.as_str(),
-                "rows": s.rows,
-                "files": s.files,
-                "bytes": s.bytes,
-                "first_ts": rfc3339(s.first_ts),
-                "last_ts": rfc3339(s.last_ts),
-            })
-        })
-        .collect();
-    Ok(Json(Value::Array(rows)))
 }
 
 /// Store-wide totals from the catalog's per-series stats, the live tier and the jobs.

@@ -1,5 +1,4 @@
-//! `POST /v1/write`: bars into the live tier (durable when answered), and
-//! `POST /v1/sync/transfer`: stage 1 of the sync on demand.
+//! `POST /v1/write`: bars into the live tier (durable when answered).
 
 use std::sync::atomic::Ordering;
 
@@ -13,7 +12,6 @@ use serde_json::{Value, json};
 
 use super::App;
 use super::error::ApiError;
-use super::jobs;
 use super::query::body_error;
 use crate::ingest::{BodyFormat, CsvParams, parse_body};
 use crate::model::{Interval, Symbol};
@@ -86,19 +84,4 @@ pub async fn write(
         .await
         .map_err(|e| rejected(e.into()))?;
     Ok(Json(json!({ "rows": rows, "lsn": lsn })))
-}
-
-/// `POST /v1/sync/transfer`: moves the live tier into Parquet now and says what it did.
-pub async fn transfer(State(app): State<App>) -> Result<Json<Value>, ApiError> {
-    let store = app.store()?;
-    let s = jobs::run_transfer(&app, &store).await?;
-    Ok(Json(json!({
-        "rows": s.rows,
-        "partitions": s.write.partitions,
-        "files_added": s.write.files_added,
-        "files_removed": s.write.files_removed,
-        "bytes_written": s.write.bytes_written,
-        "upto_lsn": s.upto_lsn,
-        "duration_ms": s.duration.as_secs_f64() * 1000.0,
-    })))
 }

@@ -5,8 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use super::App;
+use super::error::ApiError;
+use crate::sync::registry::SyncRun;
+use crate::sync::syncer::{BackfillRequest, BackfillSummary};
 use crate::{Store, TransferSummary};
 
 /// What a job did last and when it runs next.
@@ -74,21 +78,197 @@ impl JobStatus {
 pub struct Jobs {
     pub transfer: JobStatus,
     pub compact: JobStatus,
+    pub gc: JobStatus,
+    pub backfill: JobStatus,
+    pub live: JobStatus,
+}
+
+/// The scheduler's jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Transfer,
+    Compact,
+    Gc,
+    Backfill,
+    Live,
+}
+
+impl Job {
+    pub const ALL: [Job; 5] = [
+        Job::Transfer,
+        Job::Compact,
+        Job::Gc,
+        Job::Backfill,
+        Job::Live,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Transfer => "transfer",
+            Job::Compact => "compact",
+            Job::Gc => "gc",
+            Job::Backfill => "backfill",
+            Job::Live => "live",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Job> {
+        Job::ALL.into_iter().find(|j| j.name() == name)
+    }
+
+    fn interval(self, config: &crate::config::Config) -> Duration {
+        match self {
+            Job::Transfer => config.transfer_interval,
+            Job::Compact => config.compact_interval,
+            Job::Gc => config.gc_interval,
+            Job::Backfill => config.backfill_interval,
+            Job::Live => config.live_interval,
+        }
+        .duration()
+    }
+}
+
+impl Jobs {
+    pub fn status(&self, job: Job) -> &JobStatus {
+        match job {
+            Job::Transfer => &self.transfer,
+            Job::Compact => &self.compact,
+            Job::Gc => &self.gc,
+            Job::Backfill => &self.backfill,
+            Job::Live => &self.live,
+        }
+    }
 }
 
 fn unix_now() -> f64 {
     chrono::Utc::now().timestamp_micros() as f64 / 1e6
 }
 
-/// Runs a transfer and records it in the job status.
-pub async fn run_transfer(app: &App, store: &Store) -> crate::Result<TransferSummary> {
+/// What a run did, for the job status, `sync_runs` and the HTTP answer.
+struct Report {
+    rows: u64,
+    files: u64,
+    requests: u64,
+    /// Some series failed while the job as a whole ran.
+    partial: Option<String>,
+    detail: Value,
+}
+
+/// Runs a job now and records it: in its status, and in `sync_runs` unless it found nothing
+/// to do (an idle transfer every minute would drown the history).
+pub async fn run(app: &App, job: Job) -> Result<Value, ApiError> {
+    let store = app.store()?;
     let (started_unix, started) = (unix_now(), Instant::now());
-    let result = store.transfer().await;
+    let started_us = chrono::Utc::now().timestamp_micros();
+    let result = run_inner(app, &store, job).await;
     app.jobs
-        .transfer
-        .finished(started_unix, started.elapsed(), &result, |s| {
-            (s.rows, s.write.files_added as u64)
+        .status(job)
+        .finished(started_unix, started.elapsed(), &result, |r| {
+            (r.rows, r.files)
         });
+    let (outcome, rows, requests, error) = match &result {
+        Ok(r) if r.partial.is_some() => ("partial", r.rows, r.requests, r.partial.clone()),
+        Ok(r) => ("ok", r.rows, r.requests, None),
+        Err(e) => ("failed", 0, 0, Some(e.message().to_string())),
+    };
+    match &result {
+        Ok(r) if r.partial.is_some() => {
+            tracing::warn!("{}: {}", job.name(), r.partial.as_deref().unwrap_or(""))
+        }
+        Err(e) => tracing::warn!("{} failed: {}", job.name(), e.message()),
+        Ok(_) => {}
+    }
+    let idle = outcome == "ok" && rows == 0 && requests == 0;
+    if let (Ok(syncer), false) = (app.syncer(), idle) {
+        let run = SyncRun {
+            job: job.name().to_string(),
+            started: started_us,
+            finished: chrono::Utc::now().timestamp_micros(),
+            outcome: outcome.to_string(),
+            rows,
+            requests,
+            error,
+        };
+        if let Err(e) = syncer.record_run(run).await {
+            tracing::warn!("recording the {} run failed: {e}", job.name());
+        }
+    }
+    result.map(|r| r.detail)
+}
+
+async fn run_inner(app: &App, store: &Store, job: Job) -> Result<Report, ApiError> {
+    Ok(match job {
+        Job::Transfer => {
+            let s = run_transfer(store).await?;
+            Report {
+                rows: s.rows,
+                files: s.write.files_added as u64,
+                requests: 0,
+                partial: None,
+                detail: json!({
+                    "rows": s.rows,
+                    "partitions": s.write.partitions,
+                    "files_added": s.write.files_added,
+                    "files_removed": s.write.files_removed,
+                    "bytes_written": s.write.bytes_written,
+                    "upto_lsn": s.upto_lsn,
+                    "duration_ms": s.duration.as_secs_f64() * 1000.0,
+                }),
+            }
+        }
+        Job::Compact => {
+            let s = store.compact().await?;
+            Report {
+                rows: 0,
+                files: s.files_added as u64,
+                requests: 0,
+                partial: None,
+                detail: json!({
+                    "partitions_compacted": s.partitions_compacted,
+                    "files_removed": s.files_removed,
+                    "files_added": s.files_added,
+                    "partitions_conflicted": s.partitions_conflicted,
+                }),
+            }
+        }
+        Job::Gc => {
+            let s = store.gc(app.config.gc_grace.duration()).await?;
+            Report {
+                rows: 0,
+                files: (s.removed_deleted + s.orphans_deleted) as u64,
+                requests: 0,
+                partial: None,
+                detail: serde_json::to_value(&s).unwrap_or(Value::Null),
+            }
+        }
+        Job::Backfill | Job::Live => {
+            let syncer = app.syncer()?;
+            let s = if job == Job::Backfill {
+                syncer.backfill(&BackfillRequest::default()).await?
+            } else {
+                syncer.live_update().await?
+            };
+            sync_report(s)
+        }
+    })
+}
+
+/// A stage 2 summary as a job report.
+fn sync_report(s: BackfillSummary) -> Report {
+    let partial = (!s.failures.is_empty())
+        .then(|| format!("{} series failed, e.g. {}", s.failures.len(), s.failures[0]));
+    Report {
+        rows: s.rows,
+        files: 0,
+        requests: s.requests,
+        partial,
+        detail: serde_json::to_value(&s).unwrap_or(Value::Null),
+    }
+}
+
+/// Runs a transfer (stage 1) and logs it.
+pub async fn run_transfer(store: &Store) -> crate::Result<TransferSummary> {
+    let result = store.transfer().await;
     match &result {
         Ok(s) if s.rows > 0 => tracing::info!(
             "transfer: {} rows into {} files in {:.0?}",
@@ -102,50 +282,43 @@ pub async fn run_transfer(app: &App, store: &Store) -> crate::Result<TransferSum
     result
 }
 
-/// Runs a compaction and records it in the job status.
-pub async fn run_compact(
-    app: &App,
-    store: &Store,
-) -> crate::Result<crate::maintenance::CompactSummary> {
-    let (started_unix, started) = (unix_now(), Instant::now());
-    let result = store.compact().await;
-    app.jobs
-        .compact
-        .finished(started_unix, started.elapsed(), &result, |s| {
-            (s.partitions_compacted as u64, s.files_added as u64)
-        });
-    if let Err(e) = &result {
-        tracing::warn!("compaction failed: {e}");
-    }
-    result
-}
-
-/// Starts the transfer and compaction loops; they run until the runtime stops.
+/// Starts a loop per enabled job; each runs until the runtime stops. The transfer also runs
+/// early under memory pressure; stage 2 runs first after `backfill_delay`.
 pub fn spawn(app: App, store: Arc<Store>) {
-    if let Some(live) = store.live().cloned() {
-        let (app, store) = (app.clone(), Arc::clone(&store));
+    for job in Job::ALL {
+        if !app.config.job_enabled(job.name()) {
+            continue;
+        }
+        let needs = match job {
+            Job::Transfer => store.live().is_some(),
+            Job::Backfill | Job::Live => app.syncer().is_ok(),
+            Job::Compact | Job::Gc => true,
+        };
+        if !needs {
+            continue;
+        }
+        let (app, live) = (app.clone(), store.live().cloned());
         tokio::spawn(async move {
-            let every = app.config.transfer_interval.duration();
+            let every = job.interval(&app.config);
+            let mut wait = if job == Job::Backfill {
+                app.config.backfill_delay.duration()
+            } else {
+                every
+            };
             loop {
                 app.jobs
-                    .transfer
-                    .update(|s| s.next_run = Some(unix_now() + every.as_secs_f64()));
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = live.pressure().notified() => {}
+                    .status(job)
+                    .update(|s| s.next_run = Some(unix_now() + wait.as_secs_f64()));
+                match (&live, job) {
+                    (Some(live), Job::Transfer) => tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = live.pressure().notified() => {}
+                    },
+                    _ => tokio::time::sleep(wait).await,
                 }
-                let _ = run_transfer(&app, &store).await;
+                let _ = run(&app, job).await;
+                wait = every;
             }
         });
     }
-    tokio::spawn(async move {
-        let every = app.config.compact_interval.duration();
-        loop {
-            app.jobs
-                .compact
-                .update(|s| s.next_run = Some(unix_now() + every.as_secs_f64()));
-            tokio::time::sleep(every).await;
-            let _ = run_compact(&app, &store).await;
-        }
-    });
 }

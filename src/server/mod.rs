@@ -12,6 +12,7 @@ mod jobs;
 mod metrics;
 mod output;
 mod query;
+mod sync;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -36,6 +37,7 @@ pub use query::parse_time;
 
 use crate::Store;
 use crate::config::{Config, Scope};
+use crate::sync::syncer::Syncer;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -44,6 +46,7 @@ pub struct App(Arc<AppInner>);
 pub struct AppInner {
     pub config: Config,
     store: OnceLock<Arc<Store>>,
+    sync: OnceLock<Arc<Syncer>>,
     pub metrics: Metrics,
     query_slots: Arc<Semaphore>,
     started: Instant,
@@ -65,6 +68,7 @@ impl App {
         App(Arc::new(AppInner {
             config,
             store: OnceLock::new(),
+            sync: OnceLock::new(),
             metrics: Metrics::default(),
             query_slots: Arc::new(Semaphore::new(slots)),
             started: Instant::now(),
@@ -90,6 +94,24 @@ impl App {
     }
 }
 
+impl App {
+    /// Stage 2 (providers, registry, ledger); ready with the store.
+    pub fn syncer(&self) -> Result<Arc<Syncer>, ApiError> {
+        self.sync.get().cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the server is still loading the catalog",
+            )
+            .with_retry_after(1)
+        })
+    }
+
+    pub fn set_syncer(&self, syncer: Arc<Syncer>) {
+        let _ = self.sync.set(syncer);
+    }
+}
+
 /// One route as the router serves it and the OpenAPI document describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -103,6 +125,7 @@ pub struct Route {
 pub fn router(app: App) -> (Router, Vec<Route>) {
     use Method as M;
     let read = Some(Scope::Read);
+    let write = Some(Scope::Write);
     let table: Vec<(Route, MethodRouter<App>)> = vec![
         endpoint(M::GET, "/health", None, info::health),
         endpoint(M::GET, "/ready", None, info::ready),
@@ -112,16 +135,21 @@ pub fn router(app: App) -> (Router, Vec<Route>) {
         endpoint(M::POST, "/v1/sql", read, query::sql_post),
         endpoint(M::GET, "/v1/bars", read, query::bars_many),
         endpoint(M::GET, "/v1/bars/{symbol}", read, query::bars_one),
-        endpoint(M::GET, "/v1/symbols", read, info::symbols),
-        endpoint(M::GET, "/v1/status", read, info::status),
-        endpoint(M::POST, "/v1/compact", Some(Scope::Write), info::compact),
-        endpoint(M::POST, "/v1/write", Some(Scope::Write), ingest::write),
+        endpoint(M::GET, "/v1/symbols", read, sync::list),
+        endpoint(M::POST, "/v1/symbols", write, sync::track),
+        endpoint(M::DELETE, "/v1/symbols/{symbol}", write, sync::untrack),
         endpoint(
             M::POST,
-            "/v1/sync/transfer",
-            Some(Scope::Write),
-            ingest::transfer,
+            "/v1/symbols/{symbol}/backfill",
+            write,
+            sync::backfill_symbol,
         ),
+        endpoint(M::DELETE, "/v1/bars/{symbol}", write, sync::delete_bars),
+        endpoint(M::GET, "/v1/status", read, info::status),
+        endpoint(M::POST, "/v1/compact", write, info::compact),
+        endpoint(M::POST, "/v1/write", write, ingest::write),
+        endpoint(M::GET, "/v1/sync/status", read, sync::status),
+        endpoint(M::POST, "/v1/sync/{job}", write, sync::run_job),
     ];
     let mut router = Router::new();
     let mut routes = Vec::new();
@@ -213,6 +241,8 @@ pub enum Error {
     Store(#[from] crate::Error),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    #[error("opening the sync state: {0}")]
+    Sync(String),
 }
 
 /// A bound server, not yet serving.
@@ -273,6 +303,11 @@ impl Server {
                     r.duration
                 );
             }
+            let providers = app.config.providers()?;
+            let syncer = Syncer::open(Arc::clone(&store), providers, app.config.sync_options())
+                .await
+                .map_err(|e| Error::Sync(e.to_string()))?;
+            app.set_syncer(Arc::new(syncer));
             app.set_store(Arc::clone(&store));
             jobs::spawn(app.clone(), store);
             tracing::info!("store loaded; ready");
@@ -287,8 +322,8 @@ impl Server {
         if let Some(store) = self.app.store.get()
             && store.live().is_some()
         {
-            match jobs::run_transfer(&self.app, store).await {
-                Ok(s) => eprintln!("tickvault: moved {} live rows into Parquet", s.rows),
+            match jobs::run(&self.app, jobs::Job::Transfer).await {
+                Ok(s) => eprintln!("tickvault: moved {} live rows into Parquet", s["rows"]),
                 Err(e) => eprintln!(
                     "tickvault: final transfer failed ({e}); the WAL keeps the rows for the next start"
                 ),

@@ -222,6 +222,14 @@ impl SyncLog {
             .put(&pointer, PutPayload::from(body))
             .await
             .map_err(io(&pointer))?;
+        // Commits two checkpoints back are no longer needed by any loader (one that read the
+        // previous pointer still finds every commit after it), so the log stays bounded.
+        if let Some(old) = seq.checked_sub(2 * CHECKPOINT_EVERY) {
+            for s in old.saturating_sub(CHECKPOINT_EVERY) + 1..=old {
+                let _ = self.store.delete(&log_path(s)).await;
+            }
+            let _ = self.store.delete(&checkpoint_path(old)).await;
+        }
         Ok(())
     }
 }

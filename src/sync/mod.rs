@@ -6,6 +6,8 @@ pub mod gaps;
 pub mod log;
 pub mod provider;
 pub mod registry;
+pub mod settings;
 pub mod syncer;
+pub mod tables;
 pub mod upstream;
 pub mod validate;

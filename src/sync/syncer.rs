@@ -131,11 +131,11 @@ struct ChunkResult {
 
 pub struct Syncer {
     store: Arc<Store>,
-    log: SyncLog,
+    log: Arc<SyncLog>,
     providers: BTreeMap<String, Arc<ProviderHandle>>,
     options: SyncOptions,
     /// Reads per symbol since start: the most-read symbols are synced first.
-    reads: Mutex<HashMap<Symbol, u64>>,
+    reads: Arc<Mutex<HashMap<Symbol, u64>>>,
     /// One backfill at a time; fills on read run beside it.
     backfill_lock: tokio::sync::Mutex<()>,
 }
@@ -168,7 +168,10 @@ impl Syncer {
         providers: Vec<ProviderHandle>,
         options: SyncOptions,
     ) -> Result<Self> {
-        let log = SyncLog::load(Arc::clone(store.object_store())).await?;
+        let log = Arc::new(SyncLog::load(Arc::clone(store.object_store())).await?);
+        let reads = Arc::new(Mutex::new(HashMap::new()));
+        super::tables::register(store.engine(), &log, &reads, micros(options.stale_after))
+            .map_err(|e| Error::Invalid(format!("registering the sync tables: {e}")))?;
         Ok(Self {
             store,
             log,
@@ -177,7 +180,7 @@ impl Syncer {
                 .map(|p| (p.name.clone(), Arc::new(p)))
                 .collect(),
             options,
-            reads: Mutex::new(HashMap::new()),
+            reads,
             backfill_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -438,6 +441,87 @@ impl Syncer {
             ..Default::default()
         };
         self.execute(plans, &mut summary, false).await?;
+        summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(summary)
+    }
+
+    /// The live updater: the newest bars of tracked intraday series, since the last bar a sync
+    /// stored (at most `LIVE_LOOKBACK` back), into the live tier, so `latest` and queries see
+    /// them within one interval of the job. Nothing is recorded as covered: bars of the current
+    /// day may still change upstream, and stage 2 settles them later.
+    pub async fn live_update(&self) -> Result<BackfillSummary> {
+        const LIVE_LOOKBACK: i64 = 24 * 3600 * 1_000_000;
+        let started = Instant::now();
+        let state = self.log.refresh().await?;
+        let now = now_us();
+        let mut summary = BackfillSummary::default();
+        let mut series = Vec::new();
+        for ((symbol, interval), status) in &state.status {
+            let Some(spec) = state.symbols.get(symbol) else {
+                continue;
+            };
+            if !interval.is_intraday() || status.next_retry.is_some_and(|t| t > now) {
+                continue;
+            }
+            let provider = Arc::clone(self.provider(&spec.provider)?);
+            let start = status
+                .last_bar
+                .map_or(now - LIVE_LOOKBACK, |t| t.max(now - LIVE_LOOKBACK))
+                .max(spec.since);
+            series.push(((symbol.clone(), *interval), provider, (start, now)));
+        }
+        summary.series_checked = series.len();
+        let failed = Arc::new(Mutex::new(HashSet::new()));
+        let results: Vec<_> = futures::stream::iter(series)
+            .map(|(id, provider, chunk)| {
+                let failed = Arc::clone(&failed);
+                tokio::spawn(async move { fetch_chunk(id, provider, chunk, failed).await })
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        let mut batches = Vec::new();
+        let mut ops = Vec::new();
+        for result in results {
+            let Some(result) = result.map_err(|e| Error::Invalid(format!("fetch task: {e}")))?
+            else {
+                continue;
+            };
+            summary.requests += u64::from(result.requests);
+            summary.chunks += 1;
+            match result.outcome {
+                Ok(checked) => {
+                    summary.rows += checked.rows;
+                    summary.quarantined += checked.quarantined.len() as u64;
+                    if !checked.quarantined.is_empty() {
+                        ops.push(Op::Quarantine {
+                            rows: checked.quarantined,
+                        });
+                    }
+                    if let Some(bars) = checked.bars {
+                        summary.series_fetched += 1;
+                        batches.push(SeriesBatch {
+                            key: SeriesKey {
+                                symbol: result.id.0.clone(),
+                                interval: result.id.1,
+                            },
+                            batch: bars,
+                        });
+                    }
+                }
+                Err(e) => summary
+                    .failures
+                    .push(format!("{} {}: {e}", result.id.0, result.id.1)),
+            }
+        }
+        if !batches.is_empty() {
+            if self.store.live().is_some() {
+                self.store.ingest(batches).await?;
+            } else {
+                self.store.write_series(batches, "live").await?;
+            }
+        }
+        self.log.commit(ops).await?;
         summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(summary)
     }

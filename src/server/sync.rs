@@ -1,0 +1,321 @@
+//! Stage 2 over HTTP: the symbol registry (`/v1/symbols`), forced backfills, deleting a range
+//! of bars, the job triggers (`POST /v1/sync/{job}`) and `GET /v1/sync/status`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::App;
+use super::error::ApiError;
+use super::info::rfc3339;
+use super::jobs::{self, Job};
+use super::query::parse_time;
+use crate::calendar::Calendar;
+use crate::model::{Interval, Symbol};
+use crate::sync::registry::SymbolSpec;
+use crate::sync::syncer::{BackfillRequest, default_calendar};
+
+fn symbol_param(s: &str) -> Result<Symbol, ApiError> {
+    Symbol::new(s).map_err(|e| ApiError::bad_param("symbol", e))
+}
+
+fn time_param(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    v.map(|s| parse_time(s).map_err(|e| ApiError::bad_param(name, e)))
+        .transpose()
+}
+
+fn opt_time(us: Option<i64>) -> Value {
+    us.map_or(Value::Null, |t| Value::String(rfc3339(t)))
+}
+
+/// `GET /v1/symbols`: every stored series and every tracked one, with its sync status.
+pub async fn list(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let store = app.store()?;
+    let syncer = app.syncer()?;
+    let state = syncer.refresh().await?;
+    let stale_after = i64::try_from(syncer.options().stale_after.as_micros()).unwrap_or(i64::MAX);
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut rows: BTreeMap<(String, Interval), serde_json::Map<String, Value>> = BTreeMap::new();
+    for s in store.stats() {
+        let mut row = serde_json::Map::new();
+        row.insert("rows".into(), json!(s.rows));
+        row.insert("files".into(), json!(s.files));
+        row.insert("bytes".into(), json!(s.bytes));
+        row.insert("first_ts".into(), json!(rfc3339(s.first_ts)));
+        row.insert("last_ts".into(), json!(rfc3339(s.last_ts)));
+        rows.insert((s.symbol.as_str().to_string(), s.interval), row);
+    }
+    for ((symbol, interval), status) in &state.status {
+        let Some(spec) = state.symbols.get(symbol) else {
+            continue;
+        };
+        let row = rows
+            .entry((symbol.as_str().to_string(), *interval))
+            .or_insert_with(|| {
+                let mut row = serde_json::Map::new();
+                row.insert("rows".into(), json!(0));
+                row.insert("files".into(), json!(0));
+                row.insert("bytes".into(), json!(0));
+                row.insert("first_ts".into(), Value::Null);
+                row.insert("last_ts".into(), Value::Null);
+                row
+            });
+        let sync = json!({
+            "provider": spec.provider,
+            "calendar": spec.calendar.as_str(),
+            "since": rfc3339(spec.since),
+            "state": status.effective_state(now, stale_after).as_str(),
+            "last_update": opt_time(status.last_update),
+            "last_bar": opt_time(status.last_bar),
+            "last_error": status.last_error,
+            "attempts": status.attempts,
+            "next_retry": opt_time(status.next_retry),
+            "rows_fetched": status.rows_fetched,
+            "requests": status.requests,
+        });
+        row.insert("tracked".into(), json!(true));
+        row.insert("sync".into(), sync);
+    }
+    let out: Vec<Value> = rows
+        .into_iter()
+        .map(|((symbol, interval), mut row)| {
+            row.entry("tracked").or_insert(json!(false));
+            row.insert("symbol".into(), json!(symbol));
+            row.insert("interval".into(), json!(interval.as_str()));
+            Value::Object(row)
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackBody {
+    symbol: String,
+    #[serde(default)]
+    intervals: Option<Vec<String>>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    calendar: Option<String>,
+}
+
+/// `POST /v1/symbols` (write): `{symbol, intervals, provider, since, calendar}`. Starts
+/// tracking (or changes how); stage 2 fills its history on its next run.
+pub async fn track(
+    State(app): State<App>,
+    body: Result<Json<TrackBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) =
+        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))?;
+    let syncer = app.syncer()?;
+    let spec = spec_from(&app, body)?;
+    let answer = json!({
+        "symbol": spec.symbol.as_str(),
+        "intervals": spec.intervals.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+        "provider": spec.provider,
+        "since": rfc3339(spec.since),
+        "calendar": spec.calendar.as_str(),
+    });
+    syncer.track(spec).await?;
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+fn spec_from(app: &App, body: TrackBody) -> Result<SymbolSpec, ApiError> {
+    let symbol = symbol_param(&body.symbol)?;
+    let intervals = body
+        .intervals
+        .unwrap_or_else(|| vec!["1d".into()])
+        .iter()
+        .map(|i| {
+            i.parse::<Interval>()
+                .map_err(|e| ApiError::bad_param("intervals", e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let provider = body
+        .provider
+        .or_else(|| app.config.default_provider.clone())
+        .ok_or_else(|| {
+            ApiError::bad_param("provider", "missing, and no default_provider is configured")
+        })?;
+    let kind = app
+        .config
+        .providers
+        .get(&provider)
+        .map(|p| format!("{:?}", p.kind).to_ascii_lowercase());
+    let calendar = match body.calendar {
+        Some(c) => c
+            .parse::<Calendar>()
+            .map_err(|e| ApiError::bad_param("calendar", e))?,
+        None => default_calendar(kind.as_deref().unwrap_or("")),
+    };
+    let since = match body.since {
+        Some(s) => parse_time(&s).map_err(|e| ApiError::bad_param("since", e))?,
+        None => DEFAULT_SINCE,
+    };
+    Ok(SymbolSpec {
+        symbol,
+        intervals,
+        provider,
+        since,
+        calendar,
+        added_at: chrono::Utc::now().timestamp_micros(),
+    })
+}
+
+/// Full history when `since` is not given: 1990-01-01.
+pub const DEFAULT_SINCE: i64 = 631_152_000_000_000;
+
+#[derive(Debug, Deserialize)]
+pub struct UntrackParams {
+    purge: Option<bool>,
+}
+
+/// `DELETE /v1/symbols/{symbol}?purge=true` (write): stops tracking; bars stay unless purged.
+pub async fn untrack(
+    State(app): State<App>,
+    Path(symbol): Path<String>,
+    Query(params): Query<UntrackParams>,
+) -> Result<Json<Value>, ApiError> {
+    let symbol = symbol_param(&symbol)?;
+    let purge = params.purge.unwrap_or(false);
+    let deleted = app.syncer()?.untrack(&symbol, purge).await?;
+    Ok(Json(json!({
+        "symbol": symbol.as_str(),
+        "tracked": false,
+        "purged": purge,
+        "rows_deleted": deleted,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RangeParams {
+    interval: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+/// `POST /v1/symbols/{symbol}/backfill?start&end` (write): fetches the range again now, even
+/// where it is stored or covered, and answers what it did.
+pub async fn backfill_symbol(
+    State(app): State<App>,
+    Path(symbol): Path<String>,
+    Query(params): Query<RangeParams>,
+) -> Result<Json<Value>, ApiError> {
+    let symbol = symbol_param(&symbol)?;
+    let syncer = app.syncer()?;
+    if !syncer.refresh().await?.symbols.contains_key(&symbol) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_tracked",
+            format!("{symbol} is not tracked; POST /v1/symbols first"),
+        ));
+    }
+    let start = time_param("start", params.start.as_deref())?.unwrap_or(i64::MIN + 1);
+    let end = time_param("end", params.end.as_deref())?.unwrap_or(i64::MAX);
+    if start >= end {
+        return Err(ApiError::bad_param("end", "must be after start"));
+    }
+    let request = BackfillRequest {
+        symbols: Some(vec![symbol]),
+        range: Some((start, end)),
+        force: params.start.is_some() || params.end.is_some(),
+    };
+    let summary = syncer.backfill(&request).await?;
+    Ok(Json(serde_json::to_value(summary).unwrap_or(Value::Null)))
+}
+
+/// `DELETE /v1/bars/{symbol}?interval&start&end` (write): removes the range atomically; the
+/// ledger forgets it, so stage 2 heals it if the symbol is tracked.
+pub async fn delete_bars(
+    State(app): State<App>,
+    Path(symbol): Path<String>,
+    Query(params): Query<RangeParams>,
+) -> Result<Json<Value>, ApiError> {
+    let symbol = symbol_param(&symbol)?;
+    let interval: Interval = params
+        .interval
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_param("interval", "missing, e.g. interval=1d"))?
+        .parse()
+        .map_err(|e| ApiError::bad_param("interval", e))?;
+    let start = time_param("start", params.start.as_deref())?
+        .ok_or_else(|| ApiError::bad_param("start", "missing"))?;
+    let end = time_param("end", params.end.as_deref())?
+        .ok_or_else(|| ApiError::bad_param("end", "missing"))?;
+    if start >= end {
+        return Err(ApiError::bad_param("end", "must be after start"));
+    }
+    let s = app
+        .syncer()?
+        .delete_bars(&symbol, interval, start, end)
+        .await?;
+    Ok(Json(json!({
+        "symbol": symbol.as_str(),
+        "interval": interval.as_str(),
+        "start": rfc3339(start),
+        "end": rfc3339(end),
+        "rows_deleted": s.rows,
+        "files_removed": s.files_removed,
+        "files_added": s.files_added,
+    })))
+}
+
+/// `POST /v1/sync/{job}` (write): runs a job now (transfer, backfill, live, compact, gc) and
+/// answers what it did.
+pub async fn run_job(
+    State(app): State<App>,
+    Path(job): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = Job::parse(&job).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no job {job:?} (jobs: {})",
+            crate::config::JOBS.join(", ")
+        ))
+    })?;
+    Ok(Json(jobs::run(&app, job).await?))
+}
+
+/// `GET /v1/sync/status`: each job's last and next run; each provider's requests, errors,
+/// rate-limit waits and circuit state; tracked series by state.
+pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let syncer = app.syncer()?;
+    let state = syncer.refresh().await?;
+    let jobs: serde_json::Map<String, Value> = Job::ALL
+        .into_iter()
+        .map(|j| {
+            let mut v = serde_json::to_value(app.jobs.status(j).get()).unwrap_or(Value::Null);
+            v["enabled"] = json!(app.config.job_enabled(j.name()));
+            (j.name().to_string(), v)
+        })
+        .collect();
+    let providers: serde_json::Map<String, Value> = syncer
+        .providers()
+        .map(|p| {
+            let mut v = serde_json::to_value(p.upstream.stats()).unwrap_or(Value::Null);
+            v["kind"] = json!(p.adapter.kind());
+            (p.name.clone(), v)
+        })
+        .collect();
+    let stale_after = i64::try_from(syncer.options().stale_after.as_micros()).unwrap_or(i64::MAX);
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut states: BTreeMap<&str, u64> = BTreeMap::new();
+    for status in state.status.values() {
+        *states
+            .entry(status.effective_state(now, stale_after).as_str())
+            .or_default() += 1;
+    }
+    Ok(Json(json!({
+        "jobs": jobs,
+        "providers": providers,
+        "series": states,
+        "quarantined": state.quarantine.len(),
+        "quarantine_dropped": state.quarantine_dropped,
+    })))
+}

@@ -1,0 +1,136 @@
+//! A provider's config table, `[providers.NAME]`: which adapter, where, with which credentials,
+//! and how calls behave (rate limit, concurrency, timeout, retries, circuit breaker).
+
+use serde::{Deserialize, Serialize};
+
+use super::provider::{AdapterConfig, ProviderKind, UpstreamPolicy};
+use crate::config::Seconds;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// The API's base URL (default: the public API of `kind`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Also `TICKVAULT_PROVIDER_<NAME>_API_KEY`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Also `TICKVAULT_PROVIDER_<NAME>_API_SECRET`.
+    #[serde(default)]
+    pub api_secret: Option<String>,
+    /// CSV providers: URL with `{symbol}`, `{start}`, `{end}` (YYYYMMDD) and `{interval}`.
+    #[serde(default)]
+    pub url_template: Option<String>,
+    /// At most this many requests in any `rate_window` (default: a minute); 0 or absent is
+    /// unlimited.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default = "default_rate_window")]
+    pub rate_window: Seconds,
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    #[serde(default = "default_timeout")]
+    pub timeout: Seconds,
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_backoff_base")]
+    pub backoff_base: Seconds,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: Seconds,
+    /// Consecutive failures that open the circuit, and how long it stays open.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    #[serde(default = "default_breaker_open")]
+    pub breaker_open: Seconds,
+}
+
+fn default_rate_window() -> Seconds {
+    Seconds(60.0)
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_timeout() -> Seconds {
+    Seconds(30.0)
+}
+fn default_retries() -> u32 {
+    4
+}
+fn default_backoff_base() -> Seconds {
+    Seconds(0.5)
+}
+fn default_backoff_max() -> Seconds {
+    Seconds(30.0)
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open() -> Seconds {
+    Seconds(60.0)
+}
+
+impl ProviderConfig {
+    /// A provider of `kind` at `base_url` with every other setting at its default.
+    pub fn new(kind: ProviderKind, base_url: Option<String>) -> Self {
+        Self {
+            kind,
+            base_url,
+            api_key: None,
+            api_secret: None,
+            url_template: None,
+            requests_per_minute: None,
+            rate_window: default_rate_window(),
+            max_concurrency: default_concurrency(),
+            timeout: default_timeout(),
+            max_retries: default_retries(),
+            backoff_base: default_backoff_base(),
+            backoff_max: default_backoff_max(),
+            breaker_failures: default_breaker_failures(),
+            breaker_open: default_breaker_open(),
+        }
+    }
+
+    pub fn adapter(&self) -> AdapterConfig {
+        AdapterConfig {
+            kind: self.kind,
+            base_url: self.base_url.clone(),
+            api_key: self.api_key.clone(),
+            api_secret: self.api_secret.clone(),
+            url_template: self.url_template.clone(),
+        }
+    }
+
+    pub fn policy(&self) -> UpstreamPolicy {
+        UpstreamPolicy {
+            timeout: self.timeout.duration(),
+            rate_limit: self.requests_per_minute.filter(|n| *n > 0),
+            rate_window: self.rate_window.duration(),
+            max_concurrency: self.max_concurrency.max(1),
+            max_retries: self.max_retries,
+            backoff_base: self.backoff_base.duration(),
+            backoff_max: self.backoff_max.duration(),
+            breaker_failures: self.breaker_failures.max(1),
+            breaker_open: self.breaker_open.duration(),
+            ..UpstreamPolicy::default()
+        }
+    }
+
+    /// Reads `TICKVAULT_PROVIDER_<NAME>_{API_KEY,API_SECRET,BASE_URL}` (name upper-cased, `-`
+    /// as `_`), so secrets need not sit in the file.
+    pub fn apply_env(&mut self, name: &str, env: impl Fn(&str) -> Option<String>) {
+        let prefix = format!(
+            "TICKVAULT_PROVIDER_{}_",
+            name.to_ascii_uppercase().replace('-', "_")
+        );
+        if let Some(v) = env(&format!("{prefix}API_KEY")) {
+            self.api_key = Some(v);
+        }
+        if let Some(v) = env(&format!("{prefix}API_SECRET")) {
+            self.api_secret = Some(v);
+        }
+        if let Some(v) = env(&format!("{prefix}BASE_URL")) {
+            self.base_url = Some(v);
+        }
+    }
+}
