@@ -56,6 +56,12 @@ pub enum Command {
     Gc(GcArgs),
     /// Check the catalog against the files; exits non-zero on a problem.
     Check,
+    /// Track symbols for stage 2 of the sync (add, list, remove).
+    Symbols(crate::sync::cli::SymbolsArgs),
+    /// Run stage 2 once: fetch what tracked symbols lack (or a forced range) from providers.
+    Backfill(crate::sync::cli::BackfillArgs),
+    /// Delete a range of one symbol's bars (stage 2 heals it if the symbol is tracked).
+    Delete(crate::sync::cli::DeleteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -157,7 +163,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let store = Store::open(&config.store)
         .await
         .with_context(|| format!("opening store {}", config.store))?;
+    let store = Arc::new(store);
     match cli.command {
+        Command::Symbols(args) => crate::sync::cli::symbols_cmd(&config, store, args).await,
+        Command::Backfill(args) => crate::sync::cli::backfill_cmd(&config, store, args).await,
+        Command::Delete(args) => crate::sync::cli::delete_cmd(&config, store, args).await,
         Command::Serve(_) | Command::Demo(_) | Command::Config(_) | Command::Ingest(_) => {
             unreachable!("handled above")
         }

@@ -32,6 +32,7 @@ use tokio::sync::Semaphore;
 
 pub use error::ApiError;
 pub use info::OPENAPI;
+pub(crate) use info::rfc3339 as info_rfc3339;
 pub use metrics::Metrics;
 pub use query::parse_time;
 

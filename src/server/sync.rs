@@ -14,10 +14,9 @@ use super::error::ApiError;
 use super::info::rfc3339;
 use super::jobs::{self, Job};
 use super::query::parse_time;
-use crate::calendar::Calendar;
 use crate::model::{Interval, Symbol};
-use crate::sync::registry::SymbolSpec;
-use crate::sync::syncer::{BackfillRequest, default_calendar};
+use crate::sync::settings::{TrackRequest, make_spec};
+use crate::sync::syncer::BackfillRequest;
 
 fn symbol_param(s: &str) -> Result<Symbol, ApiError> {
     Symbol::new(s).map_err(|e| ApiError::bad_param("symbol", e))
@@ -92,30 +91,16 @@ pub async fn list(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     Ok(Json(Value::Array(out)))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrackBody {
-    symbol: String,
-    #[serde(default)]
-    intervals: Option<Vec<String>>,
-    #[serde(default)]
-    provider: Option<String>,
-    #[serde(default)]
-    since: Option<String>,
-    #[serde(default)]
-    calendar: Option<String>,
-}
-
 /// `POST /v1/symbols` (write): `{symbol, intervals, provider, since, calendar}`. Starts
 /// tracking (or changes how); stage 2 fills its history on its next run.
 pub async fn track(
     State(app): State<App>,
-    body: Result<Json<TrackBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<TrackRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) =
         body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))?;
     let syncer = app.syncer()?;
-    let spec = spec_from(&app, body)?;
+    let spec = make_spec(&app.config, body).map_err(|(field, e)| ApiError::bad_param(field, e))?;
     let answer = json!({
         "symbol": spec.symbol.as_str(),
         "intervals": spec.intervals.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
@@ -126,51 +111,6 @@ pub async fn track(
     syncer.track(spec).await?;
     Ok((StatusCode::CREATED, Json(answer)))
 }
-
-fn spec_from(app: &App, body: TrackBody) -> Result<SymbolSpec, ApiError> {
-    let symbol = symbol_param(&body.symbol)?;
-    let intervals = body
-        .intervals
-        .unwrap_or_else(|| vec!["1d".into()])
-        .iter()
-        .map(|i| {
-            i.parse::<Interval>()
-                .map_err(|e| ApiError::bad_param("intervals", e))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let provider = body
-        .provider
-        .or_else(|| app.config.default_provider.clone())
-        .ok_or_else(|| {
-            ApiError::bad_param("provider", "missing, and no default_provider is configured")
-        })?;
-    let kind = app
-        .config
-        .providers
-        .get(&provider)
-        .map(|p| format!("{:?}", p.kind).to_ascii_lowercase());
-    let calendar = match body.calendar {
-        Some(c) => c
-            .parse::<Calendar>()
-            .map_err(|e| ApiError::bad_param("calendar", e))?,
-        None => default_calendar(kind.as_deref().unwrap_or("")),
-    };
-    let since = match body.since {
-        Some(s) => parse_time(&s).map_err(|e| ApiError::bad_param("since", e))?,
-        None => DEFAULT_SINCE,
-    };
-    Ok(SymbolSpec {
-        symbol,
-        intervals,
-        provider,
-        since,
-        calendar,
-        added_at: chrono::Utc::now().timestamp_micros(),
-    })
-}
-
-/// Full history when `since` is not given: 1990-01-01.
-pub const DEFAULT_SINCE: i64 = 631_152_000_000_000;
 
 #[derive(Debug, Deserialize)]
 pub struct UntrackParams {

@@ -134,3 +134,65 @@ impl ProviderConfig {
         }
     }
 }
+
+/// What a user asks to track, as given (HTTP body or CLI flags).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackRequest {
+    pub symbol: String,
+    #[serde(default)]
+    pub intervals: Option<Vec<String>>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub calendar: Option<String>,
+}
+
+/// Full history when `since` is not given: 1990-01-01.
+pub const DEFAULT_SINCE: i64 = 631_152_000_000_000;
+
+/// Checks a track request against the config; errors name the field.
+pub fn make_spec(
+    config: &crate::config::Config,
+    req: TrackRequest,
+) -> Result<super::registry::SymbolSpec, (&'static str, String)> {
+    use crate::calendar::Calendar;
+    use crate::model::{Interval, Symbol};
+    let symbol = Symbol::new(&req.symbol).map_err(|e| ("symbol", e.to_string()))?;
+    let intervals = req
+        .intervals
+        .unwrap_or_else(|| vec!["1d".into()])
+        .iter()
+        .map(|i| {
+            i.parse::<Interval>()
+                .map_err(|e| ("intervals", e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let provider = req
+        .provider
+        .or_else(|| config.default_provider.clone())
+        .ok_or((
+            "provider",
+            "missing, and no default_provider is configured".to_string(),
+        ))?;
+    let kind = config.providers.get(&provider).map(|p| p.kind);
+    let calendar = match req.calendar {
+        Some(c) => c.parse::<Calendar>().map_err(|e| ("calendar", e))?,
+        None if kind == Some(ProviderKind::Binance) => Calendar::AlwaysOpen,
+        None => Calendar::UsEquity,
+    };
+    let since = match req.since {
+        Some(s) => crate::server::parse_time(&s).map_err(|e| ("since", e))?,
+        None => DEFAULT_SINCE,
+    };
+    Ok(super::registry::SymbolSpec {
+        symbol,
+        intervals,
+        provider,
+        since,
+        calendar,
+        added_at: chrono::Utc::now().timestamp_micros(),
+    })
+}
