@@ -6,6 +6,7 @@
 //! breaker, so adapters stay about formats only.
 
 mod alpaca;
+mod convert;
 mod binance;
 mod csv_http;
 mod polygon;
