@@ -56,9 +56,9 @@ impl Provider for Binance {
         let end_ms = floor_ms(req.end - 1);
         let mut start_ms = -((-req.start).div_euclid(1000));
         let mut fetched = Fetched::default();
-        // Pages move `startTime` past the last open time. A short page does not end the
-        // range on its own (a server may serve fewer rows than `limit`): an empty page or
-        // reaching `end` does.
+        // Pages move `startTime` an interval past the last open time. A short page does not
+        // end the range on its own (a server may serve fewer rows than `limit`): an empty page
+        // or reaching `end` does.
         while start_ms <= end_ms {
             let url = join(
                 &self.base_url,
@@ -77,7 +77,8 @@ impl Provider for Binance {
             let Some(last) = last.filter(|_| rows > 0) else {
                 break;
             };
-            let next = floor_ms(last) + 1;
+            // The next kline opens an interval after the last one.
+            let next = floor_ms(last) + floor_ms(req.interval.micros());
             if next <= start_ms || fetched.requests >= MAX_PAGES {
                 return Err(FetchError::Malformed {
                     url,

@@ -25,6 +25,8 @@ pub use csv_http::CsvHttp;
 pub use polygon::Polygon;
 pub use yahoo::Yahoo;
 
+pub(crate) use convert::encode as encode_symbol;
+
 /// Bars of one series with open time in `[start, end)` (µs UTC): one provider-sized chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchRequest {
