@@ -139,7 +139,7 @@ impl Shape {
         rows
     }
 
-    fn symbol<'a>(self, symbol: &'a str) -> &'a str {
+    fn symbol(self, symbol: &str) -> &str {
         if self.wrong_symbol { "WRONG" } else { symbol }
     }
 }
@@ -166,8 +166,9 @@ async fn serve(
         Some(Fault::Malformed) => Reply {
             status: StatusCode::OK,
             content_type: "text/html",
-            body: b"<html><head><title>Bad gateway</title></head><body>upstream hiccup</body></html>"
-                .to_vec(),
+            body:
+                b"<html><head><title>Bad gateway</title></head><body>upstream hiccup</body></html>"
+                    .to_vec(),
             headers: Vec::new(),
         },
         other => render(Shape::of(other.as_ref())),
@@ -534,11 +535,7 @@ fn alpaca_time(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.timestamp_micros())
-        .or_else(|| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .ok()
-                .map(date_us)
-        })
+        .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(date_us))
 }
 
 async fn alpaca_multi(
@@ -652,7 +649,11 @@ fn binance_name(symbol: &str) -> String {
 
 /// Binance's decimal strings.
 fn dec(x: f64) -> String {
-    if x.is_nan() { "NaN".into() } else { format!("{x}") }
+    if x.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{x}")
+    }
 }
 
 async fn binance(State(shared): St, Query(p): Params, uri: Uri) -> Response {
@@ -702,9 +703,20 @@ async fn binance(State(shared): St, Query(p): Params, uri: Uri) -> Response {
             .map(|(t, b)| {
                 let open_ms = t.div_euclid(1000);
                 let quote = b.vwap.unwrap_or(b.close) * b.volume;
-                json!([open_ms, dec(b.open), dec(b.high), dec(b.low), dec(b.close),
-                       dec(b.volume), open_ms + step_ms - 1, dec(quote), b.trades.unwrap_or(1),
-                       dec(b.volume / 2.0), dec(quote / 2.0), "0"])
+                json!([
+                    open_ms,
+                    dec(b.open),
+                    dec(b.high),
+                    dec(b.low),
+                    dec(b.close),
+                    dec(b.volume),
+                    open_ms + step_ms - 1,
+                    dec(quote),
+                    b.trades.unwrap_or(1),
+                    dec(b.volume / 2.0),
+                    dec(quote / 2.0),
+                    "0"
+                ])
             })
             .collect();
         Reply::json(StatusCode::OK, &Value::Array(klines))

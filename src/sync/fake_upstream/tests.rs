@@ -157,16 +157,21 @@ async fn full_range_equals_the_data_over_several_pages() {
                 _ => want.len().div_ceil(40),
             };
             assert_eq!(log.len(), pages, "{kind:?} {interval}");
-            assert!(log.iter().all(|l| l.symbol == "AAPL"
-                && l.interval == Some(interval)
-                && l.status == 200));
+            assert!(
+                log.iter()
+                    .all(|l| l.symbol == "AAPL" && l.interval == Some(interval) && l.status == 200)
+            );
             // The first request asks for the range (Yahoo and Polygon weeks a day early).
             let early = matches!(
                 (kind, interval),
                 (ProviderKind::Yahoo, _) | (ProviderKind::Polygon, Interval::W1)
             );
             let start = r.start - if early { MICROS_PER_DAY } else { 0 };
-            assert_eq!((log[0].start, log[0].end), (Some(start), Some(r.end)), "{kind:?}");
+            assert_eq!(
+                (log[0].start, log[0].end),
+                (Some(start), Some(r.end)),
+                "{kind:?}"
+            );
         }
     }
 }
@@ -243,7 +248,10 @@ async fn symbols_are_encoded_and_daily_dirs_load() {
     fake.clear_log();
     let r = req("NOPE", Interval::D1, day(2020, 8, 1), day(2020, 10, 1));
     let err = fetch(&fake, ProviderKind::Yahoo, &r).await.unwrap_err();
-    assert!(matches!(err, FetchError::Status { status: 404, .. }), "{err}");
+    assert!(
+        matches!(err, FetchError::Status { status: 404, .. }),
+        "{err}"
+    );
     assert_eq!(fake.requests().len(), 1);
 }
 
@@ -266,13 +274,12 @@ async fn throttling_with_retry_after_is_honoured() {
             },
         )
     });
-    let got = fetch(&fake, ProviderKind::Polygon, &january()).await.unwrap();
+    let got = fetch(&fake, ProviderKind::Polygon, &january())
+        .await
+        .unwrap();
     assert_eq!(got.bars.len(), 21);
     let log = fake.requests();
-    assert_eq!(
-        log.iter().map(|l| l.status).collect::<Vec<_>>(),
-        [429, 200]
-    );
+    assert_eq!(log.iter().map(|l| l.status).collect::<Vec<_>>(), [429, 200]);
     assert!(log[1].at - log[0].at >= Duration::from_secs(1));
 }
 
@@ -288,7 +295,9 @@ async fn server_errors_are_retried_then_fail_when_persistent() {
             },
         ));
     }
-    let got = fetch(&fake, ProviderKind::Alpaca, &january()).await.unwrap();
+    let got = fetch(&fake, ProviderKind::Alpaca, &january())
+        .await
+        .unwrap();
     assert_eq!(got.bars.len(), 21);
     let statuses: Vec<u16> = fake.requests().iter().map(|l| l.status).collect();
     assert_eq!(statuses, [500, 503, 200]);
@@ -298,8 +307,13 @@ async fn server_errors_are_retried_then_fail_when_persistent() {
         code: 503,
         retry_after: None,
     }));
-    let err = fetch(&fake, ProviderKind::Binance, &january()).await.unwrap_err();
-    assert!(matches!(err, FetchError::Status { status: 503, .. }), "{err}");
+    let err = fetch(&fake, ProviderKind::Binance, &january())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Status { status: 503, .. }),
+        "{err}"
+    );
     assert_eq!(fake.requests().len(), 3);
 }
 
@@ -330,10 +344,15 @@ async fn transport_faults_are_retried_then_fail_when_persistent() {
         fake.inject(FaultRule::always(fault.clone()));
         let err = fetch(&fake, kind, &r).await.unwrap_err();
         let expected = match fault {
-            Fault::Delay(_) => matches!(&err, FetchError::Transport { message, .. } if message.contains("timed out")),
+            Fault::Delay(_) => {
+                matches!(&err, FetchError::Transport { message, .. } if message.contains("timed out"))
+            }
             Fault::Reset => matches!(err, FetchError::Transport { .. }),
             Fault::Truncated => {
-                matches!(err, FetchError::Transport { .. } | FetchError::Malformed { .. })
+                matches!(
+                    err,
+                    FetchError::Transport { .. } | FetchError::Malformed { .. }
+                )
             }
             _ => matches!(err, FetchError::Malformed { .. }),
         };
@@ -358,23 +377,37 @@ async fn bar_faults_reach_the_caller() {
             fetch(&fake, kind, &r)
         };
         let empty = run(Fault::Empty).await.unwrap();
-        assert!(empty.bars.is_empty() && empty.rejected.is_empty(), "{kind:?}");
+        assert!(
+            empty.bars.is_empty() && empty.rejected.is_empty(),
+            "{kind:?}"
+        );
         assert_eq!(empty.requests, 1);
 
         let twice = run(Fault::Duplicated).await.unwrap();
-        let in_range = |f: &Fetched| f.bars.iter().filter(|b| (r.start..r.end).contains(&b.ts)).count();
+        let in_range = |f: &Fetched| {
+            f.bars
+                .iter()
+                .filter(|b| (r.start..r.end).contains(&b.ts))
+                .count()
+        };
         assert_eq!(in_range(&twice), 42, "{kind:?}");
         assert_eq!(normalized(&twice.bars, &r), want, "{kind:?}");
 
         let reversed = run(Fault::OutOfOrder).await.unwrap();
-        assert!(reversed.bars.windows(2).all(|w| w[0].ts > w[1].ts), "{kind:?}");
+        assert!(
+            reversed.bars.windows(2).all(|w| w[0].ts > w[1].ts),
+            "{kind:?}"
+        );
         assert_eq!(normalized(&reversed.bars, &r), want, "{kind:?}");
 
         let err = run(Fault::WrongSymbol).await.unwrap_err();
         match kind {
             // Klines name no symbol: the fake answers `Invalid symbol`, not retried.
             ProviderKind::Binance => {
-                assert!(matches!(err, FetchError::Status { status: 400, .. }), "{err}");
+                assert!(
+                    matches!(err, FetchError::Status { status: 400, .. }),
+                    "{err}"
+                );
                 assert_eq!(fake.requests().len(), 1);
             }
             _ => {
@@ -408,10 +441,23 @@ async fn bar_faults_reach_the_caller() {
 async fn new_data_and_missing_keys() {
     let fake = fake().await;
     let r = req("AAPL", Interval::D1, day(2022, 1, 1), day(2022, 2, 1));
-    assert!(fetch(&fake, ProviderKind::Csv, &r).await.unwrap().bars.is_empty());
+    assert!(
+        fetch(&fake, ProviderKind::Csv, &r)
+            .await
+            .unwrap()
+            .bars
+            .is_empty()
+    );
     let (d1, _) = daily(day(2022, 1, 1), day(2022, 2, 1));
     fake.set_data("AAPL", Interval::D1, d1);
-    assert_eq!(fetch(&fake, ProviderKind::Csv, &r).await.unwrap().bars.len(), 21);
+    assert_eq!(
+        fetch(&fake, ProviderKind::Csv, &r)
+            .await
+            .unwrap()
+            .bars
+            .len(),
+        21
+    );
     let keyless = build(&AdapterConfig {
         kind: ProviderKind::Polygon,
         base_url: Some(fake.base_url()),

@@ -128,7 +128,10 @@ pub(crate) fn parse_bars(body: &[u8], req: &FetchRequest) -> Result<Page, String
             rows
         }
         Value::Object(by_symbol) => {
-            match by_symbol.iter().find(|(s, _)| s.eq_ignore_ascii_case(asked)) {
+            match by_symbol
+                .iter()
+                .find(|(s, _)| s.eq_ignore_ascii_case(asked))
+            {
                 Some((_, Value::Array(rows))) => rows,
                 Some(_) => return Err(format!("bars.{asked} is not an array")),
                 None => match by_symbol.keys().next() {

@@ -43,7 +43,14 @@ impl CsvHttp {
             .replace("{symbol}", &encode(req.symbol.as_str()))
             .replace("{start}", &yyyymmdd(req.start))
             .replace("{end}", &yyyymmdd(req.end - 1))
-            .replace("{interval}", if req.interval == Interval::W1 { "w" } else { "d" })
+            .replace(
+                "{interval}",
+                if req.interval == Interval::W1 {
+                    "w"
+                } else {
+                    "d"
+                },
+            )
     }
 }
 
@@ -68,7 +75,9 @@ impl Provider for CsvHttp {
                 req.interval
             )));
         }
-        let mut fetched = up.get(&self.url(req), &[], |body| parse_csv(body, req)).await?;
+        let mut fetched = up
+            .get(&self.url(req), &[], |body| parse_csv(body, req))
+            .await?;
         fetched.requests = 1;
         Ok(fetched)
     }
@@ -80,8 +89,15 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y%m%d"))
         .ok()
-        .or_else(|| chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.date_naive()))
-        .or_else(|| s.get(..10).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()))
+        .or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.date_naive())
+        })
+        .or_else(|| {
+            s.get(..10)
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        })
 }
 
 pub(crate) fn parse_csv(body: &[u8], req: &FetchRequest) -> Result<Fetched, String> {
@@ -123,7 +139,10 @@ pub(crate) fn parse_csv(body: &[u8], req: &FetchRequest) -> Result<Fetched, Stri
             let row = row.map_err(|e| format!("CSV: {e}"))?;
             let answered = row.get(symbol).unwrap_or("").trim();
             if !answered.eq_ignore_ascii_case(req.symbol.as_str()) {
-                return Err(format!("answer is for {answered}, asked for {}", req.symbol));
+                return Err(format!(
+                    "answer is for {answered}, asked for {}",
+                    req.symbol
+                ));
             }
         }
         reader = csv::ReaderBuilder::new()
@@ -212,16 +231,27 @@ mod tests {
         assert_eq!(f.bars[0].ts, 1_612_137_600_000_000);
         assert_eq!(f.bars[0].close, 3773.86);
         assert_eq!(f.rejected.len(), 1);
-        let f = parse_csv(b"timestamp,open,high,low,close\n20210203,1,2,0.5,1.5\n", &req(Interval::W1))
-            .unwrap();
+        let f = parse_csv(
+            b"timestamp,open,high,low,close\n20210203,1,2,0.5,1.5\n",
+            &req(Interval::W1),
+        )
+        .unwrap();
         // Wednesday → its Monday.
         assert_eq!(f.bars[0].ts, 1_612_137_600_000_000);
-        assert!(parse_csv(b"No data", &req(Interval::D1)).unwrap().bars.is_empty());
+        assert!(
+            parse_csv(b"No data", &req(Interval::D1))
+                .unwrap()
+                .bars
+                .is_empty()
+        );
         assert!(parse_csv(b"<html><body>busy</body></html>", &req(Interval::D1)).is_err());
         // Alpha Vantage's real error body (Pooksoft data set) is not CSV.
         assert!(parse_csv(b"{\nError Message\n}\n", &req(Interval::D1)).is_err());
-        let err = parse_csv(b"Symbol,Date,Open,High,Low,Close\nOTHER,2021-02-01,1,2,0.5,1\n", &req(Interval::D1))
-            .unwrap_err();
+        let err = parse_csv(
+            b"Symbol,Date,Open,High,Low,Close\nOTHER,2021-02-01,1,2,0.5,1\n",
+            &req(Interval::D1),
+        )
+        .unwrap_err();
         assert_eq!(err, "answer is for OTHER, asked for ^SPX");
     }
 }

@@ -6,8 +6,8 @@
 //! breaker, so adapters stay about formats only.
 
 mod alpaca;
-mod convert;
 mod binance;
+mod convert;
 mod csv_http;
 mod polygon;
 mod yahoo;

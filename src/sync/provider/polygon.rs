@@ -93,7 +93,7 @@ impl Provider for Polygon {
             };
             if fetched.requests >= MAX_PAGES {
                 return Err(FetchError::Malformed {
-                    url: super::super::upstream::redact(&url),
+                    url: crate::sync::upstream::redact(&url),
                     message: format!("next_url still present after {MAX_PAGES} pages"),
                 });
             }
@@ -223,9 +223,16 @@ mod tests {
         assert_eq!(page.rejected[0].ts, Some(1_612_137_600_000_000));
         assert!(page.next_url.unwrap().ends_with("cursor=abc"));
         // Sunday 2021-01-31 05:00 UTC is the week of Monday 2021-02-01.
-        let body = br#"{"ticker":"AAPL","results":[{"t":1612069200000,"o":1,"h":2,"l":0.5,"c":1,"v":3}]}"#;
+        let body =
+            br#"{"ticker":"AAPL","results":[{"t":1612069200000,"o":1,"h":2,"l":0.5,"c":1,"v":3}]}"#;
         let page = parse_aggs(body, &req("AAPL", Interval::W1)).unwrap();
         assert_eq!(page.bars[0].ts, 1_612_137_600_000_000);
-        assert!(parse_aggs(br#"{"status":"ERROR","error":"bad key"}"#, &req("AAPL", Interval::W1)).is_err());
+        assert!(
+            parse_aggs(
+                br#"{"status":"ERROR","error":"bad key"}"#,
+                &req("AAPL", Interval::W1)
+            )
+            .is_err()
+        );
     }
 }

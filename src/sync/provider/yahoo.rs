@@ -7,9 +7,7 @@
 use chrono::{FixedOffset, NaiveDate, TimeZone};
 use serde_json::Value;
 
-use super::convert::{
-    UNLIMITED_RANGE, ceil_secs, dated_bar_us, encode, floor_secs, join, num,
-};
+use super::convert::{UNLIMITED_RANGE, ceil_secs, dated_bar_us, encode, floor_secs, join, num};
 use super::{FetchError, FetchRequest, Fetched, Provider, RawBar, Rejected, Upstream};
 use crate::model::{Interval, MICROS_PER_DAY};
 
@@ -155,7 +153,10 @@ pub(crate) fn parse_chart(body: &[u8], req: &FetchRequest) -> Result<Chart, Stri
     let meta = &result["meta"];
     let answered = meta["symbol"].as_str().ok_or("no `meta.symbol`")?;
     if !answered.eq_ignore_ascii_case(req.symbol.as_str()) {
-        return Err(format!("answer is for {answered}, asked for {}", req.symbol));
+        return Err(format!(
+            "answer is for {answered}, asked for {}",
+            req.symbol
+        ));
     }
     let empty = Vec::new();
     let stamps = match &result["timestamp"] {
@@ -242,7 +243,10 @@ mod tests {
     use super::*;
     use crate::model::Symbol;
 
-    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/providers/yahoo/");
+    const DIR: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/providers/yahoo/"
+    );
 
     /// The recorded body of a fixture (`response.bodyJson`).
     fn body(file: &str) -> Vec<u8> {
@@ -275,7 +279,11 @@ mod tests {
 
     #[test]
     fn aapl_daily_maps_session_opens_to_utc_midnight() {
-        let f = bars("chart-AAPL-2020-08-31-to-2020-11-07.json", "aapl", Interval::D1);
+        let f = bars(
+            "chart-AAPL-2020-08-31-to-2020-11-07.json",
+            "aapl",
+            Interval::D1,
+        );
         assert_eq!(f.bars.len(), 49);
         assert!(f.rejected.is_empty());
         let b = &f.bars[1];
@@ -289,16 +297,32 @@ mod tests {
         // Summer (EDT) and winter (EST) session opens both land on their date.
         assert_eq!(f.bars[0].ts, us("2020-08-31T00:00:00Z"));
         assert_eq!(f.bars.last().unwrap().ts, us("2020-11-06T00:00:00Z"));
-        assert!(f.bars.iter().all(|b| Interval::D1.check_alignment(b.ts).is_ok()));
+        assert!(
+            f.bars
+                .iter()
+                .all(|b| Interval::D1.check_alignment(b.ts).is_ok())
+        );
     }
 
     #[test]
     fn exchanges_east_of_utc_and_fx_keep_their_dates() {
         // Jakarta opens at 02:00 UTC, Oslo at 08:00 UTC, EURUSD=X is stamped 00:00 London.
         for (file, sym, first) in [
-            ("chart-WSKT.JK-2020-01-01-to-2020-01-03.json", "WSKT.JK", "2020-01-02"),
-            ("chart-AZT.OL-2020-01-01-to-2020-01-03.json", "AZT.OL", "2020-01-02"),
-            ("chart-EURUSD=X-2020-01-01-to-2020-01-03.json", "EURUSD=X", "2020-01-01"),
+            (
+                "chart-WSKT.JK-2020-01-01-to-2020-01-03.json",
+                "WSKT.JK",
+                "2020-01-02",
+            ),
+            (
+                "chart-AZT.OL-2020-01-01-to-2020-01-03.json",
+                "AZT.OL",
+                "2020-01-02",
+            ),
+            (
+                "chart-EURUSD=X-2020-01-01-to-2020-01-03.json",
+                "EURUSD=X",
+                "2020-01-01",
+            ),
         ] {
             let f = bars(file, sym, Interval::D1);
             assert_eq!(f.bars[0].ts, us(&format!("{first}T00:00:00Z")), "{file}");
@@ -307,10 +331,18 @@ mod tests {
 
     #[test]
     fn weekly_maps_to_monday() {
-        let f = bars("chart-AAPL-2020-08-31-to-2020-11-07.json", "AAPL", Interval::W1);
+        let f = bars(
+            "chart-AAPL-2020-08-31-to-2020-11-07.json",
+            "AAPL",
+            Interval::W1,
+        );
         // 2020-09-03 (a Thursday) belongs to the week of Monday 2020-08-31.
         assert_eq!(f.bars[3].ts, us("2020-08-31T00:00:00Z"));
-        assert!(f.bars.iter().all(|b| Interval::W1.check_alignment(b.ts).is_ok()));
+        assert!(
+            f.bars
+                .iter()
+                .all(|b| Interval::W1.check_alignment(b.ts).is_ok())
+        );
     }
 
     #[test]
