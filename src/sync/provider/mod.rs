@@ -7,6 +7,7 @@
 
 mod alpaca;
 mod binance;
+mod convert;
 mod csv_http;
 mod polygon;
 mod yahoo;
@@ -23,6 +24,8 @@ pub use binance::Binance;
 pub use csv_http::CsvHttp;
 pub use polygon::Polygon;
 pub use yahoo::Yahoo;
+
+pub(crate) use convert::encode as encode_symbol;
 
 /// Bars of one series with open time in `[start, end)` (µs UTC): one provider-sized chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
