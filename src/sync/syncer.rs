@@ -48,8 +48,6 @@ pub struct SyncOptions {
     pub settle: Duration,
     /// Chunks fetched at once across all providers (each provider also has its own bound).
     pub concurrency: usize,
-    /// Fetched rows written per commit; bigger batches make fewer, larger commits.
-    pub write_batch_rows: usize,
     /// For reads that fill symbols nobody registered.
     pub default_provider: Option<String>,
 }
@@ -62,7 +60,6 @@ impl Default for SyncOptions {
             retry_max: Duration::from_secs(3600),
             settle: Duration::from_secs(24 * 3600),
             concurrency: 16,
-            write_batch_rows: 500_000,
             default_provider: None,
         }
     }
@@ -602,8 +599,7 @@ impl Syncer {
     ) -> Result<()> {
         let state = self.log.state();
         let now = now_us();
-        let mut remaining: HashMap<SeriesId, usize> = HashMap::new();
-        let mut statuses: HashMap<SeriesId, SeriesStatus> = HashMap::new();
+        let mut ctx = RunContext::default();
         let mut nothing_to_do = Vec::new();
         let mut jobs = Vec::new();
         for plan in plans {
@@ -616,81 +612,104 @@ impl Syncer {
             }
             summary.series_fetched += 1;
             summary.chunks += plan.chunks.len();
-            remaining.insert(plan.id.clone(), plan.chunks.len());
-            statuses.insert(plan.id.clone(), status);
+            ctx.remaining.insert(plan.id.clone(), plan.chunks.len());
+            ctx.statuses.insert(plan.id.clone(), status);
             for chunk in plan.chunks {
                 jobs.push((plan.id.clone(), Arc::clone(&plan.provider), chunk));
             }
         }
         self.log.commit(nothing_to_do).await?;
-        // A series that failed once in this run is not asked again until its retry time.
-        let failed: Arc<Mutex<HashSet<SeriesId>>> = Default::default();
+        let failed_set = Arc::clone(&ctx.failed);
         let mut results = futures::stream::iter(jobs)
-            .map(|(id, provider, chunk)| {
-                let failed = Arc::clone(&failed);
+            .map(move |(id, provider, chunk)| {
+                let failed = Arc::clone(&failed_set);
                 tokio::spawn(async move { fetch_chunk(id, provider, chunk, failed).await })
             })
             .buffer_unordered(self.options.concurrency.max(1));
         let mut batch = WriteBatch::default();
-        while let Some(result) = results.next().await {
-            let Some(result) = result.map_err(|e| Error::Invalid(format!("fetch task: {e}")))?
-            else {
-                continue; // skipped: its series already failed
-            };
-            summary.requests += u64::from(result.requests);
-            let status = statuses.get_mut(&result.id).expect("planned series");
-            status.requests += u64::from(result.requests);
-            match &result.outcome {
-                Ok(checked) => {
-                    summary.rows += checked.rows;
-                    summary.quarantined += checked.quarantined.len() as u64;
-                    summary.fetched.push(format!(
-                        "{} {} {}..{}",
-                        result.id.0,
-                        result.id.1,
-                        rfc3339(result.chunk.0),
-                        rfc3339(result.chunk.1)
-                    ));
-                    status.rows_fetched += checked.rows;
-                    status.last_bar = status.last_bar.max(checked.last_bar);
-                }
-                Err(e) => {
-                    failed.lock().expect("lock").insert(result.id.clone());
-                    summary
-                        .failures
-                        .push(format!("{} {}: {e}", result.id.0, result.id.1));
-                    let attempts = status.attempts + 1;
-                    let wait = micros(self.options.retry_base)
-                        .saturating_mul(1i64 << (attempts - 1).min(30))
-                        .min(micros(self.options.retry_max));
-                    *status = SeriesStatus {
-                        state: SeriesState::Failing,
-                        last_error: Some(e.to_string()),
-                        attempts,
-                        next_retry: Some(now_us() + wait),
-                        ..status.clone()
-                    };
+        // Group commit: take every chunk that is ready, write them together, repeat. When
+        // fetching is the slow part each chunk is written as soon as it arrives, so a crash
+        // costs only chunks in flight; when writing is, chunks queue up and share a commit.
+        while let Some(first) = results.next().await {
+            let mut ready = vec![first];
+            while ready.len() < 256 {
+                match futures::FutureExt::now_or_never(results.next()) {
+                    Some(Some(more)) => ready.push(more),
+                    _ => break,
                 }
             }
-            let left = remaining.get_mut(&result.id).expect("planned series");
-            *left -= 1;
-            let done = *left == 0 || result.outcome.is_err();
-            batch.add(result, now, micros(self.options.settle));
-            if done && update_status {
-                let id = batch.last_id();
-                let status = statuses[&id].clone();
-                let status = if failed.lock().expect("lock").contains(&id) {
-                    status
-                } else {
-                    succeeded(status, now_us())
+            for result in ready {
+                let Some(result) =
+                    result.map_err(|e| Error::Invalid(format!("fetch task: {e}")))?
+                else {
+                    continue; // skipped: its series already failed
                 };
-                batch.ops.push(status_op(&id, status));
+                self.take_result(result, &mut batch, &mut ctx, summary, update_status, now);
             }
-            if batch.rows >= self.options.write_batch_rows || batch.ops.len() >= 2048 {
-                self.flush(&mut batch).await?;
+            self.flush(&mut batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Folds one fetched chunk into the summary, the series' status and the write batch.
+    fn take_result(
+        &self,
+        result: ChunkResult,
+        batch: &mut WriteBatch,
+        ctx: &mut RunContext,
+        summary: &mut BackfillSummary,
+        update_status: bool,
+        now: i64,
+    ) {
+        summary.requests += u64::from(result.requests);
+        let status = ctx.statuses.get_mut(&result.id).expect("planned series");
+        status.requests += u64::from(result.requests);
+        match &result.outcome {
+            Ok(checked) => {
+                summary.rows += checked.rows;
+                summary.quarantined += checked.quarantined.len() as u64;
+                summary.fetched.push(format!(
+                    "{} {} {}..{}",
+                    result.id.0,
+                    result.id.1,
+                    rfc3339(result.chunk.0),
+                    rfc3339(result.chunk.1)
+                ));
+                status.rows_fetched += checked.rows;
+                status.last_bar = status.last_bar.max(checked.last_bar);
+            }
+            Err(e) => {
+                ctx.failed.lock().expect("lock").insert(result.id.clone());
+                summary
+                    .failures
+                    .push(format!("{} {}: {e}", result.id.0, result.id.1));
+                let attempts = status.attempts + 1;
+                let wait = micros(self.options.retry_base)
+                    .saturating_mul(1i64 << (attempts - 1).min(30))
+                    .min(micros(self.options.retry_max));
+                *status = SeriesStatus {
+                    state: SeriesState::Failing,
+                    last_error: Some(e.to_string()),
+                    attempts,
+                    next_retry: Some(now_us() + wait),
+                    ..status.clone()
+                };
             }
         }
-        self.flush(&mut batch).await
+        let left = ctx.remaining.get_mut(&result.id).expect("planned series");
+        *left -= 1;
+        let done = *left == 0 || result.outcome.is_err();
+        let id = result.id.clone();
+        batch.add(result, now, micros(self.options.settle));
+        if done && update_status {
+            let status = ctx.statuses[&id].clone();
+            let status = if ctx.failed.lock().expect("lock").contains(&id) {
+                status
+            } else {
+                succeeded(status, now_us())
+            };
+            batch.ops.push(status_op(&id, status));
+        }
     }
 
     /// Writes the batch's bars (one commit), then records what they taught (one state commit).
@@ -704,19 +723,26 @@ impl Syncer {
     }
 }
 
+/// What one run tracks per series.
+#[derive(Default)]
+struct RunContext {
+    /// Chunks not yet back.
+    remaining: HashMap<SeriesId, usize>,
+    statuses: HashMap<SeriesId, SeriesStatus>,
+    /// A series that failed once in this run is not asked again until its retry time.
+    failed: Arc<Mutex<HashSet<SeriesId>>>,
+}
+
 /// Bars fetched but not yet written, and the ledger entries that wait for them.
 #[derive(Default)]
 struct WriteBatch {
     series: Vec<SeriesBatch>,
     ops: Vec<Op>,
-    rows: usize,
-    last: Option<SeriesId>,
 }
 
 impl WriteBatch {
     fn add(&mut self, result: ChunkResult, now: i64, settle: i64) {
         let (symbol, interval) = result.id.clone();
-        self.last = Some(result.id.clone());
         let Ok(checked) = result.outcome else {
             return;
         };
@@ -740,16 +766,11 @@ impl WriteBatch {
             });
         }
         if let Some(bars) = checked.bars {
-            self.rows += bars.num_rows();
             self.series.push(SeriesBatch {
                 key: SeriesKey { symbol, interval },
                 batch: bars,
             });
         }
-    }
-
-    fn last_id(&self) -> SeriesId {
-        self.last.clone().expect("a result was added")
     }
 }
 
