@@ -58,7 +58,7 @@ impl Default for SyncOptions {
             stale_after: Duration::from_secs(3 * 3600),
             retry_base: Duration::from_secs(60),
             retry_max: Duration::from_secs(3600),
-            settle: Duration::from_secs(24 * 3600),
+            settle: Duration::from_secs(3600),
             concurrency: 16,
             default_provider: None,
         }

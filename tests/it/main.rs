@@ -10,3 +10,4 @@ mod pruning;
 mod server;
 mod sql;
 mod store;
+mod sync;
