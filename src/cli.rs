@@ -218,8 +218,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 
 /// Binds, then opens the store (importing the sample first for the demo) and serves.
 async fn serve_cmd(config: Config, demo: bool) -> anyhow::Result<i32> {
-    let server = Server::bind(config.clone()).await?;
+    let mut server = Server::bind(config.clone()).await?;
     let addr = server.local_addr();
+    let mut ready = format!("tickvault: serving {} on http://{addr}\n", config.store);
+    if demo {
+        ready.push_str(&crate::demo::examples(&format!("http://{addr}")));
+    }
+    server.announce_when_ready(ready);
     let options = config.store_options();
     let store_url = config.store.clone();
     let open = async move {
@@ -233,10 +238,6 @@ async fn serve_cmd(config: Config, demo: bool) -> anyhow::Result<i32> {
             } else {
                 eprintln!("tickvault demo: {store_url} already holds data; serving it as it is");
             }
-        }
-        eprintln!("tickvault: serving {store_url} on http://{addr}");
-        if demo {
-            eprint!("{}", crate::demo::examples(&format!("http://{addr}")));
         }
         Ok(Arc::new(store))
     };

@@ -250,6 +250,8 @@ pub enum Error {
 pub struct Server {
     listener: TcpListener,
     app: App,
+    /// Printed to stderr once every request can be answered (scripts wait for it).
+    ready_message: Option<String>,
 }
 
 impl Server {
@@ -265,6 +267,7 @@ impl Server {
         Ok(Self {
             listener,
             app: App::new(config),
+            ready_message: None,
         })
     }
 
@@ -274,6 +277,11 @@ impl Server {
 
     pub fn app(&self) -> &App {
         &self.app
+    }
+
+    /// Prints `message` to stderr when the store and the sync state are loaded.
+    pub fn announce_when_ready(&mut self, message: String) {
+        self.ready_message = Some(message);
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish. `open` yields the
@@ -293,6 +301,7 @@ impl Server {
         let (router, _) = router(self.app.clone());
         let serving = axum::serve(self.listener, router).with_graceful_shutdown(shutdown);
         let app = self.app.clone();
+        let ready_message = self.ready_message.clone();
         let opening = async move {
             let store = open.await?;
             if let Some(live) = store.live() {
@@ -312,6 +321,9 @@ impl Server {
             app.set_store(Arc::clone(&store));
             jobs::spawn(app.clone(), store);
             tracing::info!("store loaded; ready");
+            if let Some(message) = ready_message {
+                eprint!("{message}");
+            }
             std::future::pending::<Result<(), Error>>().await
         };
         tokio::select! {
