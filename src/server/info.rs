@@ -138,7 +138,8 @@ fn live_status(app: &App, store: &crate::Store) -> Value {
 pub async fn metrics(State(app): State<App>) -> Response {
     let store = app.store().ok();
     let stats = store.as_ref().map(|s| s.stats()).unwrap_or_default();
-    let text = app.metrics.render(&gauges(&app, store.as_deref(), &stats));
+    let mut text = app.metrics.render(&gauges(&app, store.as_deref(), &stats));
+    text.push_str(&super::sync_metrics::render(&app));
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -13,6 +13,7 @@ mod metrics;
 mod output;
 mod query;
 mod sync;
+mod sync_metrics;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;

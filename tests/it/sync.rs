@@ -636,3 +636,221 @@ async fn a_restart_mid_backfill_loses_nothing_and_refetches_only_chunks_in_fligh
     }
     assert_eq!(contents(&store).await, want);
 }
+
+// ---- over HTTP ----
+
+mod http {
+    use reqwest::StatusCode;
+    use serde_json::{Value, json};
+    use tickvault::config::{Config, Seconds};
+    use tickvault::sync::settings::ProviderConfig;
+
+    use super::*;
+    use crate::server::{TestServer, expect_error};
+
+    async fn server(fake: &FakeUpstream, store: Arc<Store>) -> TestServer {
+        let mut yahoo = ProviderConfig::new(ProviderKind::Yahoo, Some(fake.base_url()));
+        yahoo.max_retries = 1;
+        yahoo.backoff_base = Seconds(0.01);
+        let mut config = Config {
+            default_provider: Some("yahoo".into()),
+            // Jobs run only when triggered, so request counts are the test's own.
+            disabled_jobs: ["transfer", "compact", "gc", "backfill", "live"]
+                .map(String::from)
+                .to_vec(),
+            ..Config::default()
+        };
+        config.providers.insert("yahoo".into(), yahoo);
+        TestServer::start(config, store).await
+    }
+
+    async fn json(r: reqwest::Response) -> Value {
+        assert!(r.status().is_success(), "{}", r.status());
+        r.json().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn register_backfill_delete_heal_fill_and_untrack() {
+        let data = daily_data();
+        let fake = FakeUpstream::start(data.clone()).await.unwrap();
+        let store = memory_store().await;
+        let server = server(&fake, Arc::clone(&store)).await;
+        let post = |path: &str, body: Option<Value>| {
+            let r = server.client.post(server.url(path));
+            match body {
+                Some(b) => r.json(&b),
+                None => r,
+            }
+            .send()
+        };
+
+        // Bad registrations are refused, naming what is wrong, and change nothing.
+        for (body, code, needle) in [
+            (
+                json!({"symbol": "AAPL", "provider": "nope"}),
+                "invalid_request",
+                "unknown provider \"nope\"",
+            ),
+            (
+                json!({"symbol": "AAPL", "intervals": ["2d"]}),
+                "invalid_parameter",
+                "intervals",
+            ),
+            (
+                json!({"symbol": "AAPL", "calendar": "moon"}),
+                "invalid_parameter",
+                "calendar",
+            ),
+            (
+                json!({"symbol": "AAPL", "since": "yesterday"}),
+                "invalid_parameter",
+                "since",
+            ),
+            (
+                json!({"symbol": "AAPL", "intervals": ["4h"]}),
+                "invalid_request",
+                "does not serve 4h",
+            ),
+            (
+                json!({"symbol": "AAPL", "colour": "red"}),
+                "invalid_body",
+                "colour",
+            ),
+        ] {
+            let message = expect_error(
+                post("/v1/symbols", Some(body)).await.unwrap(),
+                StatusCode::BAD_REQUEST,
+                code,
+            )
+            .await;
+            assert!(message.contains(needle), "{message}");
+        }
+        let listed = json(server.get("/v1/symbols").await).await;
+        assert_eq!(listed, json!([]));
+
+        let r = post(
+            "/v1/symbols",
+            Some(json!({"symbol": "AAPL", "since": "1999-11-01"})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let run = json(post("/v1/sync/backfill", None).await.unwrap()).await;
+        assert_eq!(run["rows"], 5402);
+        assert_eq!(run["requests"], 1);
+        let listed = json(server.get("/v1/symbols").await).await;
+        assert_eq!(listed[0]["symbol"], "AAPL");
+        assert_eq!(listed[0]["rows"], 5402);
+        assert_eq!(listed[0]["tracked"], true);
+        assert_eq!(listed[0]["sync"]["state"], "fresh");
+        assert_eq!(listed[0]["sync"]["last_bar"], "2021-04-21T00:00:00Z");
+
+        let status = json(server.get("/v1/sync/status").await).await;
+        assert_eq!(status["providers"]["yahoo"]["requests"], 1);
+        assert_eq!(status["providers"]["yahoo"]["circuit"], "closed");
+        assert_eq!(status["jobs"]["backfill"]["runs"], 1);
+        assert_eq!(status["jobs"]["backfill"]["enabled"], false);
+        let metrics = server.get("/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains("tickvault_provider_requests_total{provider=\"yahoo\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(
+                "tickvault_symbol_freshness_lag_seconds{symbol=\"AAPL\",interval=\"1d\"}"
+            )
+        );
+        let runs = server
+            .post_sql("SELECT job, outcome, rows, requests FROM sync_runs")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            runs,
+            r#"[{"job":"backfill","outcome":"ok","rows":5402,"requests":1}]"#
+        );
+
+        // Delete a range: exactly that range comes back on the next stage 2 run.
+        let before = contents(&store).await;
+        let deleted = server
+            .client
+            .delete(server.url("/v1/bars/AAPL?interval=1d&start=2020-03-02&end=2020-03-14"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json(deleted).await["rows_deleted"], 10);
+        let run = json(post("/v1/sync/backfill", None).await.unwrap()).await;
+        assert_eq!(run["requests"], 1);
+        assert_eq!(
+            run["fetched"],
+            json!(["AAPL 1d 2020-03-02T00:00:00Z..2020-03-14T00:00:00Z"])
+        );
+        assert_eq!(contents(&store).await, before);
+
+        // A read with fill=true fetches only what is missing, then answers.
+        let url =
+            "/v1/bars/MSFT?start=2021-01-04&end=2021-02-01&columns=ts,close&format=csv&fill=true";
+        let r = server.get(url).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()["x-tickvault-fill"],
+            "requests=1; rows=19; chunks=1; failures=0"
+        );
+        assert_eq!(r.text().await.unwrap().lines().count(), 1 + 19);
+        let r = server.get(url).await;
+        assert_eq!(
+            r.headers()["x-tickvault-fill"],
+            "requests=0; rows=0; chunks=0; failures=0"
+        );
+        // A partial hit fetches only the days not held.
+        let r = server
+            .get("/v1/bars/MSFT?start=2020-12-28&end=2021-02-01&fill=true")
+            .await;
+        assert_eq!(
+            r.headers()["x-tickvault-fill"],
+            "requests=1; rows=4; chunks=1; failures=0"
+        );
+
+        // A forced range is fetched again even though it is stored.
+        let run = json(
+            post(
+                "/v1/symbols/AAPL/backfill?start=2021-01-04&end=2021-01-09",
+                None,
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(run["requests"], 1);
+        assert_eq!(run["rows"], 5);
+
+        // Stop tracking: the bars stay; a second removal is a clear 404.
+        let r = server
+            .client
+            .delete(server.url("/v1/symbols/AAPL"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json(r).await["tracked"], false);
+        let r = server
+            .client
+            .delete(server.url("/v1/symbols/AAPL"))
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, StatusCode::NOT_FOUND, "not_tracked").await;
+        let listed = json(server.get("/v1/symbols").await).await;
+        assert_eq!(listed[0]["tracked"], false);
+        assert_eq!(listed[0]["rows"], 5402);
+        let r = server
+            .client
+            .delete(server.url("/v1/bars/AAPL?interval=1d&start=2021-01-05"))
+            .send()
+            .await
+            .unwrap();
+        let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_parameter").await;
+        assert!(message.starts_with("end"), "{message}");
+        server.stop().await;
+    }
+}

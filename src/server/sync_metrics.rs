@@ -1,0 +1,143 @@
+//! Stage 2 in the Prometheus text format: per provider, requests, errors, retries, throttled
+//! answers, rate-limit waits and circuit state; per tracked series, its freshness lag; jobs.
+
+use std::fmt::Write;
+
+use super::App;
+use super::jobs::Job;
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Label values escaped as the text format requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(app: &App) -> String {
+    let mut out = String::new();
+    let Ok(syncer) = app.syncer() else {
+        return out;
+    };
+    let stats: Vec<_> = syncer.providers().map(|p| p.upstream.stats()).collect();
+    let counters: [(&str, &str, fn(&crate::sync::upstream::UpstreamStats) -> f64); 7] = [
+        (
+            "tickvault_provider_requests_total",
+            "HTTP requests sent.",
+            |s| s.requests as f64,
+        ),
+        (
+            "tickvault_provider_errors_total",
+            "Failed requests (after which a retry may follow).",
+            |s| s.errors as f64,
+        ),
+        (
+            "tickvault_provider_retries_total",
+            "Requests retried.",
+            |s| s.retries as f64,
+        ),
+        (
+            "tickvault_provider_throttled_total",
+            "429 and 503 answers.",
+            |s| s.throttled as f64,
+        ),
+        (
+            "tickvault_provider_rate_limit_waits_total",
+            "Requests that waited for the rate limit.",
+            |s| s.rate_limit_waits as f64,
+        ),
+        (
+            "tickvault_provider_circuit_opens_total",
+            "Times the circuit breaker opened.",
+            |s| s.circuit_opens as f64,
+        ),
+        (
+            "tickvault_provider_bytes_total",
+            "Response bytes received.",
+            |s| s.bytes as f64,
+        ),
+    ];
+    for (name, help, value) in counters {
+        header(&mut out, name, "counter", help);
+        for s in &stats {
+            let _ = writeln!(
+                out,
+                "{name}{{provider=\"{}\"}} {}",
+                label(&s.provider),
+                value(s)
+            );
+        }
+    }
+    header(
+        &mut out,
+        "tickvault_provider_circuit_open",
+        "gauge",
+        "1 while the provider's circuit is open or half-open.",
+    );
+    for s in &stats {
+        let open = u8::from(s.circuit != "closed");
+        let _ = writeln!(
+            out,
+            "tickvault_provider_circuit_open{{provider=\"{}\"}} {open}",
+            label(&s.provider)
+        );
+    }
+    header(
+        &mut out,
+        "tickvault_symbol_freshness_lag_seconds",
+        "gauge",
+        "Seconds since the tracked series last synced successfully (since it was added, if never).",
+    );
+    let state = syncer.state();
+    let now = chrono::Utc::now().timestamp_micros();
+    for ((symbol, interval), status) in &state.status {
+        let Some(spec) = state.symbols.get(symbol) else {
+            continue;
+        };
+        let since = status.last_update.unwrap_or(spec.added_at);
+        let _ = writeln!(
+            out,
+            "tickvault_symbol_freshness_lag_seconds{{symbol=\"{}\",interval=\"{interval}\"}} {}",
+            label(symbol.as_str()),
+            (now - since).max(0) as f64 / 1e6
+        );
+    }
+    header(
+        &mut out,
+        "tickvault_job_runs_total",
+        "counter",
+        "Runs of each scheduled job since start.",
+    );
+    for job in Job::ALL {
+        let _ = writeln!(
+            out,
+            "tickvault_job_runs_total{{job=\"{}\"}} {}",
+            job.name(),
+            app.jobs.status(job).get().runs
+        );
+    }
+    header(
+        &mut out,
+        "tickvault_job_failures_total",
+        "counter",
+        "Failed runs of each scheduled job since start.",
+    );
+    for job in Job::ALL {
+        let _ = writeln!(
+            out,
+            "tickvault_job_failures_total{{job=\"{}\"}} {}",
+            job.name(),
+            app.jobs.status(job).get().failures
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tickvault_quarantined_rows Rows from providers held in quarantine.\n\
+         # TYPE tickvault_quarantined_rows gauge\ntickvault_quarantined_rows {}",
+        state.quarantine.len()
+    );
+    out
+}
