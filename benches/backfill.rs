@@ -51,7 +51,10 @@ fn main() {
 async fn run(data_dir: PathBuf, limit: Option<usize>) {
     let data = FakeData::load_daily_dir(&data_dir, limit).unwrap();
     let symbols = data.symbols();
-    let upstream_rows: usize = symbols.iter().map(|s| data.bars(s, Interval::D1).len()).sum();
+    let upstream_rows: usize = symbols
+        .iter()
+        .map(|s| data.bars(s, Interval::D1).len())
+        .sum();
     let fake = FakeUpstream::start(data).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path().to_str().unwrap()).await.unwrap());
@@ -88,9 +91,16 @@ async fn run(data_dir: PathBuf, limit: Option<usize>) {
     let started = Instant::now();
     let full = syncer.backfill(&BackfillRequest::default()).await.unwrap();
     let full_time = started.elapsed();
-    assert!(full.failures.is_empty(), "{:?}", &full.failures[..3.min(full.failures.len())]);
+    assert!(
+        full.failures.is_empty(),
+        "{:?}",
+        &full.failures[..3.min(full.failures.len())]
+    );
     let stored: u64 = store.stats().iter().map(|s| s.rows).sum();
-    assert_eq!(stored as usize, upstream_rows, "every upstream bar is stored");
+    assert_eq!(
+        stored as usize, upstream_rows,
+        "every upstream bar is stored"
+    );
 
     let started = Instant::now();
     let second = syncer.backfill(&BackfillRequest::default()).await.unwrap();

@@ -442,6 +442,35 @@ impl Syncer {
         Ok(summary)
     }
 
+    /// The backtest loader with read-through: with `fill`, first fetches what the symbols lack
+    /// in the requested range (it needs a start; the end defaults to now), then streams the
+    /// bars as [`Store::load_bars`] does. Counts the read for popularity either way.
+    pub async fn load_bars(
+        &self,
+        request: &LoadRequest,
+        fill: bool,
+    ) -> Result<(
+        Option<BackfillSummary>,
+        datafusion::execution::SendableRecordBatchStream,
+    )> {
+        let symbols = request
+            .symbols
+            .iter()
+            .map(|s| Symbol::new(s).map_err(|e| Error::Invalid(format!("symbol {s:?}: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        self.note_reads(&symbols);
+        let filled = if fill {
+            let start = request
+                .start
+                .ok_or_else(|| Error::Invalid("fill needs a start".into()))?;
+            let end = request.end.unwrap_or_else(now_us);
+            Some(self.fill(&symbols, request.interval, start, end).await?)
+        } else {
+            None
+        };
+        Ok((filled, self.store.load_bars(request).await?))
+    }
+
     /// The live updater: the newest bars of tracked intraday series, since the last bar a sync
     /// stored (at most `LIVE_LOOKBACK` back), into the live tier, so `latest` and queries see
     /// them within one interval of the job. Nothing is recorded as covered: bars of the current
