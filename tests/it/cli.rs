@@ -69,6 +69,12 @@ fn every_command_has_help() {
         vec!["compact"],
         vec!["gc"],
         vec!["check"],
+        vec!["symbols"],
+        vec!["symbols", "add"],
+        vec!["symbols", "list"],
+        vec!["symbols", "remove"],
+        vec!["backfill"],
+        vec!["delete"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");
@@ -371,4 +377,71 @@ fn two_processes_importing_at_once_both_land() {
         .count();
     assert_eq!(seqs, 6, "six imports, six commits");
     assert!(ok(&tickvault(&store, &["check"])).contains("0 problems"));
+}
+
+/// Stage 2 from the command line against a fake Yahoo on loopback: add, backfill, delete,
+/// heal, list, and remove with purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symbols_backfill_and_delete_from_the_command_line() {
+    let fake = tickvault::sync::fake_upstream::FakeUpstream::start(crate::sync::daily_data())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("data");
+    let config = dir.path().join("tickvault.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_provider = \"yahoo\"\n[providers.yahoo]\nkind = \"yahoo\"\nbase_url = \"{}\"\n",
+            fake.base_url()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let store = store.clone();
+        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+                tickvault(&store, &refs)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = ok(&run(&["symbols", "add", "AAPL", "--since", "2021-01-01"]).await);
+    assert!(out.contains("tracking AAPL"), "{out}");
+    // A bad request names the field and registers nothing.
+    let bad = run(&["symbols", "add", "MSFT", "--interval", "2d"]).await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("intervals"));
+    let out = ok(&run(&["backfill"]).await);
+    assert!(
+        out.starts_with("checked 1 series, fetched 1 (1 chunks, 1 requests): 75 rows"),
+        "{out}"
+    );
+    let out = ok(&run(&[
+        "delete",
+        "AAPL",
+        "--start",
+        "2021-02-01",
+        "--end",
+        "2021-03-01",
+    ])
+    .await);
+    assert!(out.contains("deleted 19 rows of AAPL 1d"), "{out}");
+    let out = ok(&run(&["backfill"]).await);
+    assert!(out.contains("1 requests): 19 rows"), "{out}");
+    let out = ok(&run(&["symbols", "list"]).await);
+    assert!(
+        out.contains("AAPL\t1d\tyahoo\tus-equity\tfresh\t2021-04-21T00:00:00Z"),
+        "{out}"
+    );
+    assert_eq!(sql_csv(&store, "SELECT count(*) AS n FROM bars"), "n\n75\n");
+    assert_eq!(fake.requests().len(), 2);
+    let out = ok(&run(&["symbols", "remove", "AAPL", "--purge"]).await);
+    assert!(out.contains("deleted 75 rows"), "{out}");
+    assert_eq!(sql_csv(&store, "SELECT count(*) AS n FROM bars"), "n\n0\n");
 }
