@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::App;
 use super::jobs::Job;
+use crate::sync::upstream::UpstreamStats;
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -17,13 +18,16 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Reads one counter out of a provider's stats.
+type StatFn = fn(&UpstreamStats) -> f64;
+
 pub fn render(app: &App) -> String {
     let mut out = String::new();
     let Ok(syncer) = app.syncer() else {
         return out;
     };
     let stats: Vec<_> = syncer.providers().map(|p| p.upstream.stats()).collect();
-    let counters: [(&str, &str, fn(&crate::sync::upstream::UpstreamStats) -> f64); 7] = [
+    let counters: [(&str, &str, StatFn); 7] = [
         (
             "tickvault_provider_requests_total",
             "HTTP requests sent.",
