@@ -219,7 +219,8 @@ async fn run_inner(app: &App, store: &Store, job: Job) -> Result<Report, ApiErro
         Job::Compact => {
             let s = store.compact().await?;
             Report {
-                rows: 0,
+                // The job status counts partitions merged as its "rows".
+                rows: s.partitions_compacted as u64,
                 files: s.files_added as u64,
                 requests: 0,
                 partial: None,
