@@ -5,14 +5,8 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use async_trait::async_trait;
-use datafusion::catalog::Session;
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::error::Result;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 
+use super::snapshot_table::SnapshotTable;
 use crate::live::Live;
 use crate::model::ts_type;
 
@@ -31,78 +25,49 @@ pub static LATEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-#[derive(Debug)]
-pub struct LatestTable {
-    live: Option<Arc<Live>>,
+/// The `latest` table: rebuilt from the live tier at each scan.
+pub fn table(live: Option<Arc<Live>>) -> SnapshotTable {
+    SnapshotTable::new(
+        LATEST_SCHEMA.clone(),
+        Box::new(move || batch(live.as_deref())),
+    )
 }
 
-impl LatestTable {
-    pub fn new(live: Option<Arc<Live>>) -> Self {
-        Self { live }
-    }
-
-    fn batch(&self) -> Result<RecordBatch> {
-        let mut rows: Vec<(String, crate::live::Latest)> = match &self.live {
-            Some(live) => live
-                .read()
-                .latest
-                .iter()
-                .map(|(s, l)| (s.as_str().to_string(), l.clone()))
-                .collect(),
-            None => Vec::new(),
-        };
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        let f64s = |f: fn(&crate::live::Latest) -> f64| -> ArrayRef {
-            Arc::new(Float64Array::from_iter_values(
-                rows.iter().map(|(_, l)| f(l)),
-            ))
-        };
-        let times = |f: fn(&crate::live::Latest) -> i64| -> ArrayRef {
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, l)| f(l)))
-                    .with_timezone("UTC"),
-            )
-        };
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|(s, _)| s))),
-            times(|l| l.ts),
-            f64s(|l| l.close),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|(_, l)| l.interval.as_str()),
-            )),
-            f64s(|l| l.open),
-            f64s(|l| l.high),
-            f64s(|l| l.low),
-            f64s(|l| l.close),
-            f64s(|l| l.volume),
-            times(|l| l.updated_at),
-        ];
-        Ok(RecordBatch::try_new(LATEST_SCHEMA.clone(), columns)?)
-    }
-}
-
-#[async_trait]
-impl datafusion::catalog::TableProvider for LatestTable {
-    fn schema(&self) -> SchemaRef {
-        LATEST_SCHEMA.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let exec = MemorySourceConfig::try_new_exec(
-            &[vec![self.batch()?]],
-            LATEST_SCHEMA.clone(),
-            projection.cloned(),
-        )?;
-        Ok(exec)
-    }
+fn batch(live: Option<&Live>) -> RecordBatch {
+    let mut rows: Vec<(String, crate::live::Latest)> = match live {
+        Some(live) => live
+            .read()
+            .latest
+            .iter()
+            .map(|(s, l)| (s.as_str().to_string(), l.clone()))
+            .collect(),
+        None => Vec::new(),
+    };
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let f64s = |f: fn(&crate::live::Latest) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|(_, l)| f(l)),
+        ))
+    };
+    let times = |f: fn(&crate::live::Latest) -> i64| -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(_, l)| f(l)))
+                .with_timezone("UTC"),
+        )
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|(s, _)| s))),
+        times(|l| l.ts),
+        f64s(|l| l.close),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(_, l)| l.interval.as_str()),
+        )),
+        f64s(|l| l.open),
+        f64s(|l| l.high),
+        f64s(|l| l.low),
+        f64s(|l| l.close),
+        f64s(|l| l.volume),
+        times(|l| l.updated_at),
+    ];
+    RecordBatch::try_new(LATEST_SCHEMA.clone(), columns).expect("columns match the schema")
 }

@@ -76,7 +76,7 @@ impl QueryEngine {
             "bars",
             Arc::new(BarsTable::new(catalog, live.clone(), Arc::clone(&counters))),
         )?;
-        ctx.register_table("latest", Arc::new(latest::LatestTable::new(live)))?;
+        ctx.register_table("latest", Arc::new(latest::table(live)))?;
         views::register(&ctx).await?;
         Ok(Self { ctx, counters })
     }

@@ -193,16 +193,9 @@ async fn load(
         .iter()
         .map(|s| Symbol::new(s).expect("checked above"))
         .collect();
-    syncer.note_reads(&parsed);
-    let filled = match params.fill {
-        Some(true) => {
-            let start =
-                start.ok_or_else(|| ApiError::bad_param("start", "fill=true needs a start"))?;
-            let end = end.unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
-            Some(syncer.fill(&parsed, interval, start, end).await?)
-        }
-        _ => None,
-    };
+    let filled = syncer
+        .before_read(&parsed, interval, (start, end), params.fill == Some(true))
+        .await?;
     let request = LoadRequest {
         symbols,
         interval,

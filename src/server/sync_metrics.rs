@@ -18,8 +18,9 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Reads one counter out of a provider's stats.
+/// Reads one counter out of a provider's stats, or out of a job's.
 type StatFn = fn(&UpstreamStats) -> f64;
+type JobFn = fn(&super::jobs::JobState) -> u64;
 
 pub fn render(app: &App) -> String {
     let mut out = String::new();
@@ -109,33 +110,24 @@ pub fn render(app: &App) -> String {
             (now - since).max(0) as f64 / 1e6
         );
     }
-    header(
-        &mut out,
-        "tickvault_job_runs_total",
-        "counter",
-        "Runs of each scheduled job since start.",
-    );
-    for job in Job::ALL {
-        let _ = writeln!(
-            out,
-            "tickvault_job_runs_total{{job=\"{}\"}} {}",
-            job.name(),
-            app.jobs.status(job).get().runs
-        );
-    }
-    header(
-        &mut out,
-        "tickvault_job_failures_total",
-        "counter",
-        "Failed runs of each scheduled job since start.",
-    );
-    for job in Job::ALL {
-        let _ = writeln!(
-            out,
-            "tickvault_job_failures_total{{job=\"{}\"}} {}",
-            job.name(),
-            app.jobs.status(job).get().failures
-        );
+    let job_counters: [(&str, &str, JobFn); 2] = [
+        (
+            "tickvault_job_runs_total",
+            "Runs of each scheduled job since start.",
+            |j| j.runs,
+        ),
+        (
+            "tickvault_job_failures_total",
+            "Failed runs of each scheduled job since start.",
+            |j| j.failures,
+        ),
+    ];
+    for (name, help, value) in job_counters {
+        header(&mut out, name, "counter", help);
+        for job in Job::ALL {
+            let state = app.jobs.status(job).get();
+            let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", job.name(), value(&state));
+        }
     }
     let _ = writeln!(
         out,

@@ -442,9 +442,27 @@ impl Syncer {
         Ok(summary)
     }
 
-    /// The backtest loader with read-through: with `fill`, first fetches what the symbols lack
-    /// in the requested range (it needs a start; the end defaults to now), then streams the
-    /// bars as [`Store::load_bars`] does. Counts the read for popularity either way.
+    /// What every read of bars does first: counts the read (popularity orders the backfill)
+    /// and, with `fill`, fetches what the symbols lack in `[start, end)` (a start is needed;
+    /// the end defaults to now).
+    pub async fn before_read(
+        &self,
+        symbols: &[Symbol],
+        interval: Interval,
+        (start, end): (Option<i64>, Option<i64>),
+        fill: bool,
+    ) -> Result<Option<BackfillSummary>> {
+        self.note_reads(symbols);
+        if !fill {
+            return Ok(None);
+        }
+        let start = start.ok_or_else(|| Error::Invalid("start: fill needs a start".into()))?;
+        let end = end.unwrap_or_else(now_us);
+        Ok(Some(self.fill(symbols, interval, start, end).await?))
+    }
+
+    /// The backtest loader with read-through: [`Syncer::before_read`], then the bars as
+    /// [`Store::load_bars`] streams them.
     pub async fn load_bars(
         &self,
         request: &LoadRequest,
@@ -458,16 +476,10 @@ impl Syncer {
             .iter()
             .map(|s| Symbol::new(s).map_err(|e| Error::Invalid(format!("symbol {s:?}: {e}"))))
             .collect::<Result<Vec<_>>>()?;
-        self.note_reads(&symbols);
-        let filled = if fill {
-            let start = request
-                .start
-                .ok_or_else(|| Error::Invalid("fill needs a start".into()))?;
-            let end = request.end.unwrap_or_else(now_us);
-            Some(self.fill(&symbols, request.interval, start, end).await?)
-        } else {
-            None
-        };
+        let range = (request.start, request.end);
+        let filled = self
+            .before_read(&symbols, request.interval, range, fill)
+            .await?;
         Ok((filled, self.store.load_bars(request).await?))
     }
 

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::convert::{UNLIMITED_RANGE, encode, join, map_midnight_stamp, num, rfc3339};
+use super::convert::{UNLIMITED_RANGE, encode, join, map_midnight_stamp, ohlcv_row, rfc3339};
 use super::{FetchError, FetchRequest, Fetched, Provider, RawBar, Rejected, Upstream};
 use crate::model::Interval;
 
@@ -154,29 +154,9 @@ pub(crate) fn parse_bars(body: &[u8], req: &FetchRequest) -> Result<Page, String
             .as_str()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .and_then(|t| map_midnight_stamp(req.interval, t.timestamp_micros()));
-        let f = |k: &str| num(row.get(k));
-        match (ts, f("o"), f("h"), f("l"), f("c"), f("v")) {
-            (Some(ts), Some(open), Some(high), Some(low), Some(close), Some(volume)) => {
-                page.bars.push(RawBar {
-                    ts,
-                    open,
-                    high,
-                    low,
-                    close,
-                    volume,
-                    vwap: f("vw"),
-                    trades: row["n"].as_i64(),
-                })
-            }
-            (ts, ..) => page.rejected.push(Rejected {
-                ts,
-                raw: row.to_string(),
-                reason: if ts.is_none() {
-                    "no valid RFC 3339 `t`".into()
-                } else {
-                    "some of o, h, l, c, v are missing or null".into()
-                },
-            }),
+        match ohlcv_row(row, ts, "no valid RFC 3339 `t`") {
+            Ok(bar) => page.bars.push(bar),
+            Err(rejected) => page.rejected.push(rejected),
         }
     }
     Ok(page)

@@ -99,6 +99,39 @@ pub(crate) fn num(v: Option<&serde_json::Value>) -> Option<f64> {
     v.and_then(serde_json::Value::as_f64)
 }
 
+/// One aggregate row in the `{t, o, h, l, c, v, vw, n}` shape Polygon and Alpaca share, its open
+/// time already read from `t` (`None` if it could not be): a bar, or the row rejected with why.
+pub(crate) fn ohlcv_row(
+    row: &serde_json::Value,
+    ts: Option<i64>,
+    bad_ts: &str,
+) -> Result<super::RawBar, super::Rejected> {
+    let f = |k: &str| num(row.get(k));
+    match (ts, f("o"), f("h"), f("l"), f("c"), f("v")) {
+        (Some(ts), Some(open), Some(high), Some(low), Some(close), Some(volume)) => {
+            Ok(super::RawBar {
+                ts,
+                open,
+                high,
+                low,
+                close,
+                volume,
+                vwap: f("vw"),
+                trades: row["n"].as_i64(),
+            })
+        }
+        (ts, ..) => Err(super::Rejected {
+            ts,
+            raw: row.to_string(),
+            reason: if ts.is_none() {
+                bad_ts.to_string()
+            } else {
+                "some of o, h, l, c, v are missing or null".into()
+            },
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

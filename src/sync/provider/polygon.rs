@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::convert::{UNLIMITED_RANGE, encode, floor_ms, join, map_midnight_stamp, num};
+use super::convert::{UNLIMITED_RANGE, encode, floor_ms, join, map_midnight_stamp, ohlcv_row};
 use super::{FetchError, FetchRequest, Fetched, Provider, RawBar, Rejected, Upstream};
 use crate::model::{Interval, MICROS_PER_DAY};
 
@@ -141,29 +141,9 @@ pub(crate) fn parse_aggs(body: &[u8], req: &FetchRequest) -> Result<Page, String
     for row in rows {
         let t = row["t"].as_i64();
         let ts = t.and_then(|ms| map_midnight_stamp(req.interval, ms * 1000));
-        let f = |k: &str| num(row.get(k));
-        match (ts, f("o"), f("h"), f("l"), f("c"), f("v")) {
-            (Some(ts), Some(open), Some(high), Some(low), Some(close), Some(volume)) => {
-                page.bars.push(RawBar {
-                    ts,
-                    open,
-                    high,
-                    low,
-                    close,
-                    volume,
-                    vwap: f("vw"),
-                    trades: row["n"].as_i64(),
-                })
-            }
-            (ts, ..) => page.rejected.push(Rejected {
-                ts,
-                raw: row.to_string(),
-                reason: if ts.is_none() {
-                    "no valid `t`".into()
-                } else {
-                    "some of o, h, l, c, v are missing or null".into()
-                },
-            }),
+        match ohlcv_row(row, ts, "no valid `t`") {
+            Ok(bar) => page.bars.push(bar),
+            Err(rejected) => page.rejected.push(rejected),
         }
     }
     Ok(page)
