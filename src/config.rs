@@ -47,6 +47,9 @@ pub struct Config {
     /// A failing series is retried after `retry_base`, doubling up to `retry_max`.
     pub retry_base: Seconds,
     pub retry_max: Seconds,
+    /// Bars that ended less than this ago and came back empty are asked again next sync
+    /// instead of being recorded as known-empty (vendors publish late).
+    pub settle: Seconds,
     /// How often the newest bars of tracked intraday symbols are fetched into the live tier.
     pub live_interval: Seconds,
     /// Jobs that do not run on their own (still runnable by hand): any of `transfer`,
@@ -83,6 +86,7 @@ impl Default for Config {
             stale_after: Seconds(3.0 * 3600.0),
             retry_base: Seconds(60.0),
             retry_max: Seconds(3600.0),
+            settle: Seconds(3600.0),
             live_interval: Seconds(900.0),
             disabled_jobs: Vec::new(),
             default_provider: None,
@@ -322,6 +326,9 @@ pub struct Overrides {
     /// Longest retry delay of a failing series, e.g. 1h.
     #[arg(long, env = "TICKVAULT_RETRY_MAX")]
     pub retry_max: Option<Seconds>,
+    /// Empty answers for bars that ended less than this ago are asked again, e.g. 1h.
+    #[arg(long, env = "TICKVAULT_SETTLE")]
+    pub settle: Option<Seconds>,
     /// How often the newest intraday bars are fetched into the live tier, e.g. 15m.
     #[arg(long, env = "TICKVAULT_LIVE_INTERVAL")]
     pub live_interval: Option<Seconds>,
@@ -419,6 +426,7 @@ impl Config {
             (o.retry_base, &mut config.retry_base),
             (o.retry_max, &mut config.retry_max),
             (o.live_interval, &mut config.live_interval),
+            (o.settle, &mut config.settle),
         ];
         for (value, slot) in durations {
             if let Some(v) = value {
@@ -554,6 +562,7 @@ impl Config {
             stale_after: self.stale_after.duration(),
             retry_base: self.retry_base.duration(),
             retry_max: self.retry_max.duration(),
+            settle: self.settle.duration(),
             default_provider: self.default_provider.clone(),
             ..Default::default()
         }

@@ -392,7 +392,7 @@ async fn symbols_backfill_and_delete_from_the_command_line() {
     std::fs::write(
         &config,
         format!(
-            "default_provider = \"yahoo\"\n[providers.yahoo]\nkind = \"yahoo\"\nbase_url = \"{}\"\n",
+            "default_provider = \"yahoo\"\nsettle = \"0s\"\n[providers.yahoo]\nkind = \"yahoo\"\nbase_url = \"{}\"\n",
             fake.base_url()
         ),
     )

@@ -654,6 +654,7 @@ mod http {
         yahoo.backoff_base = Seconds(0.01);
         let mut config = Config {
             default_provider: Some("yahoo".into()),
+            settle: Seconds(0.0),
             // Jobs run only when triggered, so request counts are the test's own.
             disabled_jobs: ["transfer", "compact", "gc", "backfill", "live"]
                 .map(String::from)
@@ -667,6 +668,60 @@ mod http {
     async fn json(r: reqwest::Response) -> Value {
         assert!(r.status().is_success(), "{}", r.status());
         r.json().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_scheduler_backfills_a_new_symbol_on_its_own() {
+        let fake = FakeUpstream::start(daily_data()).await.unwrap();
+        let store = memory_store().await;
+        let mut yahoo = ProviderConfig::new(ProviderKind::Yahoo, Some(fake.base_url()));
+        yahoo.backoff_base = Seconds(0.01);
+        let mut config = Config {
+            default_provider: Some("yahoo".into()),
+            backfill_delay: Seconds(0.1),
+            backfill_interval: Seconds(0.3),
+            // Recent empty days count as known at once, whatever the time of day.
+            settle: Seconds(0.0),
+            disabled_jobs: vec!["live".into()],
+            ..Config::default()
+        };
+        config.providers.insert("yahoo".into(), yahoo);
+        let server = TestServer::start(config, store).await;
+        let r = server
+            .client
+            .post(server.url("/v1/symbols"))
+            .json(&json!({"symbol": "MSFT", "since": "2021-01-01"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let mut state = Value::Null;
+        for _ in 0..100 {
+            let listed = json(server.get("/v1/symbols").await).await;
+            state = listed[0]["sync"]["state"].clone();
+            if state == "fresh" {
+                assert_eq!(listed[0]["rows"], 75);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(state, "fresh");
+        // Later runs find nothing to fetch: one request in all, and only busy runs are history.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(fake.requests().len(), 1);
+        let status = json(server.get("/v1/sync/status").await).await;
+        assert!(
+            status["jobs"]["backfill"]["runs"].as_u64().unwrap() >= 3,
+            "{status}"
+        );
+        let runs = server
+            .post_sql("SELECT job, rows, requests FROM sync_runs WHERE job = 'backfill'")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(runs, r#"[{"job":"backfill","rows":75,"requests":1}]"#);
+        server.stop().await;
     }
 
     #[tokio::test]
