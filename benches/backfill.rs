@@ -15,7 +15,7 @@ use tickvault::Store;
 use tickvault::calendar::Calendar;
 use tickvault::model::{Interval, Symbol};
 use tickvault::sync::fake_upstream::{FakeData, FakeUpstream};
-use tickvault::sync::provider::{self, AdapterConfig, ProviderKind, UpstreamPolicy};
+use tickvault::sync::provider::{self, ProviderConfig, ProviderKind, UpstreamPolicy};
 use tickvault::sync::registry::SymbolSpec;
 use tickvault::sync::syncer::{BackfillRequest, ProviderHandle, SyncOptions, Syncer};
 
@@ -58,13 +58,7 @@ async fn run(data_dir: PathBuf, limit: Option<usize>) {
     let fake = FakeUpstream::start(data).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path().to_str().unwrap()).await.unwrap());
-    let adapter = AdapterConfig {
-        kind: ProviderKind::Yahoo,
-        base_url: Some(fake.base_url()),
-        api_key: None,
-        api_secret: None,
-        url_template: None,
-    };
+    let adapter = ProviderConfig::new(ProviderKind::Yahoo, Some(fake.base_url()));
     let policy = UpstreamPolicy {
         rate_limit: None,
         max_concurrency: 8,

@@ -498,7 +498,7 @@ impl Config {
             )));
         }
         for (name, p) in &self.providers {
-            crate::sync::provider::build(&p.adapter())
+            crate::sync::provider::build(p)
                 .map_err(|e| Error::Invalid(format!("providers.{name}: {e}")))?;
         }
         if self.tokens.iter().any(|t| t.token.is_empty()) {
@@ -546,7 +546,7 @@ impl Config {
         self.providers
             .iter()
             .map(|(name, p)| {
-                let adapter = crate::sync::provider::build(&p.adapter())
+                let adapter = crate::sync::provider::build(p)
                     .map_err(|e| Error::Invalid(format!("providers.{name}: {e}")))?;
                 Ok(crate::sync::syncer::ProviderHandle::new(
                     name,

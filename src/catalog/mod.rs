@@ -15,12 +15,12 @@ use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 pub use snapshot::{Checkpoint, Commit, FileMeta, MissingFile, Seq, Snapshot, Tombstone};
 
-use crate::storage::PartitionKey;
+use crate::storage::{JsonError, PartitionKey, create_object, get_json};
 
 pub const CATALOG_PREFIX: &str = "_catalog";
 const LOG_DIR: &str = "_catalog/log";
@@ -54,6 +54,15 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<JsonError> for Error {
+    fn from(e: JsonError) -> Self {
+        match e {
+            JsonError::Io { path, source } => Error::Io { path, source },
+            JsonError::Corrupt { path, source } => Error::Corrupt { path, source },
+        }
+    }
+}
 
 /// A change to commit: files to add and remove, and the partitions whose contents it was
 /// computed from (a concurrent change to one of them is a conflict).
@@ -132,31 +141,6 @@ fn checkpoint_path(seq: Seq) -> Path {
 
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    store: &Arc<dyn ObjectStore>,
-    path: &Path,
-) -> Result<Option<T>> {
-    match store.get(path).await {
-        Ok(r) => {
-            let bytes = r.bytes().await.map_err(|source| Error::Io {
-                path: path.to_string(),
-                source,
-            })?;
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| Error::Corrupt {
-                    path: path.to_string(),
-                    source,
-                })
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(source) => Err(Error::Io {
-            path: path.to_string(),
-            source,
-        }),
-    }
 }
 
 impl Catalog {
@@ -243,14 +227,15 @@ impl Catalog {
         loop {
             let base = self.snapshot();
             let seqs: Vec<Seq> = (1..=PROBE_BATCH).map(|i| Seq(base.seq.0 + i)).collect();
-            let fetched: Vec<Result<Option<Commit>>> = futures::stream::iter(seqs.clone())
-                .map(|s| {
-                    let store = Arc::clone(&self.store);
-                    async move { get_json::<Commit>(&store, &log_path(s)).await }
-                })
-                .buffered(PROBE_BATCH as usize)
-                .collect()
-                .await;
+            let fetched: Vec<Result<Option<Commit>, JsonError>> =
+                futures::stream::iter(seqs.clone())
+                    .map(|s| {
+                        let store = Arc::clone(&self.store);
+                        async move { get_json::<Commit>(&store, &log_path(s)).await }
+                    })
+                    .buffered(PROBE_BATCH as usize)
+                    .collect()
+                    .await;
             let mut applied = 0;
             for result in fetched {
                 match result? {
@@ -319,37 +304,18 @@ impl Catalog {
             // Validate before publishing: a commit that cannot apply must never reach the log.
             snapshot.apply(&commit)?;
             let body = serde_json::to_vec_pretty(&commit).expect("commit serializes");
-            let path = log_path(commit.seq);
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            match self
-                .store
-                .put_opts(&path, PutPayload::from(body), opts)
-                .await
-            {
-                Ok(_) => {
-                    self.install(&commit)?;
-                    if commit.seq.0.is_multiple_of(self.checkpoint_every) {
-                        // Best effort: a missing checkpoint only makes the next load read more.
-                        if let Err(e) = self.write_checkpoint().await {
-                            tracing::warn!("checkpoint at {} failed: {e}", commit.seq);
-                        }
-                    }
-                    return Ok(self.snapshot());
-                }
-                Err(object_store::Error::AlreadyExists { .. }) => {
-                    tracing::debug!("commit {} lost a race; reloading", commit.seq);
-                    continue;
-                }
-                Err(source) => {
-                    return Err(Error::Io {
-                        path: path.to_string(),
-                        source,
-                    });
+            if !create_object(&self.store, &log_path(commit.seq), body).await? {
+                tracing::debug!("commit {} lost a race; reloading", commit.seq);
+                continue;
+            }
+            self.install(&commit)?;
+            if commit.seq.0.is_multiple_of(self.checkpoint_every) {
+                // Best effort: a missing checkpoint only makes the next load read more.
+                if let Err(e) = self.write_checkpoint().await {
+                    tracing::warn!("checkpoint at {} failed: {e}", commit.seq);
                 }
             }
+            return Ok(self.snapshot());
         }
         Err(Error::TooManyAttempts(MAX_COMMIT_ATTEMPTS))
     }

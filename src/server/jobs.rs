@@ -268,7 +268,7 @@ fn sync_report(s: BackfillSummary) -> Report {
 }
 
 /// Runs a transfer (stage 1) and logs it.
-pub async fn run_transfer(store: &Store) -> crate::Result<TransferSummary> {
+async fn run_transfer(store: &Store) -> crate::Result<TransferSummary> {
     let result = store.transfer().await;
     match &result {
         Ok(s) if s.rows > 0 => tracing::info!(

@@ -1,10 +1,12 @@
 //! Where bytes live: the store URL, the object store behind it, the layout of paths in it and
 //! the Parquet encoding of bar files.
 
+mod json;
 mod layout;
 mod parquet_io;
 mod url;
 
+pub use json::{JsonError, create_object, get_json};
 pub use layout::{
     BARS_PREFIX as BARS_DIR, ParquetFilePath, PartitionKey, decode_symbol, encode_symbol,
     object_path,

@@ -7,7 +7,9 @@
 use std::sync::{Arc, RwLock};
 
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::storage::{JsonError, create_object, get_json};
 use serde::{Deserialize, Serialize};
 
 use super::registry::{Op, SyncState};
@@ -32,6 +34,15 @@ pub enum Error {
     },
     #[error("gave up committing sync state after {0} attempts against concurrent writers")]
     TooManyAttempts(usize),
+}
+
+impl From<JsonError> for Error {
+    fn from(e: JsonError) -> Self {
+        match e {
+            JsonError::Io { path, source } => Error::Io { path, source },
+            JsonError::Corrupt { path, source } => Error::Corrupt { path, source },
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,29 +78,6 @@ fn log_path(seq: u64) -> Path {
 
 fn checkpoint_path(seq: u64) -> Path {
     Path::from(format!("{CHECKPOINT_DIR}/{seq:020}.json"))
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    store: &Arc<dyn ObjectStore>,
-    path: &Path,
-) -> Result<Option<T>, Error> {
-    let io = |source| Error::Io {
-        path: path.to_string(),
-        source,
-    };
-    match store.get(path).await {
-        Ok(r) => {
-            let bytes = r.bytes().await.map_err(io)?;
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| Error::Corrupt {
-                    path: path.to_string(),
-                    source,
-                })
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(io(e)),
-    }
 }
 
 impl SyncLog {
@@ -163,34 +151,18 @@ impl SyncLog {
             commit.seq = self.seq() + 1;
             commit.at = chrono::Utc::now().timestamp_micros();
             let body = serde_json::to_vec(&commit).expect("commit serializes");
-            let path = log_path(commit.seq);
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            match self
-                .store
-                .put_opts(&path, PutPayload::from(body), opts)
-                .await
-            {
-                Ok(_) => {
-                    self.install(&commit);
-                    // Best effort: a missing checkpoint only makes the next load read more.
-                    if commit.seq.is_multiple_of(CHECKPOINT_EVERY)
-                        && let Err(e) = self.write_checkpoint().await
-                    {
-                        tracing::warn!("sync state checkpoint failed: {e}");
-                    }
-                    return Ok(self.state());
-                }
-                Err(object_store::Error::AlreadyExists { .. }) => continue,
-                Err(source) => {
-                    return Err(Error::Io {
-                        path: path.to_string(),
-                        source,
-                    });
-                }
+            // Losing the race only means reading the winner's commit and going after it.
+            if !create_object(&self.store, &log_path(commit.seq), body).await? {
+                continue;
             }
+            self.install(&commit);
+            // Best effort: a missing checkpoint only makes the next load read more.
+            if commit.seq.is_multiple_of(CHECKPOINT_EVERY)
+                && let Err(e) = self.write_checkpoint().await
+            {
+                tracing::warn!("sync state checkpoint failed: {e}");
+            }
+            return Ok(self.state());
         }
         Err(Error::TooManyAttempts(MAX_ATTEMPTS))
     }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::provider::{AdapterConfig, ProviderKind, UpstreamPolicy};
+use super::provider::{ProviderKind, UpstreamPolicy};
 use crate::config::Seconds;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,13 +13,15 @@ pub struct ProviderConfig {
     /// The API's base URL (default: the public API of `kind`).
     #[serde(default)]
     pub base_url: Option<String>,
-    /// Also `TICKVAULT_PROVIDER_<NAME>_API_KEY`.
+    /// API key (Polygon `apiKey`, Alpaca `APCA-API-KEY-ID`); also
+    /// `TICKVAULT_PROVIDER_<NAME>_API_KEY`.
     #[serde(default)]
     pub api_key: Option<String>,
-    /// Also `TICKVAULT_PROVIDER_<NAME>_API_SECRET`.
+    /// API secret (Alpaca `APCA-API-SECRET-KEY`); also `TICKVAULT_PROVIDER_<NAME>_API_SECRET`.
     #[serde(default)]
     pub api_secret: Option<String>,
-    /// CSV providers: URL with `{symbol}`, `{start}`, `{end}` (YYYYMMDD) and `{interval}`.
+    /// CSV providers: URL with `{symbol}`, `{start}`, `{end}` (YYYYMMDD) and `{interval}`,
+    /// relative to `base_url` or absolute.
     #[serde(default)]
     pub url_template: Option<String>,
     /// At most this many requests in any `rate_window` (default: a minute); 0 or absent is
@@ -88,16 +90,6 @@ impl ProviderConfig {
             backoff_max: default_backoff_max(),
             breaker_failures: default_breaker_failures(),
             breaker_open: default_breaker_open(),
-        }
-    }
-
-    pub fn adapter(&self) -> AdapterConfig {
-        AdapterConfig {
-            kind: self.kind,
-            base_url: self.base_url.clone(),
-            api_key: self.api_key.clone(),
-            api_secret: self.api_secret.clone(),
-            url_template: self.url_template.clone(),
         }
     }
 

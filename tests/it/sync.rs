@@ -11,7 +11,7 @@ use tickvault::Store;
 use tickvault::calendar::Calendar;
 use tickvault::model::{Interval, Symbol};
 use tickvault::sync::fake_upstream::{FakeData, FakeUpstream, Fault, FaultRule};
-use tickvault::sync::provider::{self, AdapterConfig, ProviderKind, RawBar, UpstreamPolicy};
+use tickvault::sync::provider::{self, ProviderConfig, ProviderKind, RawBar, UpstreamPolicy};
 use tickvault::sync::registry::{SeriesState, SymbolSpec};
 use tickvault::sync::syncer::{BackfillRequest, ProviderHandle, SyncOptions, Syncer};
 
@@ -47,13 +47,12 @@ pub(crate) fn fast_policy() -> UpstreamPolicy {
     }
 }
 
-fn adapter(kind: ProviderKind, fake: &FakeUpstream) -> AdapterConfig {
-    AdapterConfig {
-        kind,
-        base_url: Some(fake.base_url()),
+fn adapter(kind: ProviderKind, fake: &FakeUpstream) -> ProviderConfig {
+    ProviderConfig {
         api_key: Some("key".into()),
         api_secret: Some("secret".into()),
         url_template: Some("/csv/{symbol}?s={start}&e={end}&i=d".into()),
+        ..ProviderConfig::new(kind, Some(fake.base_url()))
     }
 }
 
@@ -643,7 +642,6 @@ mod http {
     use reqwest::StatusCode;
     use serde_json::{Value, json};
     use tickvault::config::{Config, Seconds};
-    use tickvault::sync::settings::ProviderConfig;
 
     use super::*;
     use crate::server::{TestServer, expect_error};

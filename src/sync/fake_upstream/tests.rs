@@ -9,7 +9,7 @@ use chrono::{Datelike, NaiveDate, Weekday};
 use super::*;
 use crate::model::{MICROS_PER_DAY, Symbol};
 use crate::sync::provider::{
-    AdapterConfig, FetchError, FetchRequest, Fetched, Provider, ProviderKind, Upstream,
+    FetchError, FetchRequest, Fetched, Provider, ProviderConfig, ProviderKind, Upstream,
     UpstreamPolicy, build,
 };
 
@@ -85,12 +85,11 @@ fn policy() -> UpstreamPolicy {
 }
 
 fn adapter(fake: &FakeUpstream, kind: ProviderKind) -> Arc<dyn Provider> {
-    build(&AdapterConfig {
-        kind,
-        base_url: Some(fake.base_url()),
+    build(&ProviderConfig {
         api_key: Some("key".into()),
         api_secret: Some("secret".into()),
         url_template: Some("/csv/{symbol}?s={start}&e={end}&i={interval}".into()),
+        ..ProviderConfig::new(kind, Some(fake.base_url()))
     })
     .unwrap()
 }
@@ -458,13 +457,10 @@ async fn new_data_and_missing_keys() {
             .len(),
         21
     );
-    let keyless = build(&AdapterConfig {
-        kind: ProviderKind::Polygon,
-        base_url: Some(fake.base_url()),
-        api_key: None,
-        api_secret: None,
-        url_template: None,
-    })
+    let keyless = build(&ProviderConfig::new(
+        ProviderKind::Polygon,
+        Some(fake.base_url()),
+    ))
     .unwrap();
     let err = keyless
         .fetch(&Upstream::new("polygon", policy()), &r)

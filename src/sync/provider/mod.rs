@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::settings::ProviderConfig;
 pub use super::upstream::{FetchError, Upstream, UpstreamPolicy};
 use crate::model::{Interval, Symbol};
 
@@ -99,28 +100,8 @@ pub enum ProviderKind {
     Csv,
 }
 
-/// Settings of one adapter: where it is and how to authenticate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdapterConfig {
-    pub kind: ProviderKind,
-    /// The API's base URL; each kind has the public one as default.
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// API key (Polygon `apiKey`, Alpaca `APCA-API-KEY-ID`).
-    #[serde(default)]
-    pub api_key: Option<String>,
-    /// API secret (Alpaca `APCA-API-SECRET-KEY`).
-    #[serde(default)]
-    pub api_secret: Option<String>,
-    /// CSV over HTTP: the URL with `{symbol}`, `{start}`, `{end}` (YYYYMMDD) and `{interval}`
-    /// placeholders, relative to `base_url` or absolute.
-    #[serde(default)]
-    pub url_template: Option<String>,
-}
-
 /// Builds the adapter a config names.
-pub fn build(config: &AdapterConfig) -> Result<Arc<dyn Provider>, String> {
+pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
     let base = config.base_url.clone();
     Ok(match config.kind {
         ProviderKind::Yahoo => Arc::new(Yahoo::new(base)),
