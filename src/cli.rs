@@ -49,7 +49,7 @@ pub enum Command {
     /// Run a read-only SQL query over `bars` and the views from sql/.
     Sql(SqlArgs),
     /// Rows, files, bytes and time range per interval and symbol.
-    Stats,
+    Stats(StatsArgs),
     /// Merge partitions that have several files into one file each.
     Compact,
     /// Delete files no commit references, after a grace period.
@@ -128,8 +128,19 @@ pub struct SqlArgs {
     /// Write the result to this file instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Print the object store requests the query made (by kind, with bytes) to stderr.
+    #[arg(long)]
+    pub requests: bool,
     /// The query.
     pub query: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Also print the object store requests this command made, by kind, with bytes moved
+    /// (opening a store reads its catalog) and the disk cache's counters.
+    #[arg(long)]
+    pub requests: bool,
 }
 
 #[derive(Debug, Args)]
@@ -160,7 +171,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Demo(_) => return serve_cmd(config, true).await,
         _ => {}
     }
-    let store = Store::open(&config.store)
+    let read_only = matches!(
+        &cli.command,
+        Command::Sql(_) | Command::Stats(_) | Command::Check
+    );
+    let store = Store::open_with_options(&config.store, &config.command_store_options(read_only))
         .await
         .with_context(|| format!("opening store {}", config.store))?;
     let store = Arc::new(store);
@@ -173,7 +188,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Import(args) => import_cmd(&store, args).await,
         Command::Sql(args) => sql_cmd(&store, args).await,
-        Command::Stats => stats_cmd(&store),
+        Command::Stats(args) => stats_cmd(&store, args),
         Command::Compact => {
             let s = store.compact().await?;
             println!(
@@ -316,6 +331,7 @@ async fn sql_cmd(store: &Store, args: SqlArgs) -> anyhow::Result<i32> {
             Format::Csv
         },
     );
+    let before = store.requests();
     let stream = store.engine().sql_stream(&args.query).await?;
     match &args.output {
         Some(path) => {
@@ -331,10 +347,13 @@ async fn sql_cmd(store: &Store, args: SqlArgs) -> anyhow::Result<i32> {
             out.flush()?;
         }
     }
+    if args.requests {
+        eprintln!("requests: {}", store.requests().since(&before));
+    }
     Ok(0)
 }
 
-fn stats_cmd(store: &Store) -> anyhow::Result<i32> {
+fn stats_cmd(store: &Store, args: StatsArgs) -> anyhow::Result<i32> {
     let stats = store.stats();
     let fmt_ts = |us: i64| {
         chrono::DateTime::from_timestamp_micros(us)
@@ -369,5 +388,22 @@ fn stats_cmd(store: &Store) -> anyhow::Result<i32> {
         stats.len(),
         bytes as f64 / rows.max(1) as f64
     )?;
+    if args.requests {
+        print_requests(&mut out, store)?;
+    }
     Ok(0)
+}
+
+/// One line of request counts by kind, then the disk cache's line when there is a cache.
+fn print_requests(out: &mut impl Write, store: &Store) -> std::io::Result<()> {
+    writeln!(out, "requests: {}", store.requests())?;
+    if let Some(cache) = store.disk_cache() {
+        let c = cache.counts();
+        writeln!(
+            out,
+            "disk cache: hits={} misses={} evictions={} files={} bytes={}",
+            c.hits, c.misses, c.evictions, c.files, c.bytes
+        )?;
+    }
+    Ok(())
 }

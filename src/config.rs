@@ -59,6 +59,18 @@ pub struct Config {
     pub default_provider: Option<String>,
     /// Upstream market-data APIs by name: `[providers.yahoo] kind = "yahoo"`.
     pub providers: std::collections::BTreeMap<String, crate::sync::settings::ProviderConfig>,
+    /// How to reach an `s3://` store: endpoint, region, credentials, retries.
+    pub s3: crate::storage::S3Config,
+    /// A local directory caching Parquet files of a remote store (LRU); unset for none.
+    pub cache_dir: Option<String>,
+    /// The disk cache's budget.
+    pub cache_max_bytes: ByteSize,
+    /// The operator guarantees a single writer: run even on a store without conditional writes.
+    pub single_writer: bool,
+    /// Serve as a reader: no writes, no jobs, follow other processes' commits by polling.
+    pub read_only: bool,
+    /// How often a read-only server polls for new catalog commits.
+    pub follow_interval: Seconds,
 }
 
 /// Jobs the scheduler knows.
@@ -91,6 +103,12 @@ impl Default for Config {
             disabled_jobs: Vec::new(),
             default_provider: None,
             providers: Default::default(),
+            s3: Default::default(),
+            cache_dir: None,
+            cache_max_bytes: ByteSize(10 << 30),
+            single_writer: false,
+            read_only: false,
+            follow_interval: Seconds(5.0),
         }
     }
 }
@@ -342,6 +360,13 @@ pub struct Overrides {
     /// The provider for reads that fill symbols nobody registered.
     #[arg(long, env = "TICKVAULT_DEFAULT_PROVIDER")]
     pub default_provider: Option<String>,
+    /// Serve as a reader of a store another process writes: no writes, no jobs, and new
+    /// commits are picked up by polling.
+    #[arg(long, env = "TICKVAULT_READ_ONLY")]
+    pub read_only: bool,
+    /// How often a read-only server polls for new commits, e.g. 5s.
+    #[arg(long, env = "TICKVAULT_FOLLOW_INTERVAL")]
+    pub follow_interval: Option<Seconds>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -439,11 +464,41 @@ impl Config {
         if let Some(v) = o.default_provider {
             config.default_provider = Some(v);
         }
+        if o.read_only {
+            config.read_only = true;
+        }
+        if let Some(v) = o.follow_interval {
+            config.follow_interval = v;
+        }
+        // Storage settings apply to every command, so they are read here rather than by clap.
+        config
+            .apply_storage_env(|k| std::env::var(k).ok())
+            .map_err(Error::Invalid)?;
         for (name, provider) in &mut config.providers {
             provider.apply_env(name, |k| std::env::var(k).ok());
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// `TICKVAULT_CACHE_DIR`, `TICKVAULT_CACHE_MAX_BYTES`, `TICKVAULT_SINGLE_WRITER` and the
+    /// S3 variables (see [`crate::storage::S3Config::apply_env`]).
+    pub fn apply_storage_env(
+        &mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), String> {
+        if let Some(v) = var("TICKVAULT_CACHE_DIR") {
+            self.cache_dir = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = var("TICKVAULT_CACHE_MAX_BYTES") {
+            self.cache_max_bytes = v
+                .parse()
+                .map_err(|e| format!("TICKVAULT_CACHE_MAX_BYTES: {e}"))?;
+        }
+        if let Some(v) = var("TICKVAULT_SINGLE_WRITER") {
+            self.single_writer = matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes");
+        }
+        self.s3.apply_env(&var)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
@@ -501,6 +556,10 @@ impl Config {
             crate::sync::provider::build(p)
                 .map_err(|e| Error::Invalid(format!("providers.{name}: {e}")))?;
         }
+        self.s3.validate().map_err(Error::Invalid)?;
+        if self.follow_interval.0.is_nan() || self.follow_interval.0 <= 0.0 {
+            return Err(Error::Invalid("follow_interval must be positive".into()));
+        }
         if self.tokens.iter().any(|t| t.token.is_empty()) {
             return Err(Error::Invalid("a token is empty".into()));
         }
@@ -528,16 +587,33 @@ impl Config {
         }
     }
 
-    /// How the store is opened for serving: the query memory pool and the live tier.
+    /// How the store is opened for serving: the query memory pool and the live tier (none
+    /// for a read-only server).
     pub fn store_options(&self) -> crate::StoreOptions {
         let bytes = |b: ByteSize| usize::try_from(b.0).unwrap_or(usize::MAX);
+        let live = (!self.read_only).then(|| crate::live::LiveOptions {
+            wal_dir: self.wal_path(),
+            max_bytes: bytes(self.live_max_memory),
+            transfer_bytes: bytes(self.transfer_threshold),
+        });
         crate::StoreOptions {
             query_memory_limit: Some(bytes(self.query_memory)),
-            live: Some(crate::live::LiveOptions {
-                wal_dir: self.wal_path(),
-                max_bytes: bytes(self.live_max_memory),
-                transfer_bytes: bytes(self.transfer_threshold),
-            }),
+            live,
+            ..self.command_store_options(self.read_only)
+        }
+    }
+
+    /// How a command opens the store: no live tier; `read_only` for commands that only read.
+    pub fn command_store_options(&self, read_only: bool) -> crate::StoreOptions {
+        crate::StoreOptions {
+            storage: crate::storage::StoreSettings {
+                s3: self.s3.clone(),
+                cache_dir: self.cache_dir.as_ref().map(Into::into),
+                cache_max_bytes: self.cache_max_bytes.0,
+            },
+            read_only,
+            single_writer: self.single_writer,
+            ..Default::default()
         }
     }
 
@@ -578,6 +654,7 @@ impl Config {
         for t in &mut masked.tokens {
             t.token = "***".into();
         }
+        masked.s3 = masked.s3.masked();
         for p in masked.providers.values_mut() {
             for secret in [&mut p.api_key, &mut p.api_secret] {
                 if secret.is_some() {

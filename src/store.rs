@@ -22,7 +22,10 @@ use crate::live::{self, Live, LiveOptions};
 use crate::maintenance::{self, CheckReport, CompactSummary, GcSummary, SeriesStats};
 use crate::model::{BARS_SCHEMA, FILE_SCHEMA, Interval, Symbol};
 use crate::query::{self, QueryEngine};
-use crate::storage::{self, StoreUrl, open_object_store};
+use crate::storage::{
+    self, DiskCache, OpenedStore, RequestCounts, RequestStats, StoreSettings, StoreUrl,
+    open_object_store,
+};
 use crate::write::{self, WriteSummary, Writer};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,8 @@ pub enum Error {
     Live(#[from] live::Error),
     #[error("this store was opened without a live tier (no WAL directory)")]
     NoLiveTier,
+    #[error(transparent)]
+    Preflight(#[from] storage::PreflightError),
 }
 
 impl From<datafusion::error::DataFusionError> for Error {
@@ -83,6 +88,12 @@ pub struct StoreOptions {
     pub query_memory_limit: Option<usize>,
     /// The live tier and its WAL; `None` for a store that is only written through imports.
     pub live: Option<LiveOptions>,
+    /// S3 connection settings and the local disk cache.
+    pub storage: StoreSettings,
+    /// A reader: never commits, and skips the conditional-write check.
+    pub read_only: bool,
+    /// The operator guarantees one writer, so a store without conditional writes is accepted.
+    pub single_writer: bool,
 }
 
 /// What a transfer of the live tier into Parquet did.
@@ -99,6 +110,8 @@ pub struct TransferSummary {
 pub struct Store {
     url: String,
     object_store: Arc<dyn ObjectStore>,
+    requests: RequestStats,
+    cache: Option<Arc<DiskCache>>,
     catalog: Arc<Catalog>,
     live: Option<Arc<Live>>,
     engine: QueryEngine,
@@ -118,11 +131,26 @@ impl Store {
         Self::open_with_options(url, &StoreOptions::default()).await
     }
 
-    /// Opens a store with options (a server sets its query memory limit this way).
+    /// Opens a store with options (a server sets its query memory limit this way). A remote
+    /// store is checked first: bucket and credentials, and for a writer, conditional writes.
     pub async fn open_with_options(url: &str, options: &StoreOptions) -> Result<Self> {
         let parsed = StoreUrl::parse(url)?;
-        let object_store = open_object_store(&parsed)?;
-        Self::open_with_store(object_store, &parsed.to_string(), options).await
+        let opened = open_object_store(&parsed, &options.storage)?;
+        let label = parsed.to_string();
+        if matches!(parsed, StoreUrl::S3 { .. }) {
+            storage::check_reachable(&opened.store, &label).await?;
+            if !options.read_only {
+                match storage::check_conditional_writes(&opened.store, &label).await {
+                    Err(e @ storage::PreflightError::NoConditionalWrites { .. })
+                        if options.single_writer =>
+                    {
+                        tracing::warn!("{e}; going on because single_writer = true");
+                    }
+                    other => other?,
+                }
+            }
+        }
+        Self::open_opened(opened, &label, options).await
     }
 
     /// Opens a store over an object store the caller built (tests inject failures this way).
@@ -135,8 +163,22 @@ impl Store {
         label: &str,
         options: &StoreOptions,
     ) -> Result<Self> {
-        let catalog = Arc::new(Catalog::load(Arc::clone(&object_store)).await?);
+        Self::open_opened(OpenedStore::wrap(object_store), label, options).await
+    }
+
+    async fn open_opened(opened: OpenedStore, label: &str, options: &StoreOptions) -> Result<Self> {
+        let object_store = opened.store;
+        let mut catalog = Catalog::load(Arc::clone(&object_store)).await?;
+        if options.read_only {
+            catalog = catalog.read_only();
+        }
+        let catalog = Arc::new(catalog);
         let live = match options.live.clone() {
+            Some(_) if options.read_only => {
+                return Err(Error::InvalidInput(
+                    "a read-only store has no live tier (it takes no writes)".into(),
+                ));
+            }
             Some(live_options) => {
                 let live = tokio::task::spawn_blocking(move || Live::open(live_options))
                     .await
@@ -155,10 +197,27 @@ impl Store {
         Ok(Self {
             url: label.to_string(),
             object_store,
+            requests: opened.requests,
+            cache: opened.cache,
             catalog,
             live,
             engine,
         })
+    }
+
+    /// Requests made to the object store so far, by kind (cache hits are not requests).
+    pub fn requests(&self) -> RequestCounts {
+        self.requests.snapshot()
+    }
+
+    /// The local disk cache of Parquet files, when `cache_dir` is set.
+    pub fn disk_cache(&self) -> Option<&Arc<DiskCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Whether this store was opened as a reader.
+    pub fn is_read_only(&self) -> bool {
+        self.catalog.is_read_only()
     }
 
     pub fn url(&self) -> &str {

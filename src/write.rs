@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::batch::{SeriesBatch, SeriesKey, check_batch, sort_dedup, split_by_year, ts_column};
 use crate::catalog::{self, Catalog, FileMeta, Snapshot, Transaction};
@@ -407,8 +407,7 @@ pub(crate) async fn write_file(
     let encoded = tokio::task::spawn_blocking(move || encode_bars(&rows, interval)).await??;
     let path = ParquetFilePath::new_unique(key.clone());
     let bytes = encoded.bytes.len() as u64;
-    store
-        .put(&path.to_path(), PutPayload::from(encoded.bytes))
+    storage::put_file(store, &path.to_path(), encoded.bytes)
         .await
         .map_err(storage::Error::from)?;
     Ok(FileMeta {

@@ -51,6 +51,8 @@ pub enum Error {
     Conflict { winner: Seq, what: String },
     #[error("gave up committing after {0} attempts against concurrent writers")]
     TooManyAttempts(usize),
+    #[error("this store is open read-only; {0} needs a writer")]
+    ReadOnly(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -121,6 +123,8 @@ pub struct Catalog {
     /// Serializes this process's commits; other processes are handled by `PutMode::Create`.
     commit_lock: tokio::sync::Mutex<()>,
     checkpoint_every: u64,
+    /// A reader's catalog follows other processes' commits and never makes its own.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -152,6 +156,7 @@ impl Catalog {
             history: Default::default(),
             commit_lock: tokio::sync::Mutex::new(()),
             checkpoint_every: 100,
+            read_only: false,
         };
         let start = catalog.latest_checkpoint().await?;
         *catalog.current.write().expect("lock") = Arc::new(start);
@@ -162,6 +167,16 @@ impl Catalog {
     pub fn with_checkpoint_every(mut self, n: u64) -> Self {
         self.checkpoint_every = n.max(1);
         self
+    }
+
+    /// Makes every commit fail with [`Error::ReadOnly`].
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -222,8 +237,15 @@ impl Catalog {
         Arc::clone(&self.current.read().expect("lock"))
     }
 
-    /// Reads commits made since the current snapshot (by this or another process).
+    /// Reads commits made since the current snapshot (by this or another process). One GET
+    /// when nothing is new (the common case before a commit and for a polling reader); while
+    /// catching up, the next `PROBE_BATCH` commits are requested at once.
     pub async fn refresh(&self) -> Result<Arc<Snapshot>> {
+        let base = self.snapshot();
+        match get_json::<Commit>(&self.store, &log_path(base.seq.next())).await? {
+            None => return Ok(base),
+            Some(commit) => self.install(&commit)?,
+        }
         loop {
             let base = self.snapshot();
             let seqs: Vec<Seq> = (1..=PROBE_BATCH).map(|i| Seq(base.seq.0 + i)).collect();
@@ -268,6 +290,9 @@ impl Catalog {
 
     /// Commits a transaction atomically; returns the new snapshot.
     pub async fn commit(&self, txn: Transaction) -> Result<Arc<Snapshot>> {
+        if self.read_only {
+            return Err(Error::ReadOnly(txn.operation));
+        }
         let _guard = self.commit_lock.lock().await;
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let snapshot = self.refresh().await?;

@@ -15,6 +15,15 @@ pub async fn read(State(app): State<App>, request: Request, next: Next) -> Respo
 }
 
 pub async fn write(State(app): State<App>, request: Request, next: Next) -> Response {
+    if app.config.read_only {
+        // Checked before the token: no token makes a replica writable.
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read_only",
+            "this server is a read-only replica (--read-only); send writes to the writer",
+        )
+        .into_response();
+    }
     check(&app, Scope::Write, request, next).await
 }
 

@@ -283,9 +283,32 @@ async fn run_transfer(store: &Store) -> crate::Result<TransferSummary> {
     result
 }
 
+/// A read-only server's one loop: pick up the writer's catalog and sync-ledger commits.
+fn spawn_follow(app: App, store: Arc<Store>) {
+    tokio::spawn(async move {
+        let every = app.config.follow_interval.duration();
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = store.catalog().refresh().await {
+                tracing::warn!("following the catalog failed (will retry): {e}");
+            }
+            if let Ok(syncer) = app.syncer()
+                && let Err(e) = syncer.refresh().await
+            {
+                tracing::warn!("following the sync ledger failed (will retry): {e}");
+            }
+        }
+    });
+}
+
 /// Starts a loop per enabled job; each runs until the runtime stops. The transfer also runs
-/// early under memory pressure; stage 2 runs first after `backfill_delay`.
+/// early under memory pressure; stage 2 runs first after `backfill_delay`. A read-only server
+/// runs no jobs; it only follows the writer's commits.
 pub fn spawn(app: App, store: Arc<Store>) {
+    if app.config.read_only {
+        spawn_follow(app, store);
+        return;
+    }
     for job in Job::ALL {
         if !app.config.job_enabled(job.name()) {
             continue;

@@ -1,18 +1,28 @@
 //! Where bytes live: the store URL, the object store behind it, the layout of paths in it and
 //! the Parquet encoding of bar files.
 
+mod counting;
+mod disk_cache;
 mod json;
 mod layout;
 mod parquet_io;
+mod preflight;
+mod s3;
+mod upload;
 mod url;
 
+pub use counting::{CountingStore, RequestCounts, RequestKind, RequestStats};
+pub use disk_cache::{CacheCounts, CachingStore, DiskCache};
 pub use json::{JsonError, create_object, get_json};
 pub use layout::{
     BARS_PREFIX as BARS_DIR, ParquetFilePath, PartitionKey, decode_symbol, encode_symbol,
     object_path,
 };
 pub use parquet_io::{EncodedFile, encode_bars, read_bars, read_footer};
-pub use url::{StoreUrl, open_object_store};
+pub use preflight::{PreflightError, check_conditional_writes, check_reachable};
+pub use s3::S3Config;
+pub use upload::{MULTIPART_THRESHOLD, put_file};
+pub use url::{OpenedStore, StoreSettings, StoreUrl, open_object_store};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]

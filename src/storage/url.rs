@@ -8,6 +8,9 @@ use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 
+use super::counting::{CountingStore, RequestStats};
+use super::disk_cache::{CachingStore, DiskCache};
+use super::s3::{S3Config, open_s3};
 use super::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,9 +69,39 @@ impl fmt::Display for StoreUrl {
     }
 }
 
-/// Opens the object store a URL names; a local directory is created if missing.
-pub fn open_object_store(url: &StoreUrl) -> Result<Arc<dyn ObjectStore>> {
-    match url {
+/// How the store behind a URL is reached and cached (the `[s3]` table, `cache_dir`).
+#[derive(Debug, Clone, Default)]
+pub struct StoreSettings {
+    pub s3: S3Config,
+    /// A local directory caching remote Parquet files; `None` for no cache.
+    pub cache_dir: Option<PathBuf>,
+    pub cache_max_bytes: u64,
+}
+
+/// An opened object store with its request counters and disk cache.
+#[derive(Debug, Clone)]
+pub struct OpenedStore {
+    pub store: Arc<dyn ObjectStore>,
+    pub requests: RequestStats,
+    pub cache: Option<Arc<DiskCache>>,
+}
+
+impl OpenedStore {
+    /// Counts the requests of a store built elsewhere (tests inject failures this way).
+    pub fn wrap(inner: Arc<dyn ObjectStore>) -> Self {
+        let counting = CountingStore::new(inner);
+        Self {
+            requests: counting.stats(),
+            store: Arc::new(counting),
+            cache: None,
+        }
+    }
+}
+
+/// Opens the object store a URL names (a local directory is created if missing), counting its
+/// requests and, with a `cache_dir`, reading Parquet files through the disk cache.
+pub fn open_object_store(url: &StoreUrl, settings: &StoreSettings) -> Result<OpenedStore> {
+    let raw: Arc<dyn ObjectStore> = match url {
         StoreUrl::Local(dir) => {
             std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
                 path: dir.display().to_string(),
@@ -80,14 +113,23 @@ pub fn open_object_store(url: &StoreUrl) -> Result<Arc<dyn ObjectStore>> {
             })?;
             // Writes go to a temporary file first and are renamed into place, so a reader never
             // sees a partial file.
-            Ok(Arc::new(LocalFileSystem::new_with_prefix(dir)?))
+            Arc::new(LocalFileSystem::new_with_prefix(dir)?)
         }
-        StoreUrl::Memory => Ok(Arc::new(InMemory::new())),
-        StoreUrl::S3 { .. } => Err(Error::InvalidUrl {
-            url: url.to_string(),
-            reason: "S3 stores are not supported by this build yet".to_string(),
-        }),
+        StoreUrl::Memory => Arc::new(InMemory::new()),
+        StoreUrl::S3 { bucket, prefix } => open_s3(bucket, prefix, &settings.s3)?,
+    };
+    let mut opened = OpenedStore::wrap(raw);
+    if let Some(dir) = &settings.cache_dir {
+        let cache =
+            DiskCache::open(dir, settings.cache_max_bytes).map_err(|source| Error::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        let cache = Arc::new(cache);
+        opened.store = Arc::new(CachingStore::new(opened.store, Arc::clone(&cache)));
+        opened.cache = Some(cache);
     }
+    Ok(opened)
 }
 
 #[cfg(test)]

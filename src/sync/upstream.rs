@@ -168,16 +168,6 @@ impl Upstream {
         headers: &[(&str, &str)],
         parse: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<T, FetchError> {
-        if url.starts_with("https://") {
-            // reqwest is built without TLS until the S3 work brings rustls in; say so plainly
-            // instead of failing every request as a transport error.
-            return Err(FetchError::Invalid(format!(
-                "provider {}: {} needs TLS, which this build lacks; point base_url at an \
-                 http:// endpoint (e.g. a local TLS-terminating proxy)",
-                self.name,
-                redact(url)
-            )));
-        }
         let mut attempt = 0;
         loop {
             let result = self.attempt(url, headers, &parse).await;

@@ -7,6 +7,7 @@ mod crash;
 mod failures;
 mod live;
 mod pruning;
+mod s3;
 mod server;
 mod sql;
 mod store;

@@ -698,6 +698,16 @@ async fn time_memory_and_concurrency_limits() {
 /// `tickvault serve` (or `demo`) on an ephemeral port; returns the child and the base URL it
 /// printed.
 pub(crate) fn spawn_server(store: &Path, command: &str, extra: &[&str]) -> (Child, String) {
+    spawn_server_env(store.as_os_str(), command, extra, &[])
+}
+
+/// `spawn_server` with extra environment (S3 settings).
+pub(crate) fn spawn_server_env(
+    store: &std::ffi::OsStr,
+    command: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tickvault"))
         .arg("--store")
         .arg(store)
@@ -706,6 +716,7 @@ pub(crate) fn spawn_server(store: &Path, command: &str, extra: &[&str]) -> (Chil
         .args(extra)
         .env_remove("TICKVAULT_STORE")
         .env_remove("TICKVAULT_TOKENS")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
