@@ -690,6 +690,13 @@ mod tests {
             listen = "0.0.0.0:9000"
             max_body = "1MiB"
             query_timeout = 5
+            cache_dir = "/var/cache/tv"
+            [s3]
+            endpoint = "http://127.0.0.1:9000"
+            allow_http = true
+            path_style = true
+            access_key_id = "AKIDEXAMPLE"
+            secret_access_key = "wJalrXUtnFEMI"
             [[tokens]]
             token = "s3cret"
             scope = "write"
@@ -708,8 +715,18 @@ mod tests {
         assert_eq!(c.max_body, ByteSize(1 << 20));
         assert_eq!(c.query_timeout, Seconds(2.0));
         assert_eq!(c.tokens[0].scope, Scope::Write);
+        assert_eq!(c.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(c.s3.path_style);
+        let options = c.command_store_options(true);
+        assert_eq!(options.storage.cache_dir, Some("/var/cache/tv".into()));
+        assert!(options.read_only && options.live.is_none());
         let shown = c.to_masked_toml();
         assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+        assert!(
+            shown.contains("AKIDEXAMPLE"),
+            "the key id is not secret: {shown}"
+        );
         assert!(shown.contains("***"));
         assert_eq!(Config::from_toml(&shown).unwrap().listen, "0.0.0.0:9000");
         std::fs::remove_dir_all(dir).unwrap();

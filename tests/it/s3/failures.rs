@@ -84,6 +84,7 @@ async fn wrong_credentials_fail_at_start() {
         .await
         .unwrap_err()
         .to_string();
+    println!("{err}");
     assert!(err.contains("access denied"), "{err}");
     assert!(
         err.contains("InvalidAccessKeyId"),
@@ -168,6 +169,7 @@ async fn a_hung_or_stopped_server_fails_the_query_within_the_timeout() {
         .unwrap_err()
         .to_string();
     let took = started.elapsed();
+    println!("hung server, after {took:?}: {err}");
     assert!(took < Duration::from_secs(15), "gave up after {took:?}");
     assert!(
         err.to_lowercase().contains("timed out") || err.contains("timeout"),
@@ -183,6 +185,7 @@ async fn a_hung_or_stopped_server_fails_the_query_within_the_timeout() {
         .await
         .unwrap_err()
         .to_string();
+    println!("stopped server, after {:?}: {err}", started.elapsed());
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "{:?}",
