@@ -3,6 +3,7 @@
 
 mod latest;
 mod overlay;
+mod reader;
 pub mod snapshot_table;
 mod table;
 mod views;

@@ -18,6 +18,8 @@ use datafusion::common::{Column, DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+
+use super::reader::IndexedReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -480,7 +482,7 @@ fn parquet_scan(
     let full = Arc::clone(table_schema.table_schema());
     let mut source = ParquetSource::new(table_schema)
         .with_enable_page_index(true)
-        .with_parquet_file_reader_factory(Arc::new(reader_factory));
+        .with_parquet_file_reader_factory(Arc::new(IndexedReaderFactory(reader_factory)));
     if let Some(pred) = predicate {
         source = source.with_predicate(pred);
     }

@@ -226,6 +226,7 @@ impl ObjectStore for CountingStore {
             RequestKind::Get
         };
         self.stats.count(kind);
+        tracing::trace!(?kind, %location, range = ?options.range, "object store GET");
         let result = self.inner.get_opts(location, options).await?;
         if kind != RequestKind::Head {
             self.stats.read(result.range.end - result.range.start);
