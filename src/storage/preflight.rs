@@ -18,6 +18,12 @@ pub enum PreflightError {
          (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the bucket policy"
     )]
     AccessDenied { url: String, detail: String },
+    #[error(
+        "{url}: no S3 credentials: none are configured and the instance metadata service \
+         (169.254.169.254) did not provide any; set s3.access_key_id and s3.secret_access_key \
+         (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+    )]
+    NoCredentials { url: String },
     #[error("{url}: cannot reach the store: {source}")]
     Unreachable {
         url: String,
@@ -50,6 +56,8 @@ fn classify(e: object_store::Error, url: &str) -> PreflightError {
     let text = chain(&e);
     match &e {
         _ if text.contains("NoSuchBucket") => PreflightError::BucketMissing { url },
+        // The AWS credential chain ends at the instance metadata service.
+        _ if text.contains("169.254.169.254") => PreflightError::NoCredentials { url },
         object_store::Error::NotFound { .. } => PreflightError::BucketMissing { url },
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => PreflightError::AccessDenied {
