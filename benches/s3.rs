@@ -1,10 +1,11 @@
 //! tickvault on a loopback S3 server (moto_server) beside local disk: import throughput, and
-//! for a one-symbol-one-day query and a 10-symbol-year load, cold (fresh process) and warm:
+//! for a one-symbol-one-day query and a 10-symbol-year load, cold (a freshly opened store: empty
+//! footer cache, empty disk cache) and warm (the median of the next runs):
 //! time, requests by kind and bytes read. Prints the README's table.
 //!
 //!   python3 ../shared/tools/gen_bars.py --symbols 50 --start 2021-01-01 --end 2023-12-31 \
-//!       --format csv --out /tmp/tv-bench/csv
-//!   cargo bench --bench s3 -- --csv /tmp/tv-bench/csv [--runs 5]
+//!       --interval 1m --format csv --out /tmp/tv-bench/synthetic_1m_csv
+//!   cargo bench --bench s3 -- --csv /tmp/tv-bench/synthetic_1m_csv [--runs 5]
 
 #[path = "../tests/it/s3/moto.rs"]
 #[allow(dead_code)]
