@@ -29,12 +29,18 @@ fn ensure_installed() {
         if has(()) {
             return;
         }
-        let status = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "moto[server]>=5.1,<6"])
-            .status()
-            .expect("python3 is needed for the S3 tests");
+        let pip = |extra: &[&str]| {
+            Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "moto[server]>=5.1,<6"])
+                .args(extra)
+                .status()
+                .expect("python3 is needed for the S3 tests")
+                .success()
+        };
+        // A distribution's own Python refuses plain installs (PEP 668): then into the user's site.
+        let installed = pip(&[]) || pip(&["--user", "--break-system-packages"]);
         assert!(
-            status.success() && has(()),
+            installed && has(()),
             "could not install moto[server] from PyPI for the S3 tests"
         );
     });
