@@ -26,3 +26,15 @@ pub mod wal;
 pub mod write;
 
 pub use store::{Error, ImportSummary, LoadRequest, Result, Store, StoreOptions, TransferSummary};
+
+/// An error and its causes on one line (HTTP clients hide the useful part in `source`).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

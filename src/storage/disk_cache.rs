@@ -244,15 +244,21 @@ impl CachingStore {
             return Ok(size);
         }
         self.cache.misses.fetch_add(1, Ordering::Relaxed);
+        let filled = self.fill(location).await;
+        self.cache.fill_done(key);
+        filled
+    }
+
+    /// Fetches the whole file with one GET into the cache; returns its size.
+    async fn fill(&self, location: &Path) -> object_store::Result<u64> {
         let bytes = self.inner.get(location).await?.bytes().await?;
         let cache = Arc::clone(&self.cache);
-        let owned_key = key.to_string();
+        let key = location.as_ref().to_string();
         let size = bytes.len() as u64;
-        tokio::task::spawn_blocking(move || cache.insert(&owned_key, &bytes))
+        tokio::task::spawn_blocking(move || cache.insert(&key, &bytes))
             .await
             .map_err(|e| generic(e.to_string()))?
             .map_err(|e| generic(format!("writing the disk cache: {e}")))?;
-        self.cache.fill_done(key);
         Ok(size)
     }
 

@@ -53,7 +53,7 @@ pub async fn check_reachable(
 
 fn classify(e: object_store::Error, url: &str) -> PreflightError {
     let url = url.to_string();
-    let text = chain(&e);
+    let text = crate::error_chain(&e);
     match &e {
         _ if text.contains("NoSuchBucket") => PreflightError::BucketMissing { url },
         // The AWS credential chain ends at the instance metadata service.
@@ -82,17 +82,6 @@ fn s3_code(text: &str) -> Option<&str> {
     let start = text.find("<Code>")? + "<Code>".len();
     let len = text[start..].find("</Code>")?;
     Some(&text[start..start + len])
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Creates a probe object twice with `PutMode::Create`: a store that honours conditional

@@ -11,6 +11,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::error_chain;
+
 /// How calls to one provider behave.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamPolicy {
@@ -317,18 +319,6 @@ impl Upstream {
             bytes: load(&c.bytes),
         }
     }
-}
-
-/// The error and its causes on one line (reqwest hides the useful part in `source`).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Hides credentials passed in the query string (Polygon's `apiKey`) from errors and logs.
