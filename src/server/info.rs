@@ -144,7 +144,7 @@ pub async fn metrics(State(app): State<App>) -> Response {
     let mut text = app.metrics.render(&gauges(&app, store.as_deref(), &stats));
     text.push_str(&super::sync_metrics::render(&app));
     if let Some(store) = &store {
-        text.push_str(&store_metrics(store));
+        text.push_str(&super::store_metrics::render(store));
     }
     let mut response = text.into_response();
     response.headers_mut().insert(
@@ -152,59 +152,6 @@ pub async fn metrics(State(app): State<App>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
-}
-
-/// Object store requests by kind, bytes moved, and the disk cache.
-fn store_metrics(store: &crate::Store) -> String {
-    use std::fmt::Write;
-    let c = store.requests();
-    let mut t = String::new();
-    t.push_str("# HELP tickvault_store_requests_total Object store requests by kind (a LIST is one listing, a DELETE one object).\n");
-    t.push_str("# TYPE tickvault_store_requests_total counter\n");
-    for kind in crate::storage::RequestKind::ALL {
-        let _ = writeln!(
-            t,
-            "tickvault_store_requests_total{{kind=\"{}\"}} {}",
-            kind.as_str(),
-            c.get(kind)
-        );
-    }
-    t.push_str(
-        "# HELP tickvault_store_bytes_total Bytes read from and written to the object store.\n",
-    );
-    t.push_str("# TYPE tickvault_store_bytes_total counter\n");
-    let _ = writeln!(
-        t,
-        "tickvault_store_bytes_total{{direction=\"read\"}} {}",
-        c.bytes_read
-    );
-    let _ = writeln!(
-        t,
-        "tickvault_store_bytes_total{{direction=\"written\"}} {}",
-        c.bytes_written
-    );
-    if let Some(cache) = store.disk_cache() {
-        let k = cache.counts();
-        t.push_str("# HELP tickvault_disk_cache_requests_total Parquet file reads by the disk cache's answer.\n");
-        t.push_str("# TYPE tickvault_disk_cache_requests_total counter\n");
-        let _ = writeln!(
-            t,
-            "tickvault_disk_cache_requests_total{{result=\"hit\"}} {}",
-            k.hits
-        );
-        let _ = writeln!(
-            t,
-            "tickvault_disk_cache_requests_total{{result=\"miss\"}} {}",
-            k.misses
-        );
-        t.push_str("# TYPE tickvault_disk_cache_evictions_total counter\n");
-        let _ = writeln!(t, "tickvault_disk_cache_evictions_total {}", k.evictions);
-        t.push_str("# TYPE tickvault_disk_cache_bytes gauge\n");
-        let _ = writeln!(t, "tickvault_disk_cache_bytes {}", k.bytes);
-        t.push_str("# TYPE tickvault_disk_cache_files gauge\n");
-        let _ = writeln!(t, "tickvault_disk_cache_files {}", k.files);
-    }
-    t
 }
 
 pub async fn openapi() -> Response {

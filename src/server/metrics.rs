@@ -316,7 +316,13 @@ impl Metrics {
     }
 }
 
-fn escape(label: &str) -> String {
+/// A metric family's `# HELP` and `# TYPE` lines.
+pub(super) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value escaped as the text format requires.
+pub(super) fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

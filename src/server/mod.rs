@@ -12,6 +12,7 @@ mod jobs;
 mod metrics;
 mod output;
 mod query;
+mod store_metrics;
 mod sync;
 mod sync_metrics;
 

@@ -5,18 +5,8 @@ use std::fmt::Write;
 
 use super::App;
 use super::jobs::Job;
+use super::metrics::{escape as label, header};
 use crate::sync::upstream::UpstreamStats;
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// Label values escaped as the text format requires.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
 
 /// Reads one counter out of a provider's stats, or out of a job's.
 type StatFn = fn(&UpstreamStats) -> f64;

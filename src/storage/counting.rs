@@ -2,12 +2,10 @@
 //! bills and what makes it slow.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
@@ -232,25 +230,6 @@ impl ObjectStore for CountingStore {
             self.stats.read(result.range.end - result.range.start);
         }
         Ok(result)
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        object_store::coalesce_ranges(
-            ranges,
-            |range| async move {
-                let options = GetOptions {
-                    range: Some(range.into()),
-                    ..Default::default()
-                };
-                self.get_opts(location, options).await?.bytes().await
-            },
-            object_store::OBJECT_STORE_COALESCE_DEFAULT,
-        )
-        .await
     }
 
     fn delete_stream(

@@ -11,11 +11,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::moto;
+use crate::cli::fixtures;
 use crate::server::spawn_server_env;
-
-fn fixtures() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn tickvault(store: &str, args: &[&str], env: &[(&str, String)]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_tickvault"))
