@@ -672,21 +672,36 @@ async fn time_memory_and_concurrency_limits() {
         let request = server.client.post(server.url("/v1/sql")).body(SLOW_SQL);
         tokio::spawn(async move { request.send().await.unwrap().status() })
     };
-    let mut saw_429 = false;
-    for _ in 0..200 {
-        let r = server.post_sql("SELECT 1").await;
-        if r.status() == StatusCode::TOO_MANY_REQUESTS {
-            assert_eq!(r.headers()["retry-after"], "1");
-            expect_error(r, StatusCode::TOO_MANY_REQUESTS, "too_many_queries").await;
-            saw_429 = true;
+    // Wait until the slow query holds the slot (under a loaded machine its request may start
+    // late), then ask for a second one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status: Value = server
+            .client
+            .get(server.url("/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["queries_running"] == 1 {
             break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow query never started: {status}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    assert!(
-        saw_429,
+    let r = server.post_sql("SELECT 1").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
         "a second query ran while the first held the only slot"
     );
+    assert_eq!(r.headers()["retry-after"], "1");
+    expect_error(r, StatusCode::TOO_MANY_REQUESTS, "too_many_queries").await;
     let _ = slow.await.unwrap();
     // The slot is free again.
     assert_eq!(server.post_sql("SELECT 1").await.status(), StatusCode::OK);
