@@ -1,6 +1,7 @@
 //! SQL over the store: a DataFusion session with the `bars` table, the views from `sql/`, and a
 //! read-only guard for user SQL.
 
+mod cooperative;
 mod latest;
 mod overlay;
 mod reader;
@@ -15,6 +16,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
@@ -69,7 +71,13 @@ impl QueryEngine {
                     DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
                 );
         }
-        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime.build_arc()?)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(cooperative::YieldInJoins))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let url = url::Url::parse(STORE_URL).expect("valid url");
         ctx.register_object_store(&url, store);
         let counters = Arc::new(ScanCounters::default());
