@@ -37,6 +37,7 @@ fn gauges(app: &App, store: Option<&crate::Store>, stats: &[SeriesStats]) -> Sto
     use std::sync::atomic::Ordering::Relaxed;
     let mut g = StoreGauges {
         uptime_seconds: app.started.elapsed().as_secs_f64(),
+        query_tasks: app.queries.running(),
         ingest_rejected: app.ingest_rejected.load(Relaxed),
         transfer: app.jobs.transfer.get(),
         compact: app.jobs.compact.get(),
@@ -82,6 +83,7 @@ pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
         "files": g.files,
         "bytes": g.bytes,
         "queries_running": app.metrics.queries_running(),
+        "query_tasks": g.query_tasks,
         "read_only": store.is_read_only(),
         "requests": store.requests(),
         "disk_cache": store.disk_cache().map(|c| c.counts()),

@@ -44,6 +44,7 @@ pub struct StoreGauges {
     pub rows: u64,
     pub series: u64,
     pub uptime_seconds: f64,
+    pub query_tasks: u64,
     pub live_rows: u64,
     pub live_bytes: u64,
     pub wal_segments: u64,
@@ -172,6 +173,13 @@ impl Metrics {
                 "gauge",
                 "Queries running now.",
                 self.queries_running().to_string(),
+            ),
+            (
+                "tickvault_query_tasks",
+                "gauge",
+                "Query tasks alive on the query runtime; above queries_running while cancelled \
+                 queries wind down.",
+                store.query_tasks.to_string(),
             ),
             (
                 "tickvault_catalog_files",

@@ -6,6 +6,7 @@
 
 mod auth;
 mod error;
+mod executor;
 mod info;
 mod ingest;
 mod jobs;
@@ -52,6 +53,8 @@ pub struct AppInner {
     sync: OnceLock<Arc<Syncer>>,
     pub metrics: Metrics,
     query_slots: Arc<Semaphore>,
+    /// Where queries run, apart from the runtime that answers requests.
+    queries: executor::QueryExecutor,
     started: Instant,
     pub jobs: jobs::Jobs,
     /// Write requests refused (bad body, bad rows, busy).
@@ -74,6 +77,8 @@ impl App {
             sync: OnceLock::new(),
             metrics: Metrics::default(),
             query_slots: Arc::new(Semaphore::new(slots)),
+            // Like the server's own runtime: without threads there is no server.
+            queries: executor::QueryExecutor::new().expect("the query runtime starts"),
             started: Instant::now(),
             jobs: jobs::Jobs::default(),
             ingest_rejected: AtomicU64::new(0),

@@ -117,37 +117,53 @@ fn timeout_error(limit: Duration) -> ApiError {
     )
 }
 
-/// Runs `plan` within the slot's deadline, waits for the first batch (so an error or timeout
-/// before any output still gets its status code) and streams the rest in `format`.
+/// Runs `plan` on the query runtime within the slot's deadline, waits for the first batch (so
+/// an error or timeout before any output still gets its status code) and streams the rest in
+/// `format`, encoded on the query runtime too. The slot lives as long as the body.
 pub async fn stream_response(
     slot: QuerySlot,
     format: Format,
-    plan: impl Future<Output = Result<SendableRecordBatchStream, ApiError>>,
+    plan: impl Future<Output = Result<SendableRecordBatchStream, ApiError>> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    let mut stream = tokio::time::timeout_at(slot.deadline, plan)
+    let app = slot.app.clone();
+    let start = async move {
+        let mut stream = plan.await?;
+        let first = match stream.next().await {
+            Some(Err(e)) => return Err(ApiError::from_datafusion(&e)),
+            Some(Ok(batch)) => Some(batch),
+            None => None,
+        };
+        let sink = Sink::default();
+        let writer = BatchWriter::new(format, &stream.schema(), sink.clone())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let state = Encoder {
+            stream,
+            first,
+            writer: Some(writer),
+            sink,
+            app,
+            rows: 0,
+        };
+        let chunks = futures::stream::unfold(state, |mut state| async move {
+            let chunk = state.next_chunk().await?;
+            Some((chunk, state))
+        });
+        Ok(((), chunks.boxed()))
+    };
+    let ((), chunks) = tokio::time::timeout_at(slot.deadline, slot.app.queries.execute(start))
         .await
         .map_err(|_| slot.timeout_error())??;
-    let first = match tokio::time::timeout_at(slot.deadline, stream.next()).await {
-        Err(_) => return Err(slot.timeout_error()),
-        Ok(Some(Err(e))) => return Err(ApiError::from_datafusion(&e)),
-        Ok(Some(Ok(batch))) => Some(batch),
-        Ok(None) => None,
-    };
-    let sink = Sink::default();
-    let writer = BatchWriter::new(format, &stream.schema(), sink.clone())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let state = BodyState {
-        stream,
-        first,
-        writer: Some(writer),
-        sink,
-        slot,
-        rows: 0,
-        bytes: 0,
-    };
-    let body = futures::stream::unfold(state, |mut state| async move {
-        let chunk = state.next_chunk().await?;
-        Some((chunk, state))
+    let body = futures::stream::unfold(Some((chunks, slot)), |state| async move {
+        let (mut chunks, slot) = state?;
+        match tokio::time::timeout_at(slot.deadline, chunks.next()).await {
+            Ok(Some(chunk)) => Some((chunk, Some((chunks, slot)))),
+            Ok(None) => None,
+            Err(_) => {
+                // Dropping the chunks cancels the query.
+                let message = slot.timeout_error().message;
+                Some((Err(stream_aborted(&slot.app, message)), None))
+            }
+        }
     });
     let mut response = Response::new(Body::from_stream(body));
     response.headers_mut().insert(
@@ -155,6 +171,14 @@ pub async fn stream_response(
         HeaderValue::from_static(content_type(format)),
     );
     Ok(response)
+}
+
+/// Logs and counts a body cut short; the client sees a broken transfer, never a silently short
+/// result.
+fn stream_aborted(app: &App, message: String) -> std::io::Error {
+    tracing::warn!("query stream aborted: {message}");
+    app.metrics.record_error("stream_aborted");
+    std::io::Error::other(message)
 }
 
 /// A `Write` whose bytes are taken out after each batch and sent as one body chunk.
@@ -178,36 +202,33 @@ impl Write for Sink {
     }
 }
 
-struct BodyState {
+/// Turns batches into body chunks on the query runtime.
+struct Encoder {
     stream: SendableRecordBatchStream,
     first: Option<arrow::array::RecordBatch>,
-    /// `None` once the document is finished.
+    /// `None` once the document is finished or failed.
     writer: Option<BatchWriter<Sink>>,
     sink: Sink,
-    slot: QuerySlot,
+    app: App,
     rows: u64,
-    bytes: u64,
 }
 
-impl BodyState {
-    /// The next non-empty chunk, `None` at the end, or an error that aborts the body (the
-    /// client sees a broken transfer, never a silently short result).
+impl Encoder {
+    /// The next non-empty chunk, `None` at the end, or an error that aborts the body.
     async fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
         loop {
             self.writer.as_ref()?;
             let batch = match self.first.take() {
                 Some(batch) => Some(batch),
-                None => match tokio::time::timeout_at(self.slot.deadline, self.stream.next()).await
-                {
-                    Err(_) => return Some(Err(self.fail(self.slot.timeout_error().message))),
-                    Ok(Some(Err(e))) => return Some(Err(self.fail(e.to_string()))),
-                    Ok(Some(Ok(batch))) => Some(batch),
-                    Ok(None) => None,
+                None => match self.stream.next().await {
+                    Some(Err(e)) => return Some(Err(self.fail(e.to_string()))),
+                    Some(Ok(batch)) => Some(batch),
+                    None => None,
                 },
             };
+            let rows = batch.as_ref().map_or(0, |b| b.num_rows() as u64);
             let written = match batch {
                 Some(batch) => {
-                    self.rows += batch.num_rows() as u64;
                     let writer = self.writer.as_mut().expect("checked above");
                     writer.write(&batch)
                 }
@@ -220,14 +241,9 @@ impl BodyState {
                 return Some(Err(self.fail(e.to_string())));
             }
             let chunk = self.sink.take();
-            self.bytes += chunk.len() as u64;
-            if self.writer.is_none() {
-                // The document is complete: count the response once.
-                self.slot
-                    .app
-                    .metrics
-                    .add_query_output(self.rows, self.bytes);
-            }
+            // Counted as they go, so a body cut short still counts what it sent.
+            self.rows += rows;
+            self.app.metrics.add_query_output(rows, chunk.len() as u64);
             if !chunk.is_empty() {
                 return Some(Ok(Bytes::from(chunk)));
             }
@@ -235,13 +251,7 @@ impl BodyState {
     }
 
     fn fail(&mut self, message: String) -> std::io::Error {
-        tracing::warn!("query stream aborted after {} rows: {message}", self.rows);
         self.writer = None;
-        self.slot
-            .app
-            .metrics
-            .add_query_output(self.rows, self.bytes);
-        self.slot.app.metrics.record_error("stream_aborted");
-        std::io::Error::other(message)
+        stream_aborted(&self.app, format!("{message} (after {} rows)", self.rows))
     }
 }

@@ -88,8 +88,9 @@ async fn run_sql(
     let format = parse_format(format, headers)?;
     let store = app.store()?;
     let slot = QuerySlot::acquire(&app)?;
+    let sql = sql.to_owned();
     stream_response(slot, format, async move {
-        Ok(store.engine().sql_stream(sql).await?)
+        Ok(store.engine().sql_stream(&sql).await?)
     })
     .await
 }

@@ -379,7 +379,7 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["rows"], 7);
-    let status: Value = server.get("/v1/status").await.json().await.unwrap();
+    let status = server.status().await;
     assert_eq!(status["live"]["rows"], 0);
     assert_eq!(status["live"]["ingest"]["rows"], 7);
     assert_eq!(status["jobs"]["transfer"]["runs"], 1);
@@ -508,7 +508,7 @@ async fn write_endpoint_refuses_bad_input_whole() {
         0,
         "nothing was applied"
     );
-    let status: Value = server.get("/v1/status").await.json().await.unwrap();
+    let status = server.status().await;
     assert_eq!(status["live"]["ingest"]["rejected_requests"], 15);
     server.stop().await;
 }

@@ -87,6 +87,11 @@ impl TestServer {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// `GET /v1/status` as JSON.
+    pub(crate) async fn status(&self) -> Value {
+        self.get("/v1/status").await.json().await.unwrap()
+    }
+
     pub(crate) async fn post_sql(&self, sql: &str) -> reqwest::Response {
         self.client
             .post(self.url("/v1/sql"))
@@ -315,7 +320,7 @@ async fn symbols_status_health_and_metrics() {
         assert_eq!(s["first_ts"], "1999-11-01T00:00:00Z");
         assert_eq!(s["last_ts"], "2021-04-21T00:00:00Z");
     }
-    let status: Value = server.get("/v1/status").await.json().await.unwrap();
+    let status = server.status().await;
     assert_eq!(status["symbols"], 3);
     assert_eq!(status["rows"], 3 * 5402);
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
@@ -637,6 +642,19 @@ async fn time_memory_and_concurrency_limits() {
     .await;
     assert!(m.contains("time limit"), "{m}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The query is cancelled, not left running on the query runtime.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = server.status().await;
+        if status["query_tasks"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timed-out query kept running: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     server.stop().await;
 
     // Memory limit: a sort that needs more than the pool holds fails with a clear message.
@@ -673,18 +691,11 @@ async fn time_memory_and_concurrency_limits() {
         tokio::spawn(async move { request.send().await.unwrap().status() })
     };
     // Wait until the slow query holds the slot (under a loaded machine its request may start
-    // late), then ask for a second one.
+    // late), then ask for a second one. Status answers while the query runs: queries have a
+    // runtime of their own.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let status: Value = server
-            .client
-            .get(server.url("/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = server.status().await;
         if status["queries_running"] == 1 {
             break;
         }
