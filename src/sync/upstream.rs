@@ -211,7 +211,9 @@ impl Upstream {
     ) -> Result<T, FetchError> {
         let _permit = self.permits.acquire().await.expect("semaphore open");
         self.admit()?;
-        if let Some(waited) = self.limiter.acquire().await {
+        // Held until the answer is in: the token's window starts when the request ends.
+        let (_token, waited) = self.limiter.acquire().await;
+        if let Some(waited) = waited {
             self.counters
                 .rate_limit_waits
                 .fetch_add(1, Ordering::Relaxed);
@@ -379,44 +381,90 @@ fn jitter() -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// A token bucket of `limit` tokens in which each token comes back `window` after it was taken:
-/// no window of that length ever holds more than `limit` requests (a classic refilling bucket
-/// would allow its burst on top of the refill).
+/// `limit` tokens, each coming back `window` after the request that took it *finished*. The
+/// provider counts arrivals, and a request arrives before it finishes, so no window of that
+/// length ever holds more than `limit` arrivals however late a request travels (tokens that
+/// came back `window` after they were taken let a delayed request land close to the next
+/// ones).
 #[derive(Debug)]
 struct RateLimiter {
-    limit: Option<u32>,
+    limit: Option<usize>,
     window: Duration,
-    taken: tokio::sync::Mutex<VecDeque<Instant>>,
+    /// Held by the caller that waits next, so callers are served in order.
+    queue: tokio::sync::Mutex<()>,
+    tokens: std::sync::Mutex<Tokens>,
+    /// Signalled when a request finishes.
+    finished: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Tokens {
+    in_flight: usize,
+    /// When requests finished, oldest first; each token is out until `window` after.
+    finished_at: VecDeque<Instant>,
+}
+
+/// A request's token: it starts coming back when this is dropped.
+#[must_use]
+struct RateToken<'a>(Option<&'a RateLimiter>);
+
+impl Drop for RateToken<'_> {
+    fn drop(&mut self) {
+        if let Some(limiter) = self.0 {
+            let mut tokens = limiter.tokens.lock().expect("rate limiter lock");
+            tokens.in_flight -= 1;
+            tokens.finished_at.push_back(Instant::now());
+            limiter.finished.notify_waiters();
+        }
+    }
 }
 
 impl RateLimiter {
     fn new(limit: Option<u32>, window: Duration) -> Self {
         Self {
-            limit: limit.filter(|n| *n > 0),
+            limit: limit.filter(|n| *n > 0).map(|n| n as usize),
             window,
-            taken: tokio::sync::Mutex::new(VecDeque::new()),
+            queue: tokio::sync::Mutex::new(()),
+            tokens: std::sync::Mutex::new(Tokens::default()),
+            finished: tokio::sync::Notify::new(),
         }
     }
 
-    /// Waits for a token; returns how long it waited, if it did. The lock is fair, so callers
-    /// are served in order.
-    async fn acquire(&self) -> Option<Duration> {
-        let limit = self.limit? as usize;
-        let mut taken = self.taken.lock().await;
+    /// Waits for a token; returns it and how long it waited, if it did.
+    async fn acquire(&self) -> (RateToken<'_>, Option<Duration>) {
+        let Some(limit) = self.limit else {
+            return (RateToken(None), None);
+        };
+        let _turn = self.queue.lock().await;
         let started = Instant::now();
         let mut waited = false;
         loop {
-            let now = Instant::now();
-            while taken.front().is_some_and(|t| *t + self.window <= now) {
-                taken.pop_front();
-            }
-            if taken.len() < limit {
-                taken.push_back(now);
-                return waited.then(|| started.elapsed());
-            }
+            // Registered before looking, so a request finishing in between still wakes us.
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            let free_at = {
+                let mut tokens = self.tokens.lock().expect("rate limiter lock");
+                let now = Instant::now();
+                while tokens
+                    .finished_at
+                    .front()
+                    .is_some_and(|t| *t + self.window <= now)
+                {
+                    tokens.finished_at.pop_front();
+                }
+                if tokens.in_flight + tokens.finished_at.len() < limit {
+                    tokens.in_flight += 1;
+                    return (RateToken(Some(self)), waited.then(|| started.elapsed()));
+                }
+                tokens.finished_at.front().map(|t| *t + self.window)
+            };
             waited = true;
-            let free_at = *taken.front().expect("bucket is full") + self.window;
-            tokio::time::sleep_until(free_at).await;
+            match free_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                // Every token is in flight: the first to finish starts its window.
+                None => finished.await,
+            }
         }
     }
 }
@@ -493,33 +541,51 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn no_window_holds_more_than_the_limit() {
+    async fn no_window_holds_more_than_the_limit_however_long_requests_take() {
         // A short window keeps the test fast; the rule is the same for a minute.
         let window = Duration::from_millis(200);
         let limiter = std::sync::Arc::new(RateLimiter::new(Some(5), window));
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..23 {
+        for i in 0..23u64 {
             let l = std::sync::Arc::clone(&limiter);
             tasks.push(tokio::spawn(async move {
-                l.acquire().await;
-                Instant::now()
+                let (_token, _) = l.acquire().await;
+                // Sent now; the provider sees it after a delay that differs per request
+                // (up to 60 ms), and the answer comes back at once.
+                let sent = Instant::now();
+                let delay = Duration::from_millis((i * 37) % 61);
+                tokio::time::sleep(delay).await;
+                (sent, sent + delay)
             }));
         }
-        let mut times = Vec::new();
+        let mut sent = Vec::new();
+        let mut arrived = Vec::new();
         for t in tasks {
-            times.push(t.await.unwrap() - start);
+            let (s, a) = t.await.unwrap();
+            sent.push(s - start);
+            arrived.push(a - start);
         }
-        times.sort();
-        for (i, t) in times.iter().enumerate() {
-            let in_window = times[i..].iter().take_while(|u| **u < *t + window).count();
-            assert!(
-                in_window <= 5,
-                "{in_window} requests in the window after {t:?}"
-            );
+        for times in [&mut sent, &mut arrived] {
+            times.sort();
+            for (i, t) in times.iter().enumerate() {
+                let in_window = times[i..].iter().take_while(|u| **u < *t + window).count();
+                assert!(
+                    in_window <= 5,
+                    "{in_window} requests in the window after {t:?}"
+                );
+            }
         }
         // 23 requests at 5 a window need four full windows before the last batch.
-        assert!(*times.last().unwrap() >= window * 4);
+        assert!(*sent.last().unwrap() >= window * 4);
+    }
+
+    #[tokio::test]
+    async fn without_a_limit_nothing_waits() {
+        let limiter = RateLimiter::new(None, Duration::from_secs(60));
+        for _ in 0..100 {
+            assert!(limiter.acquire().await.1.is_none());
+        }
     }
 
     #[test]

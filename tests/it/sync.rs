@@ -480,11 +480,10 @@ async fn the_rate_limit_holds_in_every_window() {
     // 21 years in 1000-day chunks for three symbols.
     assert!(times.len() >= 24, "{}", times.len());
     for (i, t) in times.iter().enumerate() {
-        // Requests are logged on arrival; allow 20 ms of scheduling slack at the window edge.
-        let in_window = times[i..]
-            .iter()
-            .filter(|u| **u < *t + window - Duration::from_millis(20))
-            .count();
+        // Requests are logged on arrival. A token comes back a window after its request
+        // finished, which is after it arrived, so this holds exactly however slow the
+        // machine is.
+        let in_window = times[i..].iter().filter(|u| **u < *t + window).count();
         assert!(
             in_window <= 5,
             "{in_window} requests within {window:?} of request {i}"
