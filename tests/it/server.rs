@@ -621,6 +621,22 @@ async fn tokens_and_scopes() {
     assert!(e.contains("without tokens") && e.contains("0.0.0.0"), "{e}");
 }
 
+/// Polls `/v1/status` until `done` holds; fails naming `what` after 10 s.
+async fn wait_for_status(server: &TestServer, done: impl Fn(&Value) -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = server.status().await;
+        if done(&status) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 10 s for: {what}; status {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// A query that runs for seconds on the daily fixture: a cross join of 16,206 rows with itself.
 const SLOW_SQL: &str = "SELECT count(*) FROM bars a, bars b WHERE a.close + b.close > 0";
 
@@ -643,18 +659,12 @@ async fn time_memory_and_concurrency_limits() {
     assert!(m.contains("time limit"), "{m}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     // The query is cancelled, not left running on the query runtime.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let status = server.status().await;
-        if status["query_tasks"] == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the timed-out query kept running: {status}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_for_status(
+        &server,
+        |s| s["query_tasks"] == 0,
+        "the timed-out query stops",
+    )
+    .await;
     server.stop().await;
 
     // Memory limit: a sort that needs more than the pool holds fails with a clear message.
@@ -693,18 +703,12 @@ async fn time_memory_and_concurrency_limits() {
     // Wait until the slow query holds the slot (under a loaded machine its request may start
     // late), then ask for a second one. Status answers while the query runs: queries have a
     // runtime of their own.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let status = server.status().await;
-        if status["queries_running"] == 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slow query never started: {status}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    wait_for_status(
+        &server,
+        |s| s["queries_running"] == 1,
+        "the slow query starts",
+    )
+    .await;
     let r = server.post_sql("SELECT 1").await;
     assert_eq!(
         r.status(),
@@ -714,7 +718,14 @@ async fn time_memory_and_concurrency_limits() {
     assert_eq!(r.headers()["retry-after"], "1");
     expect_error(r, StatusCode::TOO_MANY_REQUESTS, "too_many_queries").await;
     let _ = slow.await.unwrap();
-    // The slot is free again.
+    // The slot is free again once the slow response's body is done (the client has its
+    // status before the server has dropped the body).
+    wait_for_status(
+        &server,
+        |s| s["queries_running"] == 0,
+        "the slot is released",
+    )
+    .await;
     assert_eq!(server.post_sql("SELECT 1").await.status(), StatusCode::OK);
     server.stop().await;
 }
