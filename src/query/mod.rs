@@ -7,6 +7,7 @@ mod overlay;
 mod reader;
 pub mod snapshot_table;
 mod table;
+mod utc_date_trunc;
 mod views;
 
 use std::sync::Arc;
@@ -78,6 +79,10 @@ impl QueryEngine {
             .with_physical_optimizer_rule(Arc::new(cooperative::YieldInJoins))
             .build();
         let ctx = SessionContext::new_with_state(state);
+        let date_trunc = datafusion::execution::FunctionRegistry::udf(&ctx, "date_trunc")?;
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            utc_date_trunc::UtcDateTrunc::new(date_trunc),
+        ));
         let url = url::Url::parse(STORE_URL).expect("valid url");
         ctx.register_object_store(&url, store);
         let counters = Arc::new(ScanCounters::default());
