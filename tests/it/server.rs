@@ -734,7 +734,7 @@ async fn time_memory_and_concurrency_limits() {
 
 /// `tickvault serve` (or `demo`) on an ephemeral port; returns the child and the base URL it
 /// printed.
-pub(crate) fn spawn_server(store: &Path, command: &str, extra: &[&str]) -> (Child, String) {
+pub(crate) fn spawn_server(store: &Path, command: &str, extra: &[&str]) -> (ServerProcess, String) {
     spawn_server_env(store.as_os_str(), command, extra, &[])
 }
 
@@ -744,7 +744,7 @@ pub(crate) fn spawn_server_env(
     command: &str,
     extra: &[&str],
     env: &[(&str, String)],
-) -> (Child, String) {
+) -> (ServerProcess, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tickvault"))
         .arg("--store")
         .arg(store)
@@ -774,7 +774,31 @@ pub(crate) fn spawn_server_env(
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut stderr, &mut std::io::sink());
     });
-    (child, base)
+    (ServerProcess(child), base)
+}
+
+/// A spawned server that is killed when dropped, so a failing test leaves no server behind.
+pub(crate) struct ServerProcess(Child);
+
+impl std::ops::Deref for ServerProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // Already gone after a test's own kill and wait; otherwise stop it now.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn terminate(child: &Child) {
