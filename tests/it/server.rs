@@ -922,9 +922,12 @@ async fn large_results_stream_in_bounded_memory_and_shutdown_lets_them_finish() 
         before >> 20,
         peak >> 20
     );
+    // What the query added to the server's footprint (the store, runtimes and allocator
+    // arenas were there before it): well below the size of the result.
+    let growth = peak.saturating_sub(before);
     assert!(
-        peak < bytes / 2,
-        "the server's peak memory ({peak}) should be well below the result ({bytes})"
+        growth < bytes / 3,
+        "the server's memory grew by {growth} bytes while streaming a {bytes}-byte result"
     );
 
     // SIGTERM mid-stream: the response still completes, then the process exits cleanly.
