@@ -21,9 +21,9 @@ use super::error::ApiError;
 /// that a slow client holds back the query instead of filling memory.
 const CHANNEL_ITEMS: usize = 2;
 
-/// What a query task starts with: a head (known before the body, such as the status) and the
-/// stream of body items.
-pub type Started<H, T> = Result<(H, BoxStream<'static, T>), ApiError>;
+/// What a query task starts with: the stream of body items, or an error known before any
+/// (which still gets its own status code).
+pub type Started<T> = Result<BoxStream<'static, T>, ApiError>;
 
 pub struct QueryExecutor {
     /// `Option` so `Drop` can take it: a runtime cannot be dropped inside another one.
@@ -52,42 +52,41 @@ impl QueryExecutor {
     }
 
     /// Runs `start` on the query runtime, then pulls its stream there. The caller gets the
-    /// head and a stream of the items; dropping either the pending call or the stream cancels
-    /// the task, whether it is still starting or computing the next item.
-    pub async fn execute<H, T, F>(&self, start: F) -> Result<(H, BoxStream<'static, T>), ApiError>
+    /// stream of the items once `start` has succeeded; dropping either the pending call or the
+    /// stream cancels the task, whether it is still starting or computing the next item.
+    pub async fn execute<T, F>(&self, start: F) -> Result<BoxStream<'static, T>, ApiError>
     where
-        F: Future<Output = Started<H, T>> + Send + 'static,
-        H: Send + 'static,
+        F: Future<Output = Started<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let (head_tx, head_rx) = oneshot::channel();
+        let (started_tx, started_rx) = oneshot::channel();
         let (item_tx, item_rx) = mpsc::channel(CHANNEL_ITEMS);
         let running = RunningGuard::new(Arc::clone(&self.running));
         self.runtime().spawn(async move {
             let _running = running;
-            let mut head_tx = head_tx;
+            let mut started_tx = started_tx;
             let started = tokio::select! {
                 started = start => started,
-                () = head_tx.closed() => return,
+                () = started_tx.closed() => return,
             };
-            let (head, mut items) = match started {
-                Ok(started) => started,
+            let mut items = match started {
+                Ok(items) => items,
                 Err(e) => {
-                    let _ = head_tx.send(Err(e));
+                    let _ = started_tx.send(Err(e));
                     return;
                 }
             };
-            if head_tx.send(Ok(head)).is_ok() {
+            if started_tx.send(Ok(())).is_ok() {
                 forward(&mut items, &item_tx).await;
             }
         });
-        let head = head_rx
+        started_rx
             .await
             .map_err(|_| ApiError::internal("the query task ended before it started"))??;
         let items = futures::stream::unfold(item_rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        Ok((head, items.boxed()))
+        Ok(items.boxed())
     }
 
     fn runtime(&self) -> &Runtime {
@@ -158,13 +157,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_head_and_every_item_arrive_in_order_and_the_task_ends() {
+    async fn every_item_arrives_in_order_and_the_task_ends() {
         let executor = QueryExecutor::new().unwrap();
-        let (head, items) = executor
-            .execute(async { Ok(("head", counting(Some(100)))) })
+        let items = executor
+            .execute(async { Ok(counting(Some(100))) })
             .await
             .unwrap();
-        assert_eq!(head, "head");
         let items: Vec<u64> = items.collect().await;
         assert_eq!(items, (0..100).collect::<Vec<_>>());
         wait_until_idle(&executor).await;
@@ -174,7 +172,7 @@ mod tests {
     async fn errors_before_the_body_reach_the_caller() {
         let executor = QueryExecutor::new().unwrap();
         let e = executor
-            .execute(async { Started::<(), u64>::Err(ApiError::internal("no plan")) })
+            .execute(async { Started::<u64>::Err(ApiError::internal("no plan")) })
             .await
             .err()
             .expect("an error");
@@ -184,8 +182,8 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_stream_cancels_an_endless_query() {
         let executor = QueryExecutor::new().unwrap();
-        let ((), mut items) = executor
-            .execute(async { Ok(((), counting(None))) })
+        let mut items = executor
+            .execute(async { Ok(counting(None)) })
             .await
             .unwrap();
         assert_eq!(items.next().await, Some(0));
@@ -199,7 +197,7 @@ mod tests {
         let executor = QueryExecutor::new().unwrap();
         let starting = executor.execute(async {
             std::future::pending::<()>().await;
-            Ok(((), counting(None)))
+            Ok(counting(None))
         });
         assert!(
             tokio::time::timeout(Duration::from_millis(50), starting)

@@ -148,9 +148,9 @@ pub async fn stream_response(
             let chunk = state.next_chunk().await?;
             Some((chunk, state))
         });
-        Ok(((), chunks.boxed()))
+        Ok(chunks.boxed())
     };
-    let ((), chunks) = tokio::time::timeout_at(slot.deadline, slot.app.queries.execute(start))
+    let chunks = tokio::time::timeout_at(slot.deadline, slot.app.queries.execute(start))
         .await
         .map_err(|_| slot.timeout_error())??;
     let body = futures::stream::unfold(Some((chunks, slot)), |state| async move {
