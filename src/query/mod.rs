@@ -5,7 +5,10 @@ mod cooperative;
 mod latest;
 mod overlay;
 mod reader;
+mod series_aggregate;
+mod series_plan;
 pub mod snapshot_table;
+mod stored_extremes;
 mod table;
 mod utc_date_trunc;
 mod views;
@@ -76,6 +79,9 @@ impl QueryEngine {
             .with_config(config)
             .with_runtime_env(runtime.build_arc()?)
             .with_default_features()
+            // After DataFusion's own rules, which place the aggregates these two rewrite.
+            .with_physical_optimizer_rule(Arc::new(stored_extremes::TsExtremesFromCatalog))
+            .with_physical_optimizer_rule(Arc::new(series_aggregate::GroupBySeries))
             .with_physical_optimizer_rule(Arc::new(cooperative::YieldInJoins))
             .build();
         let ctx = SessionContext::new_with_state(state);

@@ -25,6 +25,8 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use super::series_plan::SeriesName;
+
 /// The ts values the live tier holds per series, sorted: stored rows with these keys are hidden.
 pub type Shadow = Arc<HashMap<(String, String), Vec<i64>>>;
 
@@ -36,6 +38,13 @@ pub struct KeyColumns {
     pub ts: usize,
 }
 
+/// A series' live rows, in the overlay's output schema.
+#[derive(Debug, Clone)]
+pub struct LiveSeries {
+    pub name: SeriesName,
+    pub batches: Vec<RecordBatch>,
+}
+
 #[derive(Debug)]
 pub struct LiveOverlayExec {
     stored: Arc<dyn ExecutionPlan>,
@@ -44,7 +53,7 @@ pub struct LiveOverlayExec {
     /// Columns of the stored output to emit (the query's projection).
     projection: Vec<usize>,
     /// One entry per live series: its rows, already in the output schema.
-    live: Vec<Vec<RecordBatch>>,
+    live: Vec<LiveSeries>,
     /// Orderings in the output schema, declared only if the stored scan declares an ordering.
     orderings: Vec<LexOrdering>,
     schema: SchemaRef,
@@ -57,7 +66,7 @@ impl LiveOverlayExec {
         keys: KeyColumns,
         shadow: Shadow,
         projection: Vec<usize>,
-        live: Vec<Vec<RecordBatch>>,
+        live: Vec<LiveSeries>,
         orderings: Vec<LexOrdering>,
     ) -> Result<Self> {
         let schema = Arc::new(stored.schema().project(&projection)?);
@@ -84,6 +93,18 @@ impl LiveOverlayExec {
             schema,
             properties: Arc::new(properties),
         })
+    }
+}
+
+impl LiveOverlayExec {
+    /// The scan of the stored files, whose partitions come first.
+    pub fn stored(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.stored
+    }
+
+    /// The series of the partitions after the stored ones, in order.
+    pub fn live_series(&self) -> impl Iterator<Item = SeriesName> + '_ {
+        self.live.iter().map(|l| l.name.clone())
     }
 }
 
@@ -139,7 +160,7 @@ impl ExecutionPlan for LiveOverlayExec {
     ) -> Result<SendableRecordBatchStream> {
         let stored_partitions = self.stored.output_partitioning().partition_count();
         if partition >= stored_partitions {
-            let batches = self.live[partition - stored_partitions].clone();
+            let batches = self.live[partition - stored_partitions].batches.clone();
             return Ok(Box::pin(MemoryStream::try_new(
                 batches,
                 Arc::clone(&self.schema),

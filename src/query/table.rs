@@ -35,7 +35,7 @@ use datafusion_pruning::{PruningPredicate, PruningPredicateBuilder};
 use chrono::{DateTime, Utc};
 use object_store::ObjectMeta;
 
-use super::overlay::{KeyColumns, LiveOverlayExec, Shadow};
+use super::overlay::{KeyColumns, LiveOverlayExec, LiveSeries, Shadow};
 use crate::batch::{SeriesKey, ts_column};
 use crate::catalog::{Catalog, FileMeta};
 use crate::live::{Live, SeriesView};
@@ -277,7 +277,7 @@ impl LiveRows {
     }
 
     /// Each series' rows in the scan schema (file columns, symbol, interval), projected.
-    fn partitions(&self, projection: &[usize]) -> Result<Vec<Vec<RecordBatch>>> {
+    fn partitions(&self, projection: &[usize]) -> Result<Vec<LiveSeries>> {
         let mut out = Vec::with_capacity(self.views.len());
         for v in &self.views {
             let mut batches = Vec::with_capacity(v.batches.len());
@@ -292,7 +292,13 @@ impl LiveRows {
                 let full = RecordBatch::try_new(scan_schema(), columns)?;
                 batches.push(full.project(projection)?);
             }
-            out.push(batches);
+            out.push(LiveSeries {
+                name: (
+                    v.key.symbol.as_str().to_string(),
+                    v.key.interval.as_str().to_string(),
+                ),
+                batches,
+            });
         }
         Ok(out)
     }
@@ -428,7 +434,7 @@ impl datafusion::catalog::TableProvider for BarsTable {
 
 /// The orderings every scan partition has (one series, ascending ts), as far as `schema` has
 /// the columns: by (ts, symbol, interval) and by (symbol, interval, ts).
-fn orderings(schema: &SchemaRef) -> Vec<LexOrdering> {
+pub(super) fn orderings(schema: &SchemaRef) -> Vec<LexOrdering> {
     [
         [COL_TS, COL_SYMBOL, COL_INTERVAL],
         [COL_SYMBOL, COL_INTERVAL, COL_TS],

@@ -256,3 +256,76 @@ impl ObjectStore for TestStore {
         self.inner.copy_opts(from, to, options).await
     }
 }
+
+/// Per series: (first ts, last ts) over every row, and (rows, sum of close, last ts) over rows
+/// with close > 50 (series without such rows are absent).
+pub type SeriesSummary = BTreeMap<(String, String), ((i64, i64), Option<(i64, f64, i64)>)>;
+
+/// The per-series aggregates through SQL. The first query is answered from the catalog's
+/// time ranges, the second by per-series partial aggregation (with partitions the filter
+/// empties), so both plan rewrites are checked against a model.
+pub async fn series_summary(store: &tickvault::Store) -> SeriesSummary {
+    use arrow::array::{AsArray, Int64Array};
+    let mut out = SeriesSummary::new();
+    let extremes = store
+        .query(
+            "SELECT symbol, \"interval\", arrow_cast(min(ts), 'Int64'), arrow_cast(max(ts), 'Int64') \
+             FROM bars GROUP BY symbol, \"interval\"",
+        )
+        .await
+        .unwrap();
+    for b in &extremes {
+        let (sym, int) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        let min = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        let max = b.column(3).as_any().downcast_ref::<Int64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            let key = (sym.value(i).to_string(), int.value(i).to_string());
+            let previous = out.insert(key, ((min.value(i), max.value(i)), None));
+            assert!(previous.is_none(), "two rows for one series");
+        }
+    }
+    let filtered = store
+        .query(
+            "SELECT symbol, \"interval\", count(*), sum(close), arrow_cast(max(ts), 'Int64') \
+             FROM bars WHERE close > 50 GROUP BY symbol, \"interval\"",
+        )
+        .await
+        .unwrap();
+    for b in &filtered {
+        let (sym, int) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        let count = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        let sum = b.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
+        let max = b.column(4).as_any().downcast_ref::<Int64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            let key = (sym.value(i).to_string(), int.value(i).to_string());
+            let entry = out.get_mut(&key).expect("a filtered series is a series");
+            assert!(entry.1.is_none(), "two rows for one series");
+            entry.1 = Some((count.value(i), sum.value(i), max.value(i)));
+        }
+    }
+    out
+}
+
+/// What [`series_summary`] must return for a model of the store.
+pub fn model_summary(model: &BTreeMap<(String, String, i64), f64>) -> SeriesSummary {
+    let mut out = SeriesSummary::new();
+    for ((symbol, interval, ts), close) in model {
+        let entry = out
+            .entry((symbol.clone(), interval.clone()))
+            .or_insert(((*ts, *ts), None));
+        entry.0 = (entry.0.0.min(*ts), entry.0.1.max(*ts));
+        if *close > 50.0 {
+            let (n, sum, last) = entry.1.get_or_insert((0, 0.0, *ts));
+            *n += 1;
+            *sum += close;
+            *last = (*last).max(*ts);
+        }
+    }
+    out
+}

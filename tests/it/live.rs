@@ -14,7 +14,7 @@ use tickvault::config::{ByteSize, Config, Token};
 use tickvault::live::LiveOptions;
 use tickvault::{Store, StoreOptions};
 
-use crate::common::{DAY, MINUTE, Row, T2021, bars, contents, row};
+use crate::common::{DAY, MINUTE, Row, T2021, bars, contents, model_summary, row, series_summary};
 use crate::server::{TestServer, expect_error};
 use crate::store::arb_row;
 
@@ -257,6 +257,7 @@ proptest! {
                     }
                 }
                 prop_assert_eq!(&contents(&store).await, &model);
+                prop_assert_eq!(series_summary(&store).await, model_summary(&model));
             }
             prop_assert!(store.check().await.unwrap().is_clean());
             Ok(())

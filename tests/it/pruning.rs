@@ -86,3 +86,79 @@ async fn value_filters_cannot_prune_files_but_stay_correct() {
     assert_eq!(n, 1);
     assert_eq!(store.engine().scan_stats().files_scanned, 2);
 }
+
+/// The text of a query's physical plan.
+async fn physical_plan(store: &Store, sql: &str) -> String {
+    let batches = store.query(&format!("EXPLAIN {sql}")).await.unwrap();
+    let plans = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .unwrap();
+    plans.value(arrow::array::Array::len(plans) - 1).to_string()
+}
+
+#[tokio::test]
+async fn first_and_last_bar_per_symbol_come_from_the_catalog() {
+    let test_store = TestStore::new(Arc::new(InMemory::new()));
+    let store = Store::open_with(test_store.clone(), "test").await.unwrap();
+    let mut rows = Vec::new();
+    for (k, sym) in ["AAA", "BBB", "CCC"].iter().enumerate() {
+        for d in 0..(500 + 100 * k as i64) {
+            rows.push(row(sym, "1d", T2021 + d * DAY, 1.0 + d as f64));
+        }
+    }
+    store.write(&bars(&rows)).await.unwrap();
+    test_store.take_data_reads();
+
+    let sql = "SELECT symbol, arrow_cast(min(ts), 'Int64') AS first, \
+               arrow_cast(max(ts), 'Int64') AS last FROM bars GROUP BY symbol ORDER BY symbol";
+    let plan = physical_plan(&store, sql).await;
+    assert!(!plan.contains(".parquet"), "{plan}");
+    let batches = store.query(sql).await.unwrap();
+    assert_eq!(test_store.take_data_reads(), Vec::<String>::new());
+    let last = batches[0]
+        .column(2)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    let expected: Vec<i64> = (0..3).map(|k| T2021 + (499 + 100 * k) * DAY).collect();
+    assert_eq!(last.values().to_vec(), expected);
+
+    // Filtered by time, the files' ranges do not answer it: the data is read.
+    let sql = "SELECT arrow_cast(max(ts), 'Int64') FROM bars WHERE symbol = 'CCC' \
+               AND ts < '2022-01-01T00:00:00Z'";
+    let batches = store.query(sql).await.unwrap();
+    assert!(!test_store.take_data_reads().is_empty());
+    let last = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    assert_eq!(last.value(0), 1_640_908_800_000_000); // 2021-12-31
+}
+
+#[tokio::test]
+async fn grouping_by_symbol_aggregates_each_series_without_a_hash_table() {
+    let store = Store::open("memory://").await.unwrap();
+    let mut rows = Vec::new();
+    for sym in ["AAA", "BBB"] {
+        for d in 0..400 {
+            rows.push(row(
+                sym,
+                "1d",
+                T2021 + d * DAY,
+                if sym == "AAA" { 2.0 } else { 4.0 },
+            ));
+        }
+    }
+    store.write(&bars(&rows)).await.unwrap();
+    let sql = "SELECT symbol, avg(close) AS c FROM bars GROUP BY symbol ORDER BY symbol";
+    let plan = physical_plan(&store, sql).await;
+    assert!(plan.contains("SeriesPartialAggregateExec"), "{plan}");
+    let batches = store.query(sql).await.unwrap();
+    assert_eq!(f64_values(&batches, 1), vec![2.0, 4.0]);
+    // Grouped by a value column, the ordinary aggregate runs.
+    let plan = physical_plan(&store, "SELECT close, count(*) FROM bars GROUP BY close").await;
+    assert!(!plan.contains("SeriesPartialAggregateExec"), "{plan}");
+}

@@ -202,6 +202,7 @@ proptest! {
                     }
                 }
                 prop_assert_eq!(&contents(&store).await, &model);
+                prop_assert_eq!(series_summary(&store).await, model_summary(&model));
                 let report = store.check().await.unwrap();
                 prop_assert!(report.is_clean(), "{:?}", report.problems);
             }
