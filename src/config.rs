@@ -25,6 +25,9 @@ pub struct Config {
     pub query_memory: ByteSize,
     /// Queries running at once; more are answered 429.
     pub max_concurrent_queries: usize,
+    /// Memory for finished SQL answers sent again while the store is unchanged (`0` turns
+    /// the cache off).
+    pub query_cache: ByteSize,
     /// The WAL directory (local even when the store is on S3). Default: `_wal` inside a local
     /// store's directory, else `./data/_wal`.
     pub wal_dir: Option<String>,
@@ -86,6 +89,7 @@ impl Default for Config {
             query_timeout: Seconds(30.0),
             query_memory: ByteSize(1 << 30),
             max_concurrent_queries: 16,
+            query_cache: ByteSize(64 << 20),
             wal_dir: None,
             transfer_interval: Seconds(60.0),
             transfer_threshold: ByteSize(128 << 20),
@@ -308,6 +312,9 @@ pub struct Overrides {
     /// Queries running at once before the server answers 429.
     #[arg(long, env = "TICKVAULT_MAX_CONCURRENT_QUERIES")]
     pub max_concurrent_queries: Option<usize>,
+    /// Memory for cached SQL answers, e.g. 64MiB; 0 turns the cache off.
+    #[arg(long, env = "TICKVAULT_QUERY_CACHE")]
+    pub query_cache: Option<ByteSize>,
     /// WAL directory (local), e.g. /var/lib/tickvault/wal.
     #[arg(long, env = "TICKVAULT_WAL_DIR")]
     pub wal_dir: Option<String>,
@@ -426,6 +433,9 @@ impl Config {
         }
         if let Some(v) = o.max_concurrent_queries {
             config.max_concurrent_queries = v;
+        }
+        if let Some(v) = o.query_cache {
+            config.query_cache = v;
         }
         if let Some(v) = o.wal_dir {
             config.wal_dir = Some(v);

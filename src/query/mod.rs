@@ -5,6 +5,7 @@ mod cooperative;
 mod latest;
 mod overlay;
 mod reader;
+mod repeatable;
 mod series_aggregate;
 mod series_plan;
 pub mod snapshot_table;
@@ -24,6 +25,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
+pub use repeatable::is_repeatable;
 pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
 pub use views::SQL_FILES;
 

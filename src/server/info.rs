@@ -38,6 +38,9 @@ fn gauges(app: &App, store: Option<&crate::Store>, stats: &[SeriesStats]) -> Sto
     let mut g = StoreGauges {
         uptime_seconds: app.started.elapsed().as_secs_f64(),
         query_tasks: app.queries.running(),
+        cache_hits: app.results.hits.load(Relaxed),
+        cache_misses: app.results.misses.load(Relaxed),
+        cache_bytes: app.results.size().1 as u64,
         ingest_rejected: app.ingest_rejected.load(Relaxed),
         transfer: app.jobs.transfer.get(),
         compact: app.jobs.compact.get(),

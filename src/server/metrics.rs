@@ -45,6 +45,10 @@ pub struct StoreGauges {
     pub series: u64,
     pub uptime_seconds: f64,
     pub query_tasks: u64,
+    /// Result cache: answers sent from it, answers computed, bytes held.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_bytes: u64,
     pub live_rows: u64,
     pub live_bytes: u64,
     pub wal_segments: u64,
@@ -180,6 +184,24 @@ impl Metrics {
                 "Query tasks alive on the query runtime; above queries_running while cancelled \
                  queries wind down.",
                 store.query_tasks.to_string(),
+            ),
+            (
+                "tickvault_query_cache_hits_total",
+                "counter",
+                "SQL answers sent from the result cache.",
+                store.cache_hits.to_string(),
+            ),
+            (
+                "tickvault_query_cache_misses_total",
+                "counter",
+                "SQL answers not in the result cache (computed).",
+                store.cache_misses.to_string(),
+            ),
+            (
+                "tickvault_query_cache_bytes",
+                "gauge",
+                "Bytes of answers the result cache holds.",
+                store.cache_bytes.to_string(),
             ),
             (
                 "tickvault_catalog_files",

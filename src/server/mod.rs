@@ -13,6 +13,7 @@ mod jobs;
 mod metrics;
 mod output;
 mod query;
+mod result_cache;
 mod store_metrics;
 mod sync;
 mod sync_metrics;
@@ -55,6 +56,8 @@ pub struct AppInner {
     query_slots: Arc<Semaphore>,
     /// Where queries run, apart from the runtime that answers requests.
     queries: executor::QueryExecutor,
+    /// Finished SQL answers, sent again while the store is unchanged.
+    pub results: Arc<result_cache::ResultCache>,
     started: Instant,
     pub jobs: jobs::Jobs,
     /// Write requests refused (bad body, bad rows, busy).
@@ -72,16 +75,19 @@ impl App {
     pub fn new(config: Config) -> Self {
         let slots = config.max_concurrent_queries;
         App(Arc::new(AppInner {
-            config,
             store: OnceLock::new(),
             sync: OnceLock::new(),
             metrics: Metrics::default(),
             query_slots: Arc::new(Semaphore::new(slots)),
             // Like the server's own runtime: without threads there is no server.
             queries: executor::QueryExecutor::new().expect("the query runtime starts"),
+            results: Arc::new(result_cache::ResultCache::new(
+                usize::try_from(config.query_cache.0).unwrap_or(usize::MAX),
+            )),
             started: Instant::now(),
             jobs: jobs::Jobs::default(),
             ingest_rejected: AtomicU64::new(0),
+            config,
         }))
     }
 

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 
 use super::App;
 use super::error::ApiError;
+use super::result_cache::{CacheKey, ResultCache, StoreVersion};
+use crate::Store;
 use crate::format::{BatchWriter, Format};
 
 /// The output formats the API speaks (the CLI's `table` is not one of them).
@@ -117,17 +119,63 @@ fn timeout_error(limit: Duration) -> ApiError {
     )
 }
 
+/// An answer from the result cache: no query runs, so no slot is taken.
+pub fn cached_response(format: Format, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(format)),
+    );
+    headers.insert("x-tickvault-cache", HeaderValue::from_static("hit"));
+    response
+}
+
+/// Collects an answer as it streams, for the result cache: kept if it ends whole, within the
+/// cache's entry limit, with the store still at the version it was computed at.
+pub struct CacheFill {
+    cache: Arc<ResultCache>,
+    key: CacheKey,
+    store: Arc<Store>,
+    body: Vec<u8>,
+}
+
+impl CacheFill {
+    pub fn new(cache: Arc<ResultCache>, key: CacheKey, store: Arc<Store>) -> Self {
+        Self {
+            cache,
+            key,
+            store,
+            body: Vec::new(),
+        }
+    }
+
+    /// Adds a chunk; `false` once the answer is too large to keep.
+    fn add(&mut self, chunk: &[u8]) -> bool {
+        self.body.extend_from_slice(chunk);
+        self.body.len() <= self.cache.max_entry()
+    }
+
+    fn finish(self) {
+        if StoreVersion::of(&self.store) == self.key.version() {
+            self.cache.insert(self.key, Bytes::from(self.body));
+        }
+    }
+}
+
 /// Runs `plan` on the query runtime within the slot's deadline, waits for the first batch (so
 /// an error or timeout before any output still gets its status code) and streams the rest in
 /// `format`, encoded on the query runtime too. The slot lives as long as the body.
 pub async fn stream_response(
     slot: QuerySlot,
     format: Format,
-    plan: impl Future<Output = Result<SendableRecordBatchStream, ApiError>> + Send + 'static,
+    plan: impl Future<Output = Result<(SendableRecordBatchStream, Option<CacheFill>), ApiError>>
+    + Send
+    + 'static,
 ) -> Result<Response, ApiError> {
     let app = slot.app.clone();
     let start = async move {
-        let mut stream = plan.await?;
+        let (mut stream, fill) = plan.await?;
         let first = match stream.next().await {
             Some(Err(e)) => return Err(ApiError::from_datafusion(&e)),
             Some(Ok(batch)) => Some(batch),
@@ -143,6 +191,7 @@ pub async fn stream_response(
             sink,
             app,
             rows: 0,
+            fill,
         };
         let chunks = futures::stream::unfold(state, |mut state| async move {
             let chunk = state.next_chunk().await?;
@@ -211,6 +260,8 @@ struct Encoder {
     sink: Sink,
     app: App,
     rows: u64,
+    /// Set while the answer may still go into the result cache.
+    fill: Option<CacheFill>,
 }
 
 impl Encoder {
@@ -241,6 +292,16 @@ impl Encoder {
                 return Some(Err(self.fail(e.to_string())));
             }
             let chunk = self.sink.take();
+            if let Some(fill) = &mut self.fill
+                && !fill.add(&chunk)
+            {
+                self.fill = None;
+            }
+            if self.writer.is_none()
+                && let Some(fill) = self.fill.take()
+            {
+                fill.finish();
+            }
             // Counted as they go, so a body cut short still counts what it sent.
             self.rows += rows;
             self.app.metrics.add_query_output(rows, chunk.len() as u64);
@@ -252,6 +313,7 @@ impl Encoder {
 
     fn fail(&mut self, message: String) -> std::io::Error {
         self.writer = None;
+        self.fill = None;
         stream_aborted(&self.app, format!("{message} (after {} rows)", self.rows))
     }
 }

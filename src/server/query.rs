@@ -9,10 +9,14 @@ use serde::Deserialize;
 
 use super::App;
 use super::error::ApiError;
-use super::output::{QuerySlot, parse_format, stream_response};
+use std::sync::Arc;
+
+use super::output::{CacheFill, QuerySlot, cached_response, parse_format, stream_response};
+use super::result_cache::{CacheKey, StoreVersion};
 use crate::LoadRequest;
 use crate::import::parse_timestamp;
 use crate::model::{Interval, Symbol};
+use crate::query::is_repeatable;
 
 #[derive(Debug, Deserialize)]
 pub struct SqlParams {
@@ -87,10 +91,26 @@ async fn run_sql(
 ) -> Result<Response, ApiError> {
     let format = parse_format(format, headers)?;
     let store = app.store()?;
+    let key = app
+        .results
+        .enabled()
+        .then(|| CacheKey::new(sql, format, StoreVersion::of(&store)));
+    if let Some(body) = key.as_ref().and_then(|k| app.results.get(k)) {
+        return Ok(cached_response(format, body));
+    }
     let slot = QuerySlot::acquire(&app)?;
     let sql = sql.to_owned();
+    let cache = Arc::clone(&app.results);
     stream_response(slot, format, async move {
-        Ok(store.engine().sql_stream(&sql).await?)
+        let query = store.engine().sql(&sql).await?;
+        let fill = key
+            .filter(|_| is_repeatable(query.logical_plan()))
+            .map(|key| CacheFill::new(cache, key, store));
+        let stream = query
+            .execute_stream()
+            .await
+            .map_err(crate::query::Error::from)?;
+        Ok((stream, fill))
     })
     .await
 }
@@ -206,12 +226,13 @@ async fn load(
     };
     let slot = QuerySlot::acquire(&app)?;
     let mut response = stream_response(slot, format, async move {
-        store.load_bars(&request).await.map_err(|e| match e {
+        let stream = store.load_bars(&request).await.map_err(|e| match e {
             crate::Error::InvalidInput(msg) if msg.starts_with("unknown column") => {
                 ApiError::bad_param("columns", msg)
             }
             e => e.into(),
-        })
+        })?;
+        Ok((stream, None))
     })
     .await?;
     if let Some(f) = filled {

@@ -634,3 +634,86 @@ async fn ingest_command_sends_files_in_chunks() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Sends SQL; returns whether the result cache answered, and the body.
+async fn ask(server: &TestServer, sql: &str, format: &str) -> (bool, String) {
+    let r = server
+        .client
+        .post(server.url(&format!("/v1/sql?format={format}")))
+        .body(sql.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let hit = r
+        .headers()
+        .get("x-tickvault-cache")
+        .is_some_and(|v| v == "hit");
+    (hit, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn repeated_sql_comes_from_the_cache_until_the_store_changes() {
+    let wal = tempfile::tempdir().unwrap();
+    let (server, store) = live_server(Config::default(), wal.path()).await;
+    let sql = "SELECT symbol, close FROM bars ORDER BY ts, symbol";
+    store
+        .write(&bars(&[row("AAA", "1m", T2021, 10.0)]))
+        .await
+        .unwrap();
+    let (hit, first) = ask(&server, sql, "csv").await;
+    assert!(!hit);
+    assert_eq!(first, "symbol,close\nAAA,10.0\n");
+    assert_eq!(ask(&server, sql, "csv").await, (true, first.clone()));
+    // Another format is another answer.
+    assert!(!ask(&server, sql, "json").await.0);
+
+    // A live write changes the answer: the next request computes it again.
+    let line = ndjson_line("BBB", "2021-01-04T00:01:00Z", 21.0, 20.0, 5.0);
+    let r = post(&server, "/v1/write", NDJSON, line.into_bytes()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (hit, after_ingest) = ask(&server, sql, "csv").await;
+    assert!(!hit);
+    assert_eq!(after_ingest, "symbol,close\nAAA,10.0\nBBB,20.0\n");
+    assert_eq!(ask(&server, sql, "csv").await, (true, after_ingest));
+
+    // So does a commit: a library write, and a transfer of the live rows.
+    store
+        .write(&bars(&[row("AAA", "1m", T2021, 11.0)]))
+        .await
+        .unwrap();
+    let (hit, after_write) = ask(&server, sql, "csv").await;
+    assert!(!hit);
+    assert_eq!(after_write, "symbol,close\nAAA,11.0\nBBB,20.0\n");
+    store.transfer().await.unwrap();
+    assert_eq!(ask(&server, sql, "csv").await, (false, after_write));
+
+    // Answers that change by themselves are never kept.
+    let clock = "SELECT now() AS t, count(*) AS n FROM bars";
+    assert!(!ask(&server, clock, "csv").await.0);
+    assert!(!ask(&server, clock, "csv").await.0);
+
+    let r = server.get("/metrics").await;
+    let metrics = r.text().await.unwrap();
+    assert!(
+        metrics.contains("tickvault_query_cache_hits_total 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_zero_query_cache_turns_the_cache_off() {
+    let wal = tempfile::tempdir().unwrap();
+    let config = Config {
+        query_cache: ByteSize(0),
+        ..Config::default()
+    };
+    let (server, store) = live_server(config, wal.path()).await;
+    store
+        .write(&bars(&[row("AAA", "1m", T2021, 10.0)]))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(!ask(&server, "SELECT count(*) FROM bars", "csv").await.0);
+    }
+}

@@ -1,0 +1,72 @@
+//! Whether a query gives the same answer each time it runs over the same data: not when it
+//! calls a function whose value changes between calls (`now()`, `random()`, `uuid()`),
+//! directly, in a subquery or through a view.
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::source_as_provider;
+use datafusion::datasource::view::ViewTable;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+
+pub fn is_repeatable(plan: &LogicalPlan) -> bool {
+    let mut repeatable = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    repeatable = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(view) = provider.downcast_ref::<ViewTable>()
+            && !is_repeatable(view.logical_plan())
+        {
+            repeatable = false;
+        }
+        Ok(if repeatable {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    repeatable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    async fn repeatable(ctx: &SessionContext, sql: &str) -> bool {
+        is_repeatable(ctx.sql(sql).await.unwrap().logical_plan())
+    }
+
+    #[tokio::test]
+    async fn volatile_and_stable_functions_make_a_query_unrepeatable() {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE VIEW clock AS SELECT now() AS t")
+            .await
+            .unwrap();
+        ctx.sql("CREATE VIEW plain AS SELECT 1 AS one")
+            .await
+            .unwrap();
+        assert!(
+            repeatable(
+                &ctx,
+                "SELECT abs(-1), date_trunc('day', TIMESTAMP '2021-01-01')"
+            )
+            .await
+        );
+        assert!(repeatable(&ctx, "SELECT * FROM plain").await);
+        assert!(!repeatable(&ctx, "SELECT now()").await);
+        assert!(!repeatable(&ctx, "SELECT random() AS r").await);
+        assert!(!repeatable(&ctx, "SELECT 1 WHERE current_date() > DATE '2000-01-01'").await);
+        assert!(!repeatable(&ctx, "SELECT (SELECT random()) AS r").await);
+        assert!(!repeatable(&ctx, "SELECT * FROM clock").await);
+    }
+}
