@@ -7,7 +7,8 @@
 - GET /v1/bars, 10 symbols x 1 year as Arrow IPC: time and MB/s, beside DuckDB producing the
   same rows as Arrow from the same files;
 - one-symbol-one-day SQL as JSON: p50/p99 latency at 1 and 32 concurrent clients
-  (benches/http_load.rs);
+  (benches/http_load.rs), with the result cache (the default) and without it (a second server
+  with --query-cache 0);
 - the server's peak RSS while streaming all 15.2M rows as CSV.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, time, urllib.parse, urllib.request
@@ -47,8 +48,21 @@ def peak_rss(pid):
                 return int(line.split()[1]) * 1024
 
 
-def load(clients, seconds):
-    url = f"{BASE}/v1/sql?" + urllib.parse.urlencode({"q": ONE_DAY_SQL, "format": "json"})
+def start_server(store, port, extra=()):
+    server = subprocess.Popen([BIN, "--store", store, "serve", "--listen", f"127.0.0.1:{port}",
+                               "--query-timeout", "600s", "--max-concurrent-queries", "64", *extra],
+                              stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ready")
+            break
+        except Exception:
+            time.sleep(0.1)
+    return server
+
+
+def load(clients, seconds, base=BASE):
+    url = f"{base}/v1/sql?" + urllib.parse.urlencode({"q": ONE_DAY_SQL, "format": "json"})
     out = run(["cargo", "bench", "--bench", "queries", "--bench", "http_load", "--", "--url", url, "--clients", str(clients),
                "--seconds", str(seconds)], cwd=ROOT).stdout
     return json.loads([l for l in out.splitlines() if l.startswith("{")][0])
@@ -62,16 +76,8 @@ def main():
     a = ap.parse_args()
     store = os.path.join(a.work, "store_1m")
     run(["cargo", "bench", "--no-run", "--bench", "queries", "--bench", "http_load"], cwd=ROOT)
-    server = subprocess.Popen([BIN, "--store", store, "serve", "--listen", f"127.0.0.1:{PORT}",
-                               "--query-timeout", "600s", "--max-concurrent-queries", "64"],
-                              stderr=subprocess.DEVNULL)
+    server = start_server(store, PORT)
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"{BASE}/ready")
-                break
-            except Exception:
-                time.sleep(0.1)
         # 1. The backtest loader over HTTP beside DuckDB.
         url = f"{BASE}/v1/bars?" + urllib.parse.urlencode(
             {"symbols": ",".join(TEN), "interval": "1m", "start": "2022-01-01", "end": "2023-01-01", "format": "arrow"})
@@ -106,6 +112,13 @@ def main():
     finally:
         server.terminate()
         server.wait()
+    uncached_port = PORT + 1
+    server = start_server(store, uncached_port, ["--query-cache", "0"])
+    try:
+        uncached = [load(c, a.seconds, f"http://127.0.0.1:{uncached_port}") for c in (1, 32)]
+    finally:
+        server.terminate()
+        server.wait()
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}; "
           f"release build, loopback; DuckDB {duckdb.__version__}; median of {a.runs} runs\n")
     print("| GET /v1/bars, 10 symbols x 2022, Arrow IPC | rows | time | MB/s |")
@@ -115,9 +128,10 @@ def main():
     print()
     print("| one-symbol-one-day SQL as JSON | requests | req/s | p50 | p90 | p99 |")
     print("|---|---:|---:|---:|---:|---:|")
-    for l in lat:
-        print(f"| {l['clients']} client(s) | {l['requests']:,} | {l['rps']:,} | {l['p50_ms']:.2f} ms | "
-              f"{l['p90_ms']:.2f} ms | {l['p99_ms']:.2f} ms |")
+    for name, runs in (("result cache on (default)", lat), ("result cache off", uncached)):
+        for l in runs:
+            print(f"| {l['clients']} client(s), {name} | {l['requests']:,} | {l['rps']:,} | "
+                  f"{l['p50_ms']:.2f} ms | {l['p90_ms']:.2f} ms | {l['p99_ms']:.2f} ms |")
     print()
     print(f"Streaming all 15.2M rows as CSV: {csv_bytes / 1e6:,.0f} MB in {csv_secs:.1f} s "
           f"({csv_bytes / csv_secs / 1e6:.0f} MB/s); server peak RSS {before / 2**20:.0f} MiB before, "
