@@ -32,7 +32,9 @@ DUCK = {
 
 def run(cmd, **kw):
     print("+", " ".join(cmd), file=sys.stderr)
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+    # Cargo builds where BIN is looked for.
+    env = dict(os.environ, CARGO_TARGET_DIR=TARGET)
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, env=env, **kw)
 
 
 def store_bytes_rows(store):

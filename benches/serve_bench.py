@@ -25,7 +25,9 @@ ONE_DAY_SQL = ("SELECT * FROM bars WHERE symbol = 'AAAK' AND ts >= '2022-06-15T0
 
 def run(cmd, **kw):
     print("+", " ".join(cmd), file=sys.stderr)
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+    # Cargo builds where BIN is looked for.
+    env = dict(os.environ, CARGO_TARGET_DIR=TARGET)
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, env=env, **kw)
 
 
 def fetch(url):

@@ -57,8 +57,12 @@ pub fn stored_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
 }
 
 /// The series each file group of a stored scan reads; `None` unless every group holds files
-/// of one series.
+/// of one series and each partition reads only its own group (DataFusion lets an idle
+/// partition take a sibling's files unless the scan preserves order).
 fn file_group_series(config: &FileScanConfig) -> Option<Vec<SeriesName>> {
+    if !config.preserve_order {
+        return None;
+    }
     config
         .file_groups
         .iter()
