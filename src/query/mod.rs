@@ -1,6 +1,7 @@
 //! SQL over the store: a DataFusion session with the `bars` table, the views from `sql/`, and a
 //! read-only guard for user SQL.
 
+mod bounded;
 mod cooperative;
 mod latest;
 mod overlay;
@@ -25,6 +26,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
+pub use bounded::execute_bounded;
 pub use repeatable::is_repeatable;
 pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
 pub use views::SQL_FILES;
@@ -137,7 +139,16 @@ impl QueryEngine {
 
     /// Runs user SQL and streams the result.
     pub async fn sql_stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
-        Ok(self.sql(sql).await?.execute_stream().await?)
+        self.execute(self.sql(sql).await?).await
+    }
+
+    /// Streams a planned query's result; a scan of many series reads a few at a time (see
+    /// `bounded`), so streaming everything does not hold every series in memory at once.
+    pub async fn execute(&self, query: DataFrame) -> Result<SendableRecordBatchStream> {
+        let context = Arc::new(query.task_ctx());
+        let width = context.session_config().target_partitions().max(1) * 2;
+        let plan = query.create_physical_plan().await?;
+        Ok(bounded::execute_bounded(plan, context, width)?)
     }
 }
 

@@ -103,13 +103,11 @@ async fn run_sql(
     let cache = Arc::clone(&app.results);
     stream_response(slot, format, async move {
         let query = store.engine().sql(&sql).await?;
+        let repeatable = is_repeatable(query.logical_plan());
+        let stream = store.engine().execute(query).await?;
         let fill = key
-            .filter(|_| is_repeatable(query.logical_plan()))
+            .filter(|_| repeatable)
             .map(|key| CacheFill::new(cache, key, store));
-        let stream = query
-            .execute_stream()
-            .await
-            .map_err(crate::query::Error::from)?;
         Ok((stream, fill))
     })
     .await

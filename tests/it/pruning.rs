@@ -162,3 +162,67 @@ async fn grouping_by_symbol_aggregates_each_series_without_a_hash_table() {
     let plan = physical_plan(&store, "SELECT close, count(*) FROM bars GROUP BY close").await;
     assert!(!plan.contains("SeriesPartialAggregateExec"), "{plan}");
 }
+
+/// Rows of `SELECT * FROM bars` read through `execute_bounded` with `width`: (symbol, ts) in
+/// arrival order.
+async fn arrival_order(store: &Store, width: usize) -> Vec<(String, i64)> {
+    use arrow::array::AsArray;
+    use futures::StreamExt;
+    let query = store
+        .sql("SELECT symbol, arrow_cast(ts, 'Int64') FROM bars")
+        .await
+        .unwrap();
+    let context = Arc::new(query.task_ctx());
+    let plan = query.create_physical_plan().await.unwrap();
+    let mut stream = tickvault::query::execute_bounded(plan, context, width).unwrap();
+    let mut rows = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.unwrap();
+        let symbols = batch.column(0).as_string::<i32>();
+        let ts = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        for i in 0..batch.num_rows() {
+            rows.push((symbols.value(i).to_string(), ts.value(i)));
+        }
+    }
+    rows
+}
+
+/// The most series whose first and last rows enclose one position of the stream.
+fn most_series_open_at_once(rows: &[(String, i64)]) -> usize {
+    let mut span: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+    for (i, (symbol, _)) in rows.iter().enumerate() {
+        span.entry(symbol).and_modify(|s| s.1 = i).or_insert((i, i));
+    }
+    (0..rows.len())
+        .map(|i| span.values().filter(|(a, b)| *a <= i && i <= *b).count())
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn streaming_every_series_reads_a_bounded_number_at_once() {
+    let store = Store::open("memory://").await.unwrap();
+    let symbols = ["A", "B", "C", "D", "E", "F", "G"];
+    let mut rows = Vec::new();
+    for sym in symbols {
+        for d in 0..800 {
+            rows.push(row(sym, "1d", T2021 + d * DAY, 1.0));
+        }
+    }
+    store.write(&bars(&rows)).await.unwrap();
+    let mut expected: Vec<(String, i64)> = rows.iter().map(|r| (r.0.clone(), r.2)).collect();
+    expected.sort();
+    for width in [1, 2, 3] {
+        let mut got = arrival_order(&store, width).await;
+        assert!(most_series_open_at_once(&got) <= width, "width {width}");
+        got.sort();
+        assert_eq!(got, expected, "width {width}");
+    }
+    // Without a bound every series is read at once.
+    let everything = arrival_order(&store, 100).await;
+    assert_eq!(everything.len(), expected.len());
+}
