@@ -31,6 +31,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -312,7 +313,14 @@ impl Server {
             eprintln!("tickvault: no tokens configured, so only this machine can connect ({addr})");
         }
         let (router, _) = router(self.app.clone());
-        let serving = axum::serve(self.listener, router).with_graceful_shutdown(shutdown);
+        // Responses stream in several writes: without TCP_NODELAY, Nagle's algorithm holds the
+        // last one until the client's (delayed, up to 40 ms) ACK of the one before.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("could not set TCP_NODELAY: {e}");
+            }
+        });
+        let serving = axum::serve(listener, router).with_graceful_shutdown(shutdown);
         let app = self.app.clone();
         let ready_message = self.ready_message.clone();
         let opening = async move {
