@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{ScalarValue, plan_err};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -56,9 +56,14 @@ impl PhysicalOptimizerRule for TsExtremesFromCatalog {
             if !asks_only_ts_extremes(&node) || !reaches_scans_unchanged(node.children()[0]) {
                 return Ok(Transformed::no(node));
             }
+            // A scan with a file whose range is not recorded stays as it is.
             let input = Arc::clone(node.children()[0]).transform_up(|n| {
-                Ok(match stored_scan(&n) {
-                    Some(config) => Transformed::yes(extremes_of_files(config, n.schema())?),
+                let extremes = match stored_scan(&n) {
+                    Some(config) => extremes_of_files(config, n.schema())?,
+                    None => None,
+                };
+                Ok(match extremes {
+                    Some(plan) => Transformed::yes(plan),
                     None => Transformed::no(n),
                 })
             })?;
@@ -152,8 +157,12 @@ fn ts_range(file: &PartitionedFile) -> Option<(i64, i64)> {
 }
 
 /// In place of a stored scan: per file group, its files' first and last rows' keys, sorted
-/// by ts (each group is one series, so the scan's orderings still hold).
-fn extremes_of_files(config: &FileScanConfig, schema: SchemaRef) -> Result<Arc<dyn ExecutionPlan>> {
+/// by ts (each group is one series, so the scan's orderings still hold). `None` if a file's
+/// range or series is not known.
+fn extremes_of_files(
+    config: &FileScanConfig,
+    schema: SchemaRef,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     let mut partitions = Vec::with_capacity(config.file_groups.len());
     for group in &config.file_groups {
         let mut rows: Vec<(i64, &str, &str)> = Vec::with_capacity(2 * group.len());
@@ -166,10 +175,7 @@ fn extremes_of_files(config: &FileScanConfig, schema: SchemaRef) -> Result<Arc<d
                 ],
             ) = (ts_range(file), file.partition_values.as_slice())
             else {
-                return plan_err!(
-                    "file {} has no recorded time range",
-                    file.object_meta.location
-                );
+                return Ok(None);
             };
             rows.push((min, symbol, interval));
             rows.push((max, symbol, interval));
@@ -201,5 +207,5 @@ fn extremes_of_files(config: &FileScanConfig, schema: SchemaRef) -> Result<Arc<d
     }
     let source = MemorySourceConfig::try_new(&partitions, Arc::clone(&schema), None)?
         .try_with_sort_information(orderings(&schema))?;
-    Ok(DataSourceExec::from_data_source(source))
+    Ok(Some(DataSourceExec::from_data_source(source)))
 }

@@ -35,11 +35,12 @@ pub struct EncodedFile {
 
 /// How bar files are written. `all_null` names columns without a value in this file (often
 /// vwap and trades): they hold only definition levels, which zstd makes larger, not smaller, and
-/// a compressor costs a context per column chunk, a fifth of writing a small daily file.
+/// every compressed column chunk costs a zstd compressor (plus a decompressor the parquet crate
+/// builds beside it): together a tenth of the CPU of importing the daily set.
 fn writer_properties(all_null: &[&str]) -> WriterProperties {
     let mut builder = WriterProperties::builder()
-        // Level 1: within 4% of level 3's size on bar data and much cheaper per call, which
-        // counts when a year of daily bars is 250 rows.
+        // Level 1: within 4% of level 3's size on bar data and about a quarter faster to write
+        // the 1-minute set (measured with pyarrow, same settings).
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("valid level"),
         ))
