@@ -9,6 +9,7 @@ use datafusion::datasource::physical_plan::{FileScanConfig, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
@@ -34,6 +35,14 @@ pub fn is_plain_column(expr: &Arc<dyn PhysicalExpr>, name: &str) -> bool {
         .is_some_and(|c| c.name() == name)
 }
 
+/// Every key column in `projection` is the column itself: none was computed or renamed into
+/// a key's name.
+pub fn keeps_key_columns(projection: &[ProjectionExpr]) -> bool {
+    projection
+        .iter()
+        .all(|p| !is_key_column(&p.alias) || is_plain_column(&p.expr, &p.alias))
+}
+
 /// The Parquet scan of this store's files that `plan` is, if it is one whose key columns are
 /// the columns themselves (a projection pushed into the scan could have renamed them).
 pub fn stored_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
@@ -45,13 +54,10 @@ pub fn stored_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
     if !config.object_store_url.as_str().starts_with(STORE_URL) || !source.is::<ParquetSource>() {
         return None;
     }
-    if let Some(projection) = source.projection() {
-        let renames_a_key = projection
-            .iter()
-            .any(|p| is_key_column(&p.alias) && !is_plain_column(&p.expr, &p.alias));
-        if renames_a_key {
-            return None;
-        }
+    if let Some(projection) = source.projection()
+        && !keeps_key_columns(projection.as_ref())
+    {
+        return None;
     }
     Some(config)
 }
@@ -87,10 +93,7 @@ fn file_group_series(config: &FileScanConfig) -> Option<Vec<SeriesName>> {
 fn keeps_partitions_and_keys(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let any = plan.as_ref();
     if let Some(projection) = any.downcast_ref::<ProjectionExec>() {
-        return projection
-            .expr()
-            .iter()
-            .all(|p| !is_key_column(&p.alias) || is_plain_column(&p.expr, &p.alias));
+        return keeps_key_columns(projection.expr());
     }
     if let Some(filter) = any.downcast_ref::<FilterExec>() {
         return filter.projection().is_none();

@@ -34,7 +34,7 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 
 use super::overlay::LiveOverlayExec;
-use super::series_plan::{is_key_column, is_plain_column, stored_scan};
+use super::series_plan::{is_key_column, is_plain_column, keeps_key_columns, stored_scan};
 use super::table::orderings;
 use crate::model::{COL_INTERVAL, COL_SYMBOL, COL_TS, FILE_SCHEMA};
 
@@ -127,10 +127,7 @@ fn reaches_scans_unchanged(plan: &Arc<dyn ExecutionPlan>) -> bool {
                 .iter()
                 .all(|c| matches!(c.name(), COL_SYMBOL | COL_INTERVAL))
     } else if let Some(projection) = any.downcast_ref::<ProjectionExec>() {
-        projection
-            .expr()
-            .iter()
-            .all(|p| !is_key_column(&p.alias) || is_plain_column(&p.expr, &p.alias))
+        keeps_key_columns(projection.expr())
     } else if let Some(sort) = any.downcast_ref::<SortExec>() {
         sort.fetch().is_none()
     } else {
