@@ -391,6 +391,19 @@ impl Store {
         if req.symbols.is_empty() {
             return Err(Error::InvalidInput("no symbols requested".into()));
         }
+        let columns = match &req.columns {
+            None => (0..BARS_SCHEMA.fields().len()).collect(),
+            Some(names) => names
+                .iter()
+                .map(|c| BARS_SCHEMA.index_of(c).map_err(|_| unknown_column(c)))
+                .collect::<Result<Vec<usize>>>()?,
+        };
+        if let Some(stream) =
+            self.engine
+                .load_series(&req.symbols, req.interval, req.start, req.end, &columns)
+        {
+            return Ok(stream);
+        }
         let ts_lit = |v: i64| {
             lit(ScalarValue::TimestampMicrosecond(
                 Some(v),
@@ -417,19 +430,6 @@ impl Store {
                 col("symbol").sort(true, false),
             ])?;
         if let Some(columns) = &req.columns {
-            for c in columns {
-                if BARS_SCHEMA.index_of(c).is_err() {
-                    return Err(Error::InvalidInput(format!(
-                        "unknown column {c:?} (bars has {})",
-                        BARS_SCHEMA
-                            .fields()
-                            .iter()
-                            .map(|f| f.name().as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
-            }
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();
             df = df.select_columns(&names)?;
         }
@@ -459,6 +459,18 @@ impl Store {
 }
 
 /// Splits a `bars`-schema batch into per-series file-schema batches, validating every row.
+fn unknown_column(name: &str) -> Error {
+    let known: Vec<&str> = BARS_SCHEMA
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    Error::InvalidInput(format!(
+        "unknown column {name:?} (bars has {})",
+        known.join(", ")
+    ))
+}
+
 pub(crate) fn split_bars_batch(batch: &RecordBatch) -> Result<Vec<SeriesBatch>> {
     let schema = batch.schema();
     let column = |name: &str, required: bool| -> Result<Option<Arc<dyn Array>>> {

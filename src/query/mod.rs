@@ -5,9 +5,12 @@ mod bounded;
 mod cooperative;
 mod latest;
 mod overlay;
+mod range_query;
+mod range_read;
 mod reader;
 mod repeatable;
 mod series_aggregate;
+mod series_merge;
 mod series_plan;
 pub mod snapshot_table;
 mod stored_extremes;
@@ -32,7 +35,15 @@ pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
 pub use views::SQL_FILES;
 
 use crate::catalog::Catalog;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use range_query::RangeQuery;
+use range_read::RangeReader;
+
 use crate::live::Live;
+use crate::model::{BARS_SCHEMA, COL_TS, Interval};
+use reader::IndexedReaderFactory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,6 +61,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct QueryEngine {
     ctx: SessionContext,
     counters: Arc<ScanCounters>,
+    ranges: Arc<RangeReader>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -94,15 +106,29 @@ impl QueryEngine {
             utc_date_trunc::UtcDateTrunc::new(date_trunc),
         ));
         let url = url::Url::parse(STORE_URL).expect("valid url");
-        ctx.register_object_store(&url, store);
+        ctx.register_object_store(&url, Arc::clone(&store));
         let counters = Arc::new(ScanCounters::default());
+        let files = IndexedReaderFactory(CachedParquetFileReaderFactory::new(
+            store,
+            ctx.runtime_env().cache_manager.get_file_metadata_cache(),
+        ));
+        let ranges = Arc::new(RangeReader::new(
+            Arc::clone(&catalog),
+            live.clone(),
+            Arc::new(files),
+            Arc::clone(&counters),
+        ));
         ctx.register_table(
             "bars",
             Arc::new(BarsTable::new(catalog, live.clone(), Arc::clone(&counters))),
         )?;
         ctx.register_table("latest", Arc::new(latest::table(live)))?;
         views::register(&ctx).await?;
-        Ok(Self { ctx, counters })
+        Ok(Self {
+            ctx,
+            counters,
+            ranges,
+        })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -137,9 +163,69 @@ impl QueryEngine {
             })
     }
 
-    /// Runs user SQL and streams the result.
+    /// Runs user SQL and streams the result. A read of one series over a time range skips the
+    /// planner (see [`QueryEngine::range_read`]).
     pub async fn sql_stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        if let Some(stream) = self.range_read(sql) {
+            return Ok(stream);
+        }
         self.execute(self.sql(sql).await?).await
+    }
+
+    /// The answer to `sql` if it reads one series over a time range (`range_query` says which
+    /// queries those are) and no live rows fall in that range: read from the catalog and the
+    /// Parquet pages directly, without DataFusion's planner, which costs more than reading a
+    /// day of bars. `None` for every other query.
+    pub fn range_read(&self, sql: &str) -> Option<SendableRecordBatchStream> {
+        self.ranges.read(&range_query::recognize(sql)?)
+    }
+
+    /// Several series over one time range in (ts, symbol) order, read like a range read and
+    /// merged on ts (see `series_merge`): the backtest loader. `columns` index `bars`. `None`
+    /// when a series has live rows in the range; DataFusion's plan lays those over the stored.
+    pub fn load_series(
+        &self,
+        symbols: &[String],
+        interval: Interval,
+        start: Option<i64>,
+        end: Option<i64>,
+        columns: &[usize],
+    ) -> Option<SendableRecordBatchStream> {
+        let mut symbols = symbols.to_vec();
+        symbols.sort();
+        symbols.dedup();
+        let ts = BARS_SCHEMA.index_of(COL_TS).expect("bars has ts");
+        // The merge needs ts; when it is not asked for it is read, merged on, then dropped.
+        let mut read = columns.to_vec();
+        let ts_at = columns.iter().position(|&c| c == ts).unwrap_or_else(|| {
+            read.push(ts);
+            columns.len()
+        });
+        let queries: Vec<RangeQuery> = symbols
+            .into_iter()
+            .map(|symbol| RangeQuery {
+                symbol,
+                interval: interval.as_str().to_string(),
+                start,
+                end,
+                columns: read.clone(),
+                limit: None,
+            })
+            .collect();
+        // Each series holds a batch or two while the merge waits on the others: smaller
+        // batches when there are many keep that bounded.
+        let batch_rows = (range_read::BATCH_ROWS * 16 / queries.len().max(1))
+            .clamp(1024, range_read::BATCH_ROWS);
+        let inputs = self.ranges.read_all(&queries, batch_rows)?;
+        let schema = Arc::new(BARS_SCHEMA.project(&read).expect("valid columns"));
+        let merged = series_merge::merge_series(schema, inputs, ts_at, range_read::BATCH_ROWS);
+        if read.len() == columns.len() {
+            return Some(merged);
+        }
+        let output: Vec<usize> = (0..columns.len()).collect();
+        let schema = Arc::new(merged.schema().project(&output).expect("valid columns"));
+        let rows = merged.map(move |batch| Ok(batch?.project(&output)?));
+        Some(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
     }
 
     /// Streams a planned query's result; a scan of many series reads a few at a time (see

@@ -127,7 +127,7 @@ fn ts_scalar(v: i64) -> ScalarValue {
     ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into()))
 }
 
-fn partitioned_file(f: &FileMeta) -> PartitionedFile {
+pub(super) fn partitioned_file(f: &FileMeta) -> PartitionedFile {
     let mut columns =
         vec![datafusion::common::ColumnStatistics::new_unknown(); FILE_SCHEMA.fields().len()];
     columns[0].min_value = Precision::Exact(ts_scalar(f.min_ts));

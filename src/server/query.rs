@@ -102,9 +102,16 @@ async fn run_sql(
     let sql = sql.to_owned();
     let cache = Arc::clone(&app.results);
     stream_response(slot, format, async move {
-        let query = store.engine().sql(&sql).await?;
-        let repeatable = is_repeatable(query.logical_plan());
-        let stream = store.engine().execute(query).await?;
+        let engine = store.engine();
+        // A range read is repeatable: it names no function.
+        let (stream, repeatable) = match engine.range_read(&sql) {
+            Some(stream) => (stream, true),
+            None => {
+                let query = engine.sql(&sql).await?;
+                let repeatable = is_repeatable(query.logical_plan());
+                (engine.execute(query).await?, repeatable)
+            }
+        };
         let fill = key
             .filter(|_| repeatable)
             .map(|key| CacheFill::new(cache, key, store));

@@ -329,3 +329,166 @@ pub fn model_summary(model: &BTreeMap<(String, String, i64), f64>) -> SeriesSumm
     }
     out
 }
+
+/// Reads of one series over a time range, the queries the engine answers without its planner
+/// (`QueryEngine::range_read`): for every series of the model and one that is absent, over
+/// several ranges, with and without a limit, the short path's rows and DataFusion's equal the
+/// model. Returns how many queries took the short path and how many were asked.
+pub async fn check_range_reads(
+    store: &tickvault::Store,
+    model: &BTreeMap<(String, String, i64), f64>,
+) -> (usize, usize) {
+    use futures::TryStreamExt;
+    let rfc3339 = |ts: i64| {
+        chrono::DateTime::from_timestamp_micros(ts)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    let mut series: Vec<(String, String)> =
+        model.keys().map(|k| (k.0.clone(), k.1.clone())).collect();
+    series.dedup();
+    series.push(("ABSENT".into(), "1d".into()));
+    let edge = T2021 - DAY;
+    type Keep = Box<dyn Fn(i64) -> bool>;
+    let ranges: Vec<(String, Keep)> = vec![
+        (String::new(), Box::new(|_| true)),
+        (
+            format!(" AND ts >= '{}'", rfc3339(edge)),
+            Box::new(move |t| t >= edge),
+        ),
+        (
+            format!(" AND ts < '{}'", rfc3339(edge)),
+            Box::new(move |t| t < edge),
+        ),
+        (
+            format!(
+                " AND ts BETWEEN '{}' AND '{}'",
+                rfc3339(edge - 4 * DAY),
+                rfc3339(edge)
+            ),
+            Box::new(move |t| (edge - 4 * DAY..=edge).contains(&t)),
+        ),
+    ];
+    let rows = |batches: &[RecordBatch]| -> Vec<(i64, f64)> {
+        let ts = batches.iter().flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap()
+                .values()
+                .to_vec()
+        });
+        ts.zip(f64_values(batches, 1)).collect()
+    };
+    let (mut short, mut asked) = (0, 0);
+    for (symbol, interval) in &series {
+        for (condition, keep) in &ranges {
+            for limit in [None, Some(2)] {
+                let sql = format!(
+                    "SELECT ts, close FROM bars WHERE symbol = '{symbol}' AND \"interval\" = \
+                     '{interval}'{condition} ORDER BY ts{}",
+                    limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default()
+                );
+                let expected: Vec<(i64, f64)> = model
+                    .iter()
+                    .filter(|(k, _)| (&k.0, &k.1) == (symbol, interval) && keep(k.2))
+                    .map(|(k, close)| (k.2, *close))
+                    .take(limit.unwrap_or(usize::MAX))
+                    .collect();
+                asked += 1;
+                if let Some(stream) = store.engine().range_read(&sql) {
+                    short += 1;
+                    let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
+                    assert_eq!(rows(&batches), expected, "short path: {sql}");
+                }
+                let planned = store.query(&sql).await.unwrap();
+                assert_eq!(rows(&planned), expected, "DataFusion: {sql}");
+            }
+        }
+    }
+    (short, asked)
+}
+
+/// The backtest loader over every symbol of the model (and one absent), for both intervals and
+/// a range across the year boundary: rows in (ts, symbol) order equal to the model, whole and
+/// with a projection that leaves out ts. Returns how many loads were answered by merging range
+/// reads (`QueryEngine::load_series`) and how many were asked.
+pub async fn check_loads(
+    store: &tickvault::Store,
+    model: &BTreeMap<(String, String, i64), f64>,
+) -> (usize, usize) {
+    use arrow::array::AsArray;
+    use futures::TryStreamExt;
+    let mut symbols: Vec<String> = model.keys().map(|k| k.0.clone()).collect();
+    symbols.push("ABSENT".into());
+    // Unsorted and with a duplicate: the loader sorts and dedups.
+    symbols.reverse();
+    let (lo, hi) = (T2021 - 5 * DAY, T2021);
+    let (mut merged, mut asked) = (0, 0);
+    for interval in ["1m", "1d"] {
+        let mut expected: Vec<(i64, String, f64)> = model
+            .iter()
+            .filter(|(k, _)| k.1 == interval && (lo..hi).contains(&k.2))
+            .map(|(k, close)| (k.2, k.0.clone(), *close))
+            .collect();
+        expected.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for columns in [None, Some(vec!["close".to_string(), "symbol".to_string()])] {
+            let req = tickvault::LoadRequest {
+                symbols: symbols.clone(),
+                interval: interval.parse().unwrap(),
+                start: Some(lo),
+                end: Some(hi),
+                columns: columns.clone(),
+            };
+            let rows = |batches: &[RecordBatch]| -> Vec<(Option<i64>, String, f64)> {
+                let mut out = Vec::new();
+                for b in batches {
+                    let symbol = b.column_by_name("symbol").unwrap().as_string::<i32>();
+                    let close = b
+                        .column_by_name("close")
+                        .unwrap()
+                        .as_primitive::<arrow::datatypes::Float64Type>();
+                    let ts = b.column_by_name("ts").map(|c| {
+                        c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                            .clone()
+                    });
+                    for i in 0..b.num_rows() {
+                        let t = ts.as_ref().map(|t| t.value(i));
+                        out.push((t, symbol.value(i).to_string(), close.value(i)));
+                    }
+                }
+                out
+            };
+            let want: Vec<(Option<i64>, String, f64)> = expected
+                .iter()
+                .map(|(t, s, c)| (columns.is_none().then_some(*t), s.clone(), *c))
+                .collect();
+            let indices: Vec<usize> = match &columns {
+                None => (0..BARS_SCHEMA.fields().len()).collect(),
+                Some(n) => n.iter().map(|c| BARS_SCHEMA.index_of(c).unwrap()).collect(),
+            };
+            asked += 1;
+            if let Some(stream) =
+                store
+                    .engine()
+                    .load_series(&symbols, req.interval, req.start, req.end, &indices)
+            {
+                merged += 1;
+                let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
+                assert_eq!(rows(&batches), want, "merged load {interval} {columns:?}");
+            }
+            let batches = store.load_bars_collect(&req).await.unwrap();
+            assert_eq!(rows(&batches), want, "load_bars {interval} {columns:?}");
+            if let Some(first) = batches.first() {
+                let schema = first.schema();
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let expected_names: Vec<&str> = indices
+                    .iter()
+                    .map(|&i| BARS_SCHEMA.field(i).name().as_str())
+                    .collect();
+                assert_eq!(names, expected_names);
+            }
+        }
+    }
+    (merged, asked)
+}

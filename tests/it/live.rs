@@ -14,7 +14,10 @@ use tickvault::config::{ByteSize, Config, Token};
 use tickvault::live::LiveOptions;
 use tickvault::{Store, StoreOptions};
 
-use crate::common::{DAY, MINUTE, Row, T2021, bars, contents, model_summary, row, series_summary};
+use crate::common::{
+    DAY, MINUTE, Row, T2021, bars, check_loads, check_range_reads, contents, model_summary, row,
+    series_summary,
+};
 use crate::server::{TestServer, expect_error};
 use crate::store::arb_row;
 
@@ -242,6 +245,7 @@ proptest! {
                 model.extend(model_of(&base));
             }
             for op in ops {
+                let transferred = matches!(op, Op::Transfer);
                 match op {
                     Op::Ingest(rows) => {
                         store.ingest_batch(&bars(&rows)).await.unwrap();
@@ -258,6 +262,14 @@ proptest! {
                 }
                 prop_assert_eq!(&contents(&store).await, &model);
                 prop_assert_eq!(series_summary(&store).await, model_summary(&model));
+                // Range reads with live rows in range go to DataFusion; none are left after a
+                // transfer, so then every one takes the short path.
+                let (short, asked) = check_range_reads(&store, &model).await;
+                let (merged, loads) = check_loads(&store, &model).await;
+                if transferred {
+                    prop_assert_eq!(short, asked);
+                    prop_assert_eq!(merged, loads);
+                }
             }
             prop_assert!(store.check().await.unwrap().is_clean());
             Ok(())

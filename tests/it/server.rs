@@ -911,7 +911,9 @@ async fn read_body(url: &str, mut progress: impl FnMut(u64)) -> (u64, u64) {
 async fn large_results_stream_in_bounded_memory_and_shutdown_lets_them_finish() {
     let dir = tempfile::tempdir().unwrap();
     let expected_rows = large_store(dir.path()).await;
-    let (mut child, base) = spawn_server(dir.path(), "serve", &[]);
+    // A debug build streaming 200 MB beside the other tests can take longer than the default
+    // 30 s query limit; this test is about memory and shutdown, not the limit.
+    let (mut child, base) = spawn_server(dir.path(), "serve", &["--query-timeout", "600s"]);
     let url = format!("{base}/v1/sql?format=csv&q=SELECT+*+FROM+bars");
     let before = peak_rss(child.id());
     let (bytes, lines) = read_body(&url, |_| {}).await;

@@ -203,6 +203,11 @@ proptest! {
                 }
                 prop_assert_eq!(&contents(&store).await, &model);
                 prop_assert_eq!(series_summary(&store).await, model_summary(&model));
+                // Without a live tier every range read takes the short path.
+                let (short, asked) = check_range_reads(&store, &model).await;
+                prop_assert_eq!(short, asked);
+                let (merged, asked) = check_loads(&store, &model).await;
+                prop_assert_eq!(merged, asked);
                 let report = store.check().await.unwrap();
                 prop_assert!(report.is_clean(), "{:?}", report.problems);
             }
