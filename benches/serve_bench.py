@@ -19,8 +19,9 @@ BIN = os.path.join(TARGET, "release", "tickvault")
 PORT = 18080
 BASE = f"http://127.0.0.1:{PORT}"
 TEN = ["AAAA", "AAAB", "AAAC", "AAAD", "AAAE", "AAAF", "AAAG", "AAAH", "AAAI", "AAAJ"]
-ONE_DAY_SQL = ("SELECT * FROM bars WHERE symbol = 'AAAK' AND ts >= '2022-06-15T00:00:00Z' "
-               "AND ts < '2022-06-16T00:00:00Z' ORDER BY ts")
+# The same query as the `queries` bench's one_symbol_one_day.
+ONE_DAY_SQL = ("SELECT * FROM bars WHERE symbol = 'AAAK' AND \"interval\" = '1m' "
+               "AND ts >= '2022-06-15T00:00:00Z' AND ts < '2022-06-16T00:00:00Z' ORDER BY ts")
 
 
 def run(cmd, **kw):

@@ -36,13 +36,11 @@ pub use views::SQL_FILES;
 
 use crate::catalog::Catalog;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
 use range_query::RangeQuery;
 use range_read::RangeReader;
 
 use crate::live::Live;
-use crate::model::{BARS_SCHEMA, COL_TS, Interval};
+use crate::model::Interval;
 use reader::IndexedReaderFactory;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,9 +78,17 @@ impl QueryEngine {
         live: Option<Arc<Live>>,
         memory_limit: Option<usize>,
     ) -> Result<Self> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("tickvault", "public");
+        // Each scan partition reads one series in time order, and plans rely on it. With work
+        // stealing an idle partition takes files queued for another, and DataFusion 55 allows
+        // that even under a merge that needs the order once a limit is pushed into the scan:
+        // `ORDER BY ts LIMIT n` over two series returned rows out of order.
+        config
+            .options_mut()
+            .execution
+            .enable_file_stream_work_stealing = false;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = memory_limit {
             runtime = runtime
@@ -194,38 +200,18 @@ impl QueryEngine {
         let mut symbols = symbols.to_vec();
         symbols.sort();
         symbols.dedup();
-        let ts = BARS_SCHEMA.index_of(COL_TS).expect("bars has ts");
-        // The merge needs ts; when it is not asked for it is read, merged on, then dropped.
-        let mut read = columns.to_vec();
-        let ts_at = columns.iter().position(|&c| c == ts).unwrap_or_else(|| {
-            read.push(ts);
-            columns.len()
-        });
         let queries: Vec<RangeQuery> = symbols
             .into_iter()
             .map(|symbol| RangeQuery {
                 symbol,
-                interval: interval.as_str().to_string(),
+                interval: Some(interval.as_str().to_string()),
                 start,
                 end,
-                columns: read.clone(),
+                columns: columns.to_vec(),
                 limit: None,
             })
             .collect();
-        // Each series holds a batch or two while the merge waits on the others: smaller
-        // batches when there are many keep that bounded.
-        let batch_rows = (range_read::BATCH_ROWS * 16 / queries.len().max(1))
-            .clamp(1024, range_read::BATCH_ROWS);
-        let inputs = self.ranges.read_all(&queries, batch_rows)?;
-        let schema = Arc::new(BARS_SCHEMA.project(&read).expect("valid columns"));
-        let merged = series_merge::merge_series(schema, inputs, ts_at, range_read::BATCH_ROWS);
-        if read.len() == columns.len() {
-            return Some(merged);
-        }
-        let output: Vec<usize> = (0..columns.len()).collect();
-        let schema = Arc::new(merged.schema().project(&output).expect("valid columns"));
-        let rows = merged.map(move |batch| Ok(batch?.project(&output)?));
-        Some(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
+        self.ranges.read_merged(queries)
     }
 
     /// Streams a planned query's result; a scan of many series reads a few at a time (see

@@ -2,7 +2,7 @@
 //!
 //! ```sql
 //! SELECT <* | columns> FROM bars
-//! WHERE symbol = 'AAPL' AND "interval" = '1m' [AND ts >= '…' AND ts < '…' …]
+//! WHERE symbol = 'AAPL' [AND "interval" = '1m'] [AND ts >= '…' AND ts < '…' …]
 //! [ORDER BY ts [ASC]] [LIMIT n]
 //! ```
 //!
@@ -31,7 +31,8 @@ use crate::model::{BARS_SCHEMA, COL_INTERVAL, COL_SYMBOL, COL_TS};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangeQuery {
     pub symbol: String,
-    pub interval: String,
+    /// `None`: every interval the symbol has.
+    pub interval: Option<String>,
     /// Inclusive, microseconds since the epoch.
     pub start: Option<i64>,
     /// Exclusive.
@@ -102,7 +103,7 @@ pub fn recognize(sql: &str) -> Option<RangeQuery> {
     };
     Some(RangeQuery {
         symbol: filter.symbol?,
-        interval: filter.interval?,
+        interval: filter.interval,
         start: filter.start,
         end: filter.end,
         columns,
@@ -293,7 +294,7 @@ mod tests {
     fn recognises_a_one_day_read() {
         let q = recognize(DAY).expect("recognised");
         assert_eq!(q.symbol, "AAPL");
-        assert_eq!(q.interval, "1m");
+        assert_eq!(q.interval.as_deref(), Some("1m"));
         assert_eq!((q.start, q.end), (Some(JUNE_15), Some(JUNE_16)));
         assert_eq!(
             q.columns,
@@ -322,12 +323,14 @@ mod tests {
         let open = recognize("SELECT ts FROM bars WHERE symbol = 'X' AND \"interval\" = '1d'")
             .expect("recognised");
         assert_eq!((open.start, open.end), (None, None));
+        let every_interval =
+            recognize("SELECT * FROM bars WHERE symbol = 'X'").expect("recognised");
+        assert_eq!(every_interval.interval, None);
     }
 
     #[test]
     fn leaves_everything_else_to_datafusion() {
         for sql in [
-            "SELECT * FROM bars WHERE symbol = 'X'",
             "SELECT * FROM bars WHERE \"interval\" = '1m' AND ts > '2022-01-01'",
             "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' OR symbol = 'Y'",
             "SELECT * FROM bars WHERE symbol = 'X' AND symbol = 'Y' AND \"interval\" = '1m'",

@@ -26,11 +26,12 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
 use super::range_query::RangeQuery;
+use super::series_merge::merge_series;
 use super::table::{ScanCounters, partitioned_file};
 use crate::batch::{SeriesKey, ts_column};
 use crate::catalog::{Catalog, FileMeta, Snapshot};
 use crate::live::Live;
-use crate::model::{BARS_SCHEMA, FILE_SCHEMA, Interval, Symbol, year_of};
+use crate::model::{BARS_SCHEMA, COL_TS, FILE_SCHEMA, Interval, Symbol, year_of};
 use crate::storage::PartitionKey;
 
 /// Rows decoded per batch.
@@ -75,11 +76,62 @@ impl RangeReader {
     /// The query's rows, streamed file by file; `None` when the query is DataFusion's to answer
     /// (a key that is not stored verbatim, or live rows in the range).
     pub fn read(&self, q: &RangeQuery) -> Option<SendableRecordBatchStream> {
-        self.read_all(std::slice::from_ref(q), BATCH_ROWS)?.pop()
+        if q.interval.is_some() {
+            return self.read_all(std::slice::from_ref(q), BATCH_ROWS)?.pop();
+        }
+        // Every interval of the symbol: a read per interval (most find no files), merged on ts.
+        let per_interval = Interval::ALL
+            .iter()
+            .map(|i| RangeQuery {
+                interval: Some(i.as_str().to_string()),
+                ..q.clone()
+            })
+            .collect();
+        self.read_merged(per_interval)
     }
 
-    /// One stream per query, all from one catalog snapshot, in batches of at most `batch_rows`;
-    /// `None` if any query is DataFusion's to answer.
+    /// Reads of several series (the same columns and limit each) merged into one stream sorted
+    /// by ts, ties going to the earlier query; the limit applies to the merged rows.
+    pub fn read_merged(&self, mut queries: Vec<RangeQuery>) -> Option<SendableRecordBatchStream> {
+        let columns = queries.first()?.columns.clone();
+        let limit = queries[0].limit;
+        let ts = BARS_SCHEMA.index_of(COL_TS).expect("bars has ts");
+        // The merge needs ts; when it is not asked for it is read, merged on, then dropped.
+        let ts_at = columns.iter().position(|&c| c == ts).unwrap_or_else(|| {
+            for q in &mut queries {
+                q.columns.push(ts);
+            }
+            columns.len()
+        });
+        // Each series holds a batch or two while the merge waits on the others: smaller
+        // batches when there are many keep that bounded.
+        let batch_rows = (BATCH_ROWS * 16 / queries.len()).clamp(1024, BATCH_ROWS);
+        let inputs = self.read_all(&queries, batch_rows)?;
+        let schema = Arc::new(
+            BARS_SCHEMA
+                .project(&queries[0].columns)
+                .expect("valid columns"),
+        );
+        let merged = merge_series(schema, inputs, ts_at, BATCH_ROWS);
+        let output: Vec<usize> = (0..columns.len()).collect();
+        let schema = Arc::new(merged.schema().project(&output).expect("valid columns"));
+        let mut remaining = limit.unwrap_or(usize::MAX);
+        let rows = merged
+            .map(move |batch| {
+                let batch = batch?;
+                let batch = batch.slice(0, batch.num_rows().min(remaining));
+                remaining -= batch.num_rows();
+                Ok(batch.project(&output)?)
+            })
+            .take_while(|batch| {
+                let more = batch.as_ref().map_or(true, |b| b.num_rows() > 0);
+                std::future::ready(more)
+            });
+        Some(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
+    }
+
+    /// One stream per query (each naming its interval), all from one catalog snapshot, in
+    /// batches of at most `batch_rows`; `None` if any query is DataFusion's to answer.
     pub fn read_all(
         &self,
         queries: &[RangeQuery],
@@ -88,10 +140,11 @@ impl RangeReader {
         let mut reads = Vec::with_capacity(queries.len());
         for q in queries {
             let symbol = Symbol::new(&q.symbol).ok()?;
-            let interval: Interval = q.interval.parse().ok()?;
+            let named = q.interval.as_deref()?;
+            let interval: Interval = named.parse().ok()?;
             // `symbol = 'aapl'` must not find AAPL: only a key that names itself exactly is
             // looked up.
-            if symbol.as_str() != q.symbol || interval.as_str() != q.interval {
+            if symbol.as_str() != q.symbol || interval.as_str() != named {
                 return None;
             }
             reads.push((SeriesKey { symbol, interval }, q, bounds(q)));
@@ -277,10 +330,17 @@ impl SeriesRead {
         )
     }
 
+    fn interval(&self) -> &str {
+        self.query
+            .interval
+            .as_deref()
+            .expect("a series read names its interval")
+    }
+
     /// The rows of a decoded (ts-sorted) batch that fall in the range.
     fn in_range(&self, batch: &RecordBatch) -> Range<usize> {
         let ts = batch
-            .column_by_name(crate::model::COL_TS)
+            .column_by_name(COL_TS)
             .expect("ts is always decoded")
             .as_primitive::<TimestampMicrosecondType>()
             .values();
@@ -295,7 +355,7 @@ impl SeriesRead {
             .iter()
             .map(|&i| match i {
                 0 => Arc::new(StringArray::new_repeated(&self.query.symbol, n)) as ArrayRef,
-                1 => Arc::new(StringArray::new_repeated(&self.query.interval, n)),
+                1 => Arc::new(StringArray::new_repeated(self.interval(), n)),
                 _ => Arc::clone(
                     rows.column_by_name(BARS_SCHEMA.field(i).name())
                         .expect("column decoded"),

@@ -130,3 +130,39 @@ async fn information_schema_lists_tables_and_views() {
         assert!(got.contains(name), "{got}");
     }
 }
+
+/// `ORDER BY ts LIMIT n` over several series of one symbol: DataFusion merges the series'
+/// partitions, each of which must read its own files in time order. With DataFusion 55's file
+/// work stealing, a partition that finished early took another's next file and the merge
+/// returned rows out of order (the store property test found it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_by_ts_with_a_limit_across_series_is_ordered() {
+    let store = Store::open("memory://").await.unwrap();
+    let mut rows = Vec::new();
+    // One short series and one spanning five years (five files), so one partition finishes
+    // long before the other.
+    rows.push(row("S", "1d", T2021 + DAY, 1.0));
+    for d in 0..5 * 365 {
+        rows.push(row("S", "1m", T2021 - 1000 * DAY + d * DAY + MINUTE, 2.0));
+    }
+    store.write(&bars(&rows)).await.unwrap();
+    for _ in 0..20 {
+        let batches = store
+            .query("SELECT ts FROM bars WHERE symbol = 'S' ORDER BY ts LIMIT 1500")
+            .await
+            .unwrap();
+        let ts: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(ts.len(), 1500);
+        assert!(ts.is_sorted(), "rows out of order");
+    }
+}
