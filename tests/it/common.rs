@@ -360,6 +360,11 @@ pub async fn check_range_reads(
             format!(" AND ts < '{}'", rfc3339(edge)),
             Box::new(move |t| t < edge),
         ),
+        // A date alone means its midnight UTC, to both paths.
+        (
+            format!(" AND '{}' <= ts", &rfc3339(edge)[..10]),
+            Box::new(move |t| t >= edge),
+        ),
         (
             format!(
                 " AND ts BETWEEN '{}' AND '{}'",
