@@ -26,7 +26,7 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
 use super::range_query::RangeQuery;
-use super::series_merge::merge_series;
+use super::series_merge::{ConstantColumn, merge_series};
 use super::table::{ScanCounters, partitioned_file};
 use crate::batch::{SeriesKey, ts_column};
 use crate::catalog::{Catalog, FileMeta, Snapshot};
@@ -112,7 +112,22 @@ impl RangeReader {
                 .project(&queries[0].columns)
                 .expect("valid columns"),
         );
-        let merged = merge_series(schema, inputs, ts_at, BATCH_ROWS);
+        // Symbol and interval are fixed per series: built from which series a row came from.
+        let constants = queries[0]
+            .columns
+            .iter()
+            .enumerate()
+            .filter_map(|(index, &c)| {
+                let value = |q: &RangeQuery| match c {
+                    0 => Some(q.symbol.clone()),
+                    1 => q.interval.clone(),
+                    _ => None,
+                };
+                let values = queries.iter().map(value).collect::<Option<Vec<String>>>()?;
+                Some(ConstantColumn { index, values })
+            })
+            .collect();
+        let merged = merge_series(schema, inputs, ts_at, constants, BATCH_ROWS);
         let output: Vec<usize> = (0..columns.len()).collect();
         let schema = Arc::new(merged.schema().project(&output).expect("valid columns"));
         let mut remaining = limit.unwrap_or(usize::MAX);
