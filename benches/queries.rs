@@ -53,12 +53,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn time_sql(store: &Store, sql: &str, runs: usize) -> (f64, f64, usize) {
+/// Median and min ms of reading every row of the stream `run` starts, after one warm-up run.
+async fn time_stream<F, Fut>(runs: usize, run: F) -> (f64, f64, usize)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = datafusion::execution::SendableRecordBatchStream>,
+{
     let mut times = Vec::with_capacity(runs);
     let mut rows = 0;
     for i in 0..=runs {
         let t = Instant::now();
-        let mut stream = store.engine().sql_stream(sql).await.expect("query plans");
+        let mut stream = run().await;
         let mut n = 0;
         while let Some(b) = stream.next().await {
             n += b.expect("query runs").num_rows();
@@ -72,27 +77,22 @@ async fn time_sql(store: &Store, sql: &str, runs: usize) -> (f64, f64, usize) {
     (median(times), min, rows)
 }
 
+async fn time_sql(store: &Store, sql: &str, runs: usize) -> (f64, f64, usize) {
+    time_stream(runs, || async {
+        store.engine().sql_stream(sql).await.expect("query plans")
+    })
+    .await
+}
+
 /// `sql` through DataFusion's planner even when the engine would answer it without (a range
 /// read), to show what the short path saves.
 async fn time_planned(store: &Store, sql: &str, runs: usize) -> (f64, f64, usize) {
-    let mut times = Vec::with_capacity(runs);
-    let mut rows = 0;
-    for i in 0..=runs {
-        let t = Instant::now();
+    time_stream(runs, || async {
         let engine = store.engine();
         let query = engine.sql(sql).await.expect("query plans");
-        let mut stream = engine.execute(query).await.expect("query runs");
-        let mut n = 0;
-        while let Some(b) = stream.next().await {
-            n += b.expect("query runs").num_rows();
-        }
-        if i > 0 {
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        rows = n;
-    }
-    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
-    (median(times), min, rows)
+        engine.execute(query).await.expect("query runs")
+    })
+    .await
 }
 
 async fn time_load(store: &Store, runs: usize) -> (f64, f64, usize) {
@@ -109,22 +109,10 @@ async fn time_load(store: &Store, runs: usize) -> (f64, f64, usize) {
         end: Some(1_672_531_200_000_000),   // 2023-01-01
         columns: None,
     };
-    let mut times = Vec::with_capacity(runs);
-    let mut rows = 0;
-    for i in 0..=runs {
-        let t = Instant::now();
-        let mut stream = store.load_bars(&req).await.expect("load plans");
-        let mut n = 0;
-        while let Some(b) = stream.next().await {
-            n += b.expect("load runs").num_rows();
-        }
-        if i > 0 {
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        rows = n;
-    }
-    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
-    (median(times), min, rows)
+    time_stream(runs, || async {
+        store.load_bars(&req).await.expect("load plans")
+    })
+    .await
 }
 
 /// Where a query's time goes: planning SQL to a logical plan, physical planning, execution.

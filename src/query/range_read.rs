@@ -187,6 +187,7 @@ impl RangeReader {
             }
         }
         let snapshot = self.catalog.snapshot();
+        self.counters.scans.fetch_add(1, Ordering::Relaxed);
         let streams = reads
             .into_iter()
             .map(|(key, q, range)| {
@@ -235,14 +236,7 @@ impl RangeReader {
             .filter(|f| f.max_ts >= lo && f.min_ts <= hi)
             .map(|f| (*f).clone())
             .collect();
-        let c = &self.counters;
-        c.scans.fetch_add(1, Ordering::Relaxed);
-        c.files_considered
-            .fetch_add(series.len() as u64, Ordering::Relaxed);
-        c.files_pruned
-            .fetch_add((series.len() - files.len()) as u64, Ordering::Relaxed);
-        c.files_scanned
-            .fetch_add(files.len() as u64, Ordering::Relaxed);
+        self.counters.record_files(series.len(), files.len());
         files
     }
 }

@@ -67,6 +67,16 @@ pub struct ScanStats {
 }
 
 impl ScanCounters {
+    /// Files a scan looked at in the catalog and how many of those it reads.
+    pub(super) fn record_files(&self, considered: usize, scanned: usize) {
+        self.files_considered
+            .fetch_add(considered as u64, Ordering::Relaxed);
+        self.files_pruned
+            .fetch_add((considered - scanned) as u64, Ordering::Relaxed);
+        self.files_scanned
+            .fetch_add(scanned as u64, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> ScanStats {
         ScanStats {
             scans: self.scans.load(Ordering::Relaxed),
@@ -374,13 +384,7 @@ impl datafusion::catalog::TableProvider for BarsTable {
             .zip(mask)
             .filter_map(|(f, keep)| keep.then_some(*f))
             .collect();
-        let c = &self.counters;
-        c.files_considered
-            .fetch_add(all.len() as u64, Ordering::Relaxed);
-        c.files_pruned
-            .fetch_add((all.len() - kept.len()) as u64, Ordering::Relaxed);
-        c.files_scanned
-            .fetch_add(kept.len() as u64, Ordering::Relaxed);
+        self.counters.record_files(all.len(), kept.len());
 
         let output: Vec<usize> = match projection {
             Some(p) => p.iter().map(|&i| scan_index(i)).collect(),
