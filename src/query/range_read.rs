@@ -1,6 +1,6 @@
 //! Answering a [`RangeQuery`] without the planner: the catalog names the series' files that
 //! overlap the range, each file's page index names the pages that hold it, and only those pages
-//! are fetched and decoded. Files of a series never overlap in time, so reading them in order
+//! are decoded (and fetched, in the ranges the object store coalesces them into). Files of a series never overlap in time, so reading them in order
 //! yields the rows sorted by ts with one row per key, as the `bars` table promises.
 //!
 //! A series with live rows in the range is left to DataFusion, whose scan lays the live tier
