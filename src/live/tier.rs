@@ -235,6 +235,20 @@ impl TierState {
             .collect()
     }
 
+    /// Whether any generation holds rows of `key` whose time span touches `lo..=hi` (by each
+    /// generation's first and last bar of the series, as `summaries` reports them).
+    pub fn may_hold(&self, key: &SeriesKey, lo: i64, hi: i64) -> bool {
+        self.frozen
+            .iter()
+            .map(|g| g.as_ref())
+            .chain([&self.active])
+            .filter_map(|g| g.series.get(key))
+            .any(|rows| match (rows.min_ts(), rows.max_ts()) {
+                (Some(min), Some(max)) => max >= lo && min <= hi,
+                _ => false,
+            })
+    }
+
     /// The series a reader wants (`keep`), merged across generations with the newest winning.
     pub fn view(&self, keep: impl Fn(&SeriesKey) -> bool) -> Vec<SeriesView> {
         let mut by_key: BTreeMap<&SeriesKey, Vec<&SeriesRows>> = BTreeMap::new();

@@ -35,6 +35,7 @@ pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
 pub use views::SQL_FILES;
 
 use crate::catalog::Catalog;
+use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use range_query::RangeQuery;
 use range_read::RangeReader;
@@ -114,19 +115,27 @@ impl QueryEngine {
         let url = url::Url::parse(STORE_URL).expect("valid url");
         ctx.register_object_store(&url, Arc::clone(&store));
         let counters = Arc::new(ScanCounters::default());
-        let files = IndexedReaderFactory(CachedParquetFileReaderFactory::new(
-            store,
-            ctx.runtime_env().cache_manager.get_file_metadata_cache(),
-        ));
+        // One reader factory for DataFusion's scans and range reads: footers (with their page
+        // indexes) are cached once, in the session's cache.
+        let files: Arc<dyn ParquetFileReaderFactory> =
+            Arc::new(IndexedReaderFactory(CachedParquetFileReaderFactory::new(
+                store,
+                ctx.runtime_env().cache_manager.get_file_metadata_cache(),
+            )));
         let ranges = Arc::new(RangeReader::new(
             Arc::clone(&catalog),
             live.clone(),
-            Arc::new(files),
+            Arc::clone(&files),
             Arc::clone(&counters),
         ));
         ctx.register_table(
             "bars",
-            Arc::new(BarsTable::new(catalog, live.clone(), Arc::clone(&counters))),
+            Arc::new(BarsTable::new(
+                catalog,
+                live.clone(),
+                files,
+                Arc::clone(&counters),
+            )),
         )?;
         ctx.register_table("latest", Arc::new(latest::table(live)))?;
         views::register(&ctx).await?;

@@ -3,8 +3,9 @@
 //! are decoded (and fetched, in the ranges the object store coalesces them into). Files of a series never overlap in time, so reading them in order
 //! yields the rows sorted by ts with one row per key, as the `bars` table promises.
 //!
-//! A series with live rows in the range is left to DataFusion, whose scan lays the live tier
-//! over the stored rows (`overlay`): the short path is for history.
+//! A series whose live rows span the range (by their first and last ts, checked without
+//! merging them) is left to DataFusion, whose scan lays the live tier over the stored rows
+//! (`overlay`): the short path is for history.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use super::range_query::RangeQuery;
 use super::series_merge::{ConstantColumn, merge_series};
 use super::table::{ScanCounters, partitioned_file};
-use crate::batch::{SeriesKey, ts_column};
+use crate::batch::SeriesKey;
 use crate::catalog::{Catalog, FileMeta, Snapshot};
 use crate::live::Live;
 use crate::model::{BARS_SCHEMA, COL_TS, FILE_SCHEMA, Interval, Symbol, year_of};
@@ -169,21 +170,11 @@ impl RangeReader {
         // from memory, so a row missing from the first look is in the second.
         if let Some(live) = &self.live {
             let state = live.read();
-            let wanted = |key: &SeriesKey| reads.iter().any(|(k, _, _)| k == key);
-            for view in state.view(wanted) {
-                for (key, _, range) in &reads {
-                    let Some((lo, hi)) = range.filter(|_| *key == view.key) else {
-                        continue;
-                    };
-                    let in_range = |ts: &i64| (lo..=hi).contains(ts);
-                    if view
-                        .batches
-                        .iter()
-                        .any(|b| ts_column(b).values().iter().any(in_range))
-                    {
-                        return None;
-                    }
-                }
+            let live_in_range = |(key, _, range): &(SeriesKey, _, Option<(i64, i64)>)| {
+                range.is_some_and(|(lo, hi)| state.may_hold(key, lo, hi))
+            };
+            if reads.iter().any(live_in_range) {
+                return None;
             }
         }
         let snapshot = self.catalog.snapshot();

@@ -17,10 +17,10 @@ use datafusion::common::stats::Precision;
 use datafusion::common::{Column, DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 
-use super::reader::IndexedReaderFactory;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfigBuilder, ParquetFileReaderFactory, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::Result;
@@ -92,6 +92,9 @@ impl ScanCounters {
 pub struct BarsTable {
     catalog: Arc<Catalog>,
     live: Option<Arc<Live>>,
+    /// Readers whose footers (with page indexes) the session caches across queries; shared
+    /// with the engine's range reads.
+    files: Arc<dyn ParquetFileReaderFactory>,
     counters: Arc<ScanCounters>,
 }
 
@@ -99,11 +102,13 @@ impl BarsTable {
     pub fn new(
         catalog: Arc<Catalog>,
         live: Option<Arc<Live>>,
+        files: Arc<dyn ParquetFileReaderFactory>,
         counters: Arc<ScanCounters>,
     ) -> Self {
         Self {
             catalog,
             live,
+            files,
             counters,
         }
     }
@@ -394,7 +399,7 @@ impl datafusion::catalog::TableProvider for BarsTable {
             if kept.is_empty() {
                 return Ok(Arc::new(EmptyExec::new(Arc::new(full.project(&output)?))));
             }
-            return parquet_scan(state, kept, predicate, output, limit);
+            return parquet_scan(&self.files, kept, predicate, output, limit);
         };
 
         // Stored rows are matched to live ones by key, so the stored scan also reads the key
@@ -422,7 +427,7 @@ impl datafusion::catalog::TableProvider for BarsTable {
         let stored = if kept.is_empty() {
             Arc::new(EmptyExec::new(Arc::new(full.project(&inner)?))) as Arc<dyn ExecutionPlan>
         } else {
-            parquet_scan(state, kept, predicate, inner, None)?
+            parquet_scan(&self.files, kept, predicate, inner, None)?
         };
         let output_schema = Arc::new(full.project(&output)?);
         Ok(Arc::new(LiveOverlayExec::new(
@@ -457,7 +462,7 @@ pub(super) fn orderings(schema: &SchemaRef) -> Vec<LexOrdering> {
 
 /// The Parquet scan of the files kept: one file group per series, files in time order.
 fn parquet_scan(
-    state: &dyn Session,
+    files: &Arc<dyn ParquetFileReaderFactory>,
     kept: Vec<&FileMeta>,
     predicate: Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
     projection: Vec<usize>,
@@ -480,19 +485,14 @@ fn parquet_scan(
         })
         .collect();
 
-    // Footers (with their page indexes) are cached across queries by the session's cache.
     let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-    let reader_factory = CachedParquetFileReaderFactory::new(
-        state.runtime_env().object_store(&store_url)?,
-        state.runtime_env().cache_manager.get_file_metadata_cache(),
-    );
     let table_schema = TableSchema::builder(FILE_SCHEMA.clone())
         .with_table_partition_cols(partition_fields())
         .build();
     let full = Arc::clone(table_schema.table_schema());
     let mut source = ParquetSource::new(table_schema)
         .with_enable_page_index(true)
-        .with_parquet_file_reader_factory(Arc::new(IndexedReaderFactory(reader_factory)));
+        .with_parquet_file_reader_factory(Arc::clone(files));
     if let Some(pred) = predicate {
         source = source.with_predicate(pred);
     }
