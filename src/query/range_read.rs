@@ -25,6 +25,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowS
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::statistics::Statistics;
 
 use super::range_query::RangeQuery;
 use super::series_merge::{ConstantColumn, merge_series};
@@ -372,14 +373,16 @@ fn file_column(bars_index: usize) -> Option<usize> {
 }
 
 /// The row groups and, within them, the rows of the pages whose ts may lie in `lo..=hi`. Pages
-/// are chosen by the ts column's page index; a row group without one is read whole.
+/// are chosen by the ts column's page index; a row group without one (it has one page) is chosen
+/// by its ts statistics and read whole.
 fn pages_in_range(metadata: &ParquetMetaData, lo: i64, hi: i64) -> (Vec<usize>, RowSelection) {
     let mut groups = Vec::new();
     let mut ranges: Vec<Range<usize>> = Vec::new();
     let mut offset = 0;
     for (g, group) in metadata.row_groups().iter().enumerate() {
         let rows = group.num_rows() as usize;
-        let pages = ts_pages(metadata, g, rows).unwrap_or_else(|| vec![(0..rows, None)]);
+        let pages = ts_pages(metadata, g, rows)
+            .unwrap_or_else(|| vec![(0..rows, group_ts_span(metadata, g))]);
         let wanted: Vec<Range<usize>> = pages
             .into_iter()
             .filter(|(_, span)| span.is_none_or(|(min, max)| max >= lo && min <= hi))
@@ -396,6 +399,14 @@ fn pages_in_range(metadata: &ParquetMetaData, lo: i64, hi: i64) -> (Vec<usize>, 
         groups,
         RowSelection::from_consecutive_ranges(ranges.into_iter(), offset),
     )
+}
+
+/// A row group's min and max ts, from its statistics.
+fn group_ts_span(metadata: &ParquetMetaData, group: usize) -> Option<(i64, i64)> {
+    match metadata.row_group(group).column(0).statistics()? {
+        Statistics::Int64(s) => s.min_opt().copied().zip(s.max_opt().copied()),
+        _ => None,
+    }
 }
 
 /// The ts column's pages in a row group: their rows and, where recorded, their min and max ts.
@@ -469,6 +480,39 @@ mod tests {
         let (groups, selection) =
             pages_in_range(metadata, START + from * MINUTE, START + to * MINUTE - 1);
         (groups, selection.row_count())
+    }
+
+    #[test]
+    fn a_file_without_a_page_index_is_chosen_by_its_statistics() {
+        let interval: Interval = "1d".parse().unwrap();
+        let day = 1440 * MINUTE;
+        let mut bars = BarBuilder::with_capacity(300);
+        for i in 0..300i64 {
+            bars.push_checked(
+                interval,
+                START + i * day,
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                None,
+                None,
+            )
+            .unwrap();
+        }
+        let file = encode_bars(&bars.finish(), interval).unwrap();
+        let metadata = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .parse_and_finish(&file.bytes)
+            .unwrap();
+        assert!(metadata.offset_index().is_none(), "one page: no page index");
+        assert_eq!(selected(&metadata, 10 * 1440, 11 * 1440), (vec![0], 300));
+        assert_eq!(selected(&metadata, -1440, 0).0, Vec::<usize>::new());
+        assert_eq!(
+            selected(&metadata, 300 * 1440, 301 * 1440).0,
+            Vec::<usize>::new()
+        );
     }
 
     #[test]
