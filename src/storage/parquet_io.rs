@@ -92,7 +92,7 @@ fn month_of(ts_us: i64) -> i32 {
 /// The row groups of a file: one per calendar month for intraday bars, else one.
 fn row_groups(ts: &[i64], interval: Interval) -> Vec<std::ops::Range<usize>> {
     if !interval.is_intraday() {
-        return vec![0..ts.len()];
+        return std::iter::once(0..ts.len()).collect();
     }
     let mut groups = Vec::new();
     let mut start = 0;
