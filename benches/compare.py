@@ -10,7 +10,7 @@ Needs `cargo` (builds the release binary and the `queries` bench) and ../shared/
 synthetic set is `gen_bars.py --symbols 50 --start 2021-01-01 --end 2023-12-31 --interval 1m`
 (15.2M rows); the real set is the 504 S&P 500 daily files (2.4M rows).
 """
-import argparse, json, os, platform, shutil, statistics, subprocess, sys, time
+import argparse, json, os, platform, resource, shutil, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
@@ -45,15 +45,33 @@ def store_bytes_rows(store):
     return rows, byts
 
 
+def cpu_ticks():
+    """(all, steal) clock ticks of every CPU since boot, from /proc/stat. On a VM, steal is time
+    the host ran something else while we wanted the CPU: it stretches every time measured."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    return sum(ticks), ticks[7]
+
+
+def steal_since(start):
+    total, steal = cpu_ticks()
+    return 100.0 * (steal - start[1]) / max(1, total - start[0])
+
+
 def bench_import(name, store, args):
     shutil.rmtree(store, ignore_errors=True)
+    # Let the kernel write back the deletion first, so its cost is not charged to the import.
+    os.sync()
+    ticks, usage = cpu_ticks(), resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = run([BIN, "--store", store, "import"] + args).stdout
     secs = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     rows, byts = store_bytes_rows(store)
     print(out.strip(), file=sys.stderr)
     return {"set": name, "rows": rows, "seconds": secs, "rows_per_s": rows / secs,
-            "bytes": byts, "bytes_per_row": byts / rows}
+            "bytes": byts, "bytes_per_row": byts / rows, "cpu_s": cpu, "steal": steal_since(ticks)}
 
 
 def duck_times(store, runs):
@@ -99,19 +117,23 @@ def main():
                                     ["--interval", "1d", "--symbol-pattern", "DA-(.+)-T-", DAILY]))
         imports.append(bench_import("synthetic 1m (50 symbols x 3 years)", minute_store,
                                     ["--interval", "1m", csv_dir]))
+    ticks = cpu_ticks()
     bench = run(["cargo", "bench", "--bench", "queries", "--bench", "http_load", "--", "--store", minute_store, "--runs", str(a.runs), "--json"],
                 cwd=ROOT).stdout
     ours = {r["query"]: r for r in (json.loads(l) for l in bench.splitlines() if l.startswith("{"))}
     duck = duck_times(minute_store, a.runs)
+    steal = steal_since(ticks)
     import duckdb
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}; "
           f"DuckDB {duckdb.__version__}; warm, median of {a.runs} runs\n")
     if imports:
-        print("| data set | rows | import time | rows/s | bytes/row |")
-        print("|---|---:|---:|---:|---:|")
+        print("| data set | rows | import time | rows/s | CPU (user+sys) | bytes/row | steal |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for i in imports:
-            print(f"| {i['set']} | {i['rows']:,} | {i['seconds']:.2f} s | {i['rows_per_s']:,.0f} | {i['bytes_per_row']:.1f} |")
+            print(f"| {i['set']} | {i['rows']:,} | {i['seconds']:.2f} s | {i['rows_per_s']:,.0f} | "
+                  f"{i['cpu_s']:.2f} s | {i['bytes_per_row']:.1f} | {i['steal']:.0f}% |")
         print()
+    print(f"Queries: CPU steal {steal:.0f}% while both engines ran\n")
     print("| query (15.2M-row 1m set) | rows | tickvault | DuckDB | DuckDB / tickvault |")
     print("|---|---:|---:|---:|---:|")
     for name in DUCK:

@@ -1,7 +1,7 @@
 //! Warm query latencies over an existing store, for `benches/compare.py` (which runs DuckDB over
 //! the same Parquet files in the same run and prints the table for the README).
 //!
-//!   cargo bench --bench queries -- --store DIR [--runs N] [--json]
+//!   cargo bench --bench queries -- --store DIR [--runs N] [--json] [--only NAME]
 //!
 //! Each query runs once to warm caches, then `--runs` times; we report median and min in ms.
 //! Setup (opening the store, planning is included in each run as a user would pay it).
@@ -159,15 +159,22 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let store = Store::open(&store_url).await.expect("open store");
+        // `--only NAME`: time one query (to profile it).
+        let only = arg("--only");
+        let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
         let mut results = Vec::new();
-        for (name, sql) in QUERIES {
+        for (name, sql) in QUERIES.iter().filter(|(name, _)| wanted(name)) {
             let (med, min, rows) = time_sql(&store, sql, runs).await;
             results.push((name.to_string(), med, min, rows));
         }
-        let (med, min, rows) = time_planned(&store, QUERIES[0].1, runs).await;
-        results.push(("one_symbol_one_day_planned".to_string(), med, min, rows));
-        let (med, min, rows) = time_load(&store, runs).await;
-        results.push(("load_10_symbols_1_year".to_string(), med, min, rows));
+        if wanted("one_symbol_one_day_planned") {
+            let (med, min, rows) = time_planned(&store, QUERIES[0].1, runs).await;
+            results.push(("one_symbol_one_day_planned".to_string(), med, min, rows));
+        }
+        if wanted("load_10_symbols_1_year") {
+            let (med, min, rows) = time_load(&store, runs).await;
+            results.push(("load_10_symbols_1_year".to_string(), med, min, rows));
+        }
         if args.iter().any(|a| a == "--breakdown") {
             let (plan, physical, exec) = breakdown(&store, QUERIES[0].1, runs).await;
             eprintln!(
