@@ -215,13 +215,16 @@ impl Merge {
     /// same timestamps, within the current batches and `room` output rows: series of one
     /// session's bars are aligned like this for most of their rows. `None` below two rounds.
     fn aligned_rounds(&self, round: i64, room: usize) -> Option<usize> {
-        let running: Vec<&Input> = self.inputs.iter().filter(|i| i.batch.is_some()).collect();
-        if running.iter().any(|i| i.head() != Some(round)) {
+        // Called every round: no allocation, and out at the first input that is not aligned.
+        let mut running = self.inputs.iter().filter(|i| i.batch.is_some());
+        if running.clone().any(|i| i.head() != Some(round)) {
             return None;
         }
-        let first = &running[0].ts[running[0].row..];
-        let mut rounds = (room / running.len()).min(first.len());
-        for input in &running[1..] {
+        let count = running.clone().count();
+        let first = running.next()?;
+        let first = &first.ts[first.row..];
+        let mut rounds = (room / count).min(first.len());
+        for input in running {
             let ts = &input.ts[input.row..];
             rounds = rounds.min(ts.len());
             rounds = first[..rounds]
