@@ -60,7 +60,7 @@ def steal_since(start):
 
 def bench_import(name, store, args):
     shutil.rmtree(store, ignore_errors=True)
-    # Let the kernel write back the deletion first, so its cost is not charged to the import.
+    # Write the deletion back first, so that I/O does not run during the timed import.
     os.sync()
     ticks, usage = cpu_ticks(), resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()

@@ -59,6 +59,16 @@ impl Input {
     fn head(&self) -> Option<i64> {
         self.batch.as_ref().map(|_| self.ts[self.row])
     }
+
+    /// Where the current batch sits among `sources` (the batches the output being built takes
+    /// rows from), adding it on first use; `None` at the end of the stream.
+    fn source_slot(&mut self, sources: &mut Vec<RecordBatch>) -> Option<usize> {
+        let batch = self.batch.as_ref()?;
+        Some(*self.slot.get_or_insert_with(|| {
+            sources.push(batch.clone());
+            sources.len() - 1
+        }))
+    }
 }
 
 /// Reads each input in a task of its own, so decoding runs on every core while the merge
@@ -161,18 +171,13 @@ impl Merge {
                 if input.head() != Some(round) {
                     continue;
                 }
-                let batch = input
-                    .batch
-                    .as_ref()
+                let slot = input
+                    .source_slot(&mut sources)
                     .expect("an input with a head has a batch");
-                let slot = *input.slot.get_or_insert_with(|| {
-                    sources.push(batch.clone());
-                    sources.len() - 1
-                });
                 picks.push((slot, input.row));
                 picked_inputs.push(i as u32);
                 input.row += 1;
-                if input.row == batch.num_rows() {
+                if input.row == input.ts.len() {
                     input.advance(self.ts_index).await?;
                 }
                 if picks.len() == self.batch_rows {
@@ -208,9 +213,7 @@ impl Merge {
             columns,
         )?))
     }
-}
 
-impl Merge {
     /// How many rounds from `round` on every input still running takes part in, all with the
     /// same timestamps, within the current batches and `room` output rows: series of one
     /// session's bars are aligned like this for most of their rows. `None` below two rounds.
@@ -249,14 +252,7 @@ impl Merge {
             .inputs
             .iter_mut()
             .enumerate()
-            .filter_map(|(i, input)| {
-                let batch = input.batch.as_ref()?;
-                let slot = *input.slot.get_or_insert_with(|| {
-                    sources.push(batch.clone());
-                    sources.len() - 1
-                });
-                Some((i as u32, slot, input.row))
-            })
+            .filter_map(|(i, input)| Some((i as u32, input.source_slot(sources)?, input.row)))
             .collect();
         for r in 0..rounds {
             for &(i, slot, row) in &running {

@@ -33,9 +33,10 @@ pub struct EncodedFile {
     pub footer_bytes: u64,
 }
 
-/// Rows per data page. Pages hold at most this many rows (the parquet crate checks the limit
-/// every 1,024 rows, so a page may reach the next multiple of 1,024).
-pub const PAGE_ROWS: usize = 20_000;
+/// Rows per data page: a page is closed once it holds this many rows (the parquet crate checks
+/// every 1,024 rows, so a page may reach the next multiple of 1,024). A row group of at most
+/// this many rows is therefore one page.
+const PAGE_ROWS: usize = 20_000;
 
 /// How bar files are written. `all_null` names columns without a value in this file (often
 /// vwap and trades): they hold only definition levels, which zstd makes larger, not smaller, and
@@ -44,8 +45,8 @@ pub const PAGE_ROWS: usize = 20_000;
 ///
 /// `page_index`: write per-page statistics and the page index. Only files with a row group of
 /// more than one page need them; in a one-page row group they repeat the row group's own
-/// statistics, and for a year of daily bars they were a quarter of the file (1.1 of 27.6 bytes a
-/// row) and a sixth of its encoding time.
+/// statistics, and for a year of daily bars they cost 1.1 of 27.6 bytes a row and a sixth of the
+/// file's encoding time.
 fn writer_properties(all_null: &[&str], page_index: bool) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         // Level 1: within 4% of level 3's size on bar data and about a quarter faster to write
