@@ -171,6 +171,8 @@ async fn bench(csv: &Path, runs: usize) {
         symbol: None,
         symbol_pattern: None,
         tz: chrono_tz::UTC,
+        ambiguous: Default::default(),
+        epoch_unit: None,
     });
     println!("| import into | rows | time | rows/s | PUTs | MB written |");
     println!("|---|---:|---:|---:|---:|---:|");

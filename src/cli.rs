@@ -62,6 +62,30 @@ pub enum Command {
     Backfill(crate::sync::cli::BackfillArgs),
     /// Delete a range of one symbol's bars (stage 2 heals it if the symbol is tracked).
     Delete(crate::sync::cli::DeleteArgs),
+    /// The write-ahead log's damage report: list damaged segments kept aside, or clear them.
+    Wal(WalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WalArgs {
+    /// The WAL directory [default: the config's `wal_dir`, else `_wal` in a local store].
+    #[arg(long, global = true)]
+    pub wal_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: WalCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// List the damaged segments kept aside (exits 1 when there are some).
+    Damage,
+    /// Clear the damage report once it has been looked at: delete the damaged copies, or move
+    /// them elsewhere with --move-to. Their good records are in the log already.
+    ClearDamage {
+        /// Move the copies into this directory instead of deleting them.
+        #[arg(long)]
+        move_to: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +109,17 @@ pub struct ImportArgs {
     /// Time zone of timestamps without an offset (e.g. America/New_York).
     #[arg(long, default_value = "UTC")]
     pub tz: String,
+    /// A naive time that a daylight-saving change repeats (the fall-back hour) is refused
+    /// unless this says which instant it is: `earliest` (before the change), `latest` (after
+    /// it), or `infer` (from row order: the first pass is before the change, and the rows after
+    /// the clock steps back are after it). A time the change skips is always refused.
+    #[arg(long, default_value = "refuse", value_parser = ["refuse", "earliest", "latest", "infer"])]
+    pub ambiguous: String,
+    /// The unit of epoch integers: s, ms, us or ns. Without it the magnitude decides where it
+    /// is unambiguous (1e8..1e10 seconds, 1e11..1e13 ms, 1e14..1e16 µs, from 1e17 ns: 1973
+    /// to 2286 in each) and other integers are refused.
+    #[arg(long, value_parser = ["s", "ms", "us", "ns"])]
+    pub epoch_unit: Option<String>,
     /// Files or directories (searched recursively for .csv, .csv.gz and .parquet).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -169,6 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(_) => return serve_cmd(config, false).await,
         Command::Ingest(args) => return crate::ingest::send::ingest_cmd(args).await,
         Command::Demo(_) => return serve_cmd(config, true).await,
+        Command::Wal(args) => return wal_cmd(&config, args),
         _ => {}
     }
     let read_only = matches!(
@@ -183,7 +219,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Symbols(args) => crate::sync::cli::symbols_cmd(&config, store, args).await,
         Command::Backfill(args) => crate::sync::cli::backfill_cmd(&config, store, args).await,
         Command::Delete(args) => crate::sync::cli::delete_cmd(&config, store, args).await,
-        Command::Serve(_) | Command::Demo(_) | Command::Config(_) | Command::Ingest(_) => {
+        Command::Serve(_)
+        | Command::Demo(_)
+        | Command::Config(_)
+        | Command::Ingest(_)
+        | Command::Wal(_) => {
             unreachable!("handled above")
         }
         Command::Import(args) => import_cmd(&store, args).await,
@@ -227,6 +267,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 report.orphans.len()
             );
             Ok(if report.is_clean() { 0 } else { 1 })
+        }
+    }
+}
+
+/// `tickvault wal damage` and `tickvault wal clear-damage`: they touch only the damaged copies,
+/// so they are safe beside a running server (whose status shows the report it started with
+/// until it restarts).
+fn wal_cmd(config: &Config, args: WalArgs) -> anyhow::Result<i32> {
+    let dir = args.wal_dir.unwrap_or_else(|| config.wal_path());
+    match args.command {
+        WalCommand::Damage => {
+            let report = crate::wal::damage_report(&dir)
+                .with_context(|| format!("reading the WAL in {}", dir.display()))?;
+            for d in &report {
+                println!(
+                    "DAMAGED {}: damage at byte offset(s) {:?}, {} good record(s) kept in the log",
+                    d.moved_to.display(),
+                    d.offsets,
+                    d.recovered
+                );
+            }
+            println!(
+                "{} damaged WAL segment(s) in {}",
+                report.len(),
+                dir.display()
+            );
+            Ok(if report.is_empty() { 0 } else { 1 })
+        }
+        WalCommand::ClearDamage { move_to } => {
+            let cleared = crate::wal::clear_damage(&dir, move_to.as_deref())
+                .with_context(|| format!("clearing the damage in {}", dir.display()))?;
+            for path in &cleared {
+                match &move_to {
+                    Some(_) => println!("moved to {}", path.display()),
+                    None => println!("deleted {}", path.display()),
+                }
+            }
+            println!("cleared {} damaged WAL segment(s)", cleared.len());
+            Ok(0)
         }
     }
 }
@@ -282,11 +361,20 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         .tz
         .parse()
         .map_err(|e| anyhow::anyhow!("--tz {:?}: {e}", args.tz))?;
+    let ambiguous: import::Ambiguous = args.ambiguous.parse().map_err(anyhow::Error::msg)?;
+    let epoch_unit = args
+        .epoch_unit
+        .as_deref()
+        .map(str::parse::<import::EpochUnit>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let opts = Arc::new(ImportOptions {
         interval,
         symbol,
         symbol_pattern,
         tz,
+        ambiguous,
+        epoch_unit,
     });
     let files = import::collect_inputs(&args.paths)?;
     if files.is_empty() {
@@ -297,8 +385,12 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
     progress.finish_and_clear();
     let summary = result?;
     let secs = started.elapsed().as_secs_f64();
+    let duplicates = match summary.duplicates {
+        0 => String::new(),
+        n => format!(" ({n} more rows repeated a key earlier in their file and replaced it)"),
+    };
     println!(
-        "imported {} files, {} rows, {} symbols, {} partitions ({} files, {} bytes) in {:.2}s ({:.0} rows/s)",
+        "imported {} files, {} rows{duplicates}, {} symbols, {} partitions ({} files, {} bytes) in {:.2}s ({:.0} rows/s)",
         summary.files,
         summary.rows,
         summary.symbols,

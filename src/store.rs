@@ -76,7 +76,11 @@ pub struct LoadRequest {
 #[derive(Debug, Clone)]
 pub struct ImportSummary {
     pub files: usize,
+    /// Distinct keys within each file (a key in two files counts in both; the later file's
+    /// row is kept).
     pub rows: usize,
+    /// Rows replaced by a later row with the same key in the same file.
+    pub duplicates: usize,
     pub symbols: usize,
     pub write: WriteSummary,
 }
@@ -350,11 +354,13 @@ impl Store {
             })
             .buffered(parallelism);
         let mut writer = self.writer("import");
-        let (mut rows, mut symbols) = (0usize, BTreeSet::new());
+        let (mut rows, mut duplicates, mut symbols) = (0usize, 0usize, BTreeSet::new());
         while let Some(result) = reads.next().await {
             let pushed = match result {
                 Ok(Ok(series)) => {
-                    rows += series.iter().map(|s| s.batch.num_rows()).sum::<usize>();
+                    let repeated = import::repeated_keys(&series);
+                    rows += series.iter().map(|s| s.batch.num_rows()).sum::<usize>() - repeated;
+                    duplicates += repeated;
                     symbols.extend(series.iter().map(|s| s.key.symbol.clone()));
                     writer.push(series).await.map_err(Error::from)
                 }
@@ -371,6 +377,7 @@ impl Store {
         Ok(ImportSummary {
             files: files.len(),
             rows,
+            duplicates,
             symbols: symbols.len(),
             write,
         })

@@ -89,7 +89,7 @@ fn read_csv_input<'a>(
         }
     };
     let mut sink = Sink::new(opts.interval, symbol, rows_hint as usize);
-    let mut ts_parser = TsParser::new(opts.tz);
+    let mut ts_parser = TsParser::new(opts.tz).with(opts.ambiguous, opts.epoch_unit);
     let mut rec = ByteRecord::new();
     let n_fields = headers.len();
     while reader

@@ -24,7 +24,10 @@
 //!
 //! # Timestamps
 //! See [`parse_timestamp`]. Naive date-times are local times in [`ImportOptions::tz`]; bare
-//! dates are 00:00 UTC of that date.
+//! dates are 00:00 UTC of that date. A naive time a daylight-saving change skips is refused,
+//! and one it repeats is refused unless [`ImportOptions::ambiguous`] says how to read it. Epoch
+//! integers take [`ImportOptions::epoch_unit`], else the unit their magnitude tells (see
+//! [`EpochUnit`]); one whose magnitude tells none is refused.
 //!
 //! # CSV details
 //! The first row is the header; the delimiter is `,` unless the header line holds more `;`,
@@ -55,7 +58,7 @@ use crate::batch::{BarBuilder, SeriesBatch, SeriesKey};
 use crate::model::{Interval, Rule, Symbol};
 
 pub use csv_input::read_csv_bytes;
-pub use timestamp::parse_timestamp;
+pub use timestamp::{Ambiguous, EpochUnit, parse_timestamp};
 
 /// How to read import files.
 #[derive(Debug, Clone)]
@@ -68,6 +71,11 @@ pub struct ImportOptions {
     pub symbol_pattern: Option<regex::Regex>,
     /// `--tz`: the zone of naive date-times (default UTC).
     pub tz: Tz,
+    /// `--ambiguous`: how a naive time a daylight-saving change repeats is read (default:
+    /// refused).
+    pub ambiguous: Ambiguous,
+    /// `--epoch-unit`: the unit of epoch integers (default: by magnitude, where unambiguous).
+    pub epoch_unit: Option<EpochUnit>,
 }
 
 impl Default for ImportOptions {
@@ -78,6 +86,8 @@ impl Default for ImportOptions {
             symbol: None,
             symbol_pattern: None,
             tz: Tz::UTC,
+            ambiguous: Ambiguous::Refuse,
+            epoch_unit: None,
         }
     }
 }
@@ -110,8 +120,27 @@ pub enum RowError {
          M/D/YYYY[ H:MM[:SS]] or epoch seconds/ms/µs/ns)"
     )]
     BadTimestamp(String),
-    #[error("local time {value:?} does not exist in {tz} (skipped by a daylight-saving change)")]
+    #[error(
+        "local time {value:?} does not exist in {tz} (skipped by a daylight-saving change; \
+         refused whatever --ambiguous says)"
+    )]
     NonexistentLocalTime { value: String, tz: String },
+    #[error(
+        "local time {value:?} is ambiguous in {tz} (a daylight-saving change repeats it); \
+         --ambiguous earliest, latest or infer says which instant is meant"
+    )]
+    AmbiguousLocalTime { value: String, tz: String },
+    #[error(
+        "cannot infer which {value:?} is meant in {tz}: with --ambiguous infer the rows through \
+         a repeated hour must be in time order (the clock steps back once)"
+    )]
+    AmbiguousOrder { value: String, tz: String },
+    #[error(
+        "epoch integer {0} has no unit its magnitude tells (seconds are read from 1e8 to 1e10, \
+         milliseconds from 1e11 to 1e13, microseconds from 1e14 to 1e16, nanoseconds from 1e17: \
+         1973 to 2286 in each); give --epoch-unit s, ms, us or ns"
+    )]
+    AmbiguousEpoch(String),
     #[error("{0} is missing (null)")]
     Null(&'static str),
     #[error("has {found} fields but the header has {expected}")]
@@ -272,6 +301,25 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImportError> {
         }
     }
     Ok(())
+}
+
+/// Rows of one file's batches whose key an earlier row of the same file already gave (the
+/// writer keeps the later row), so an import can say how many rows it stores.
+pub fn repeated_keys(series: &[SeriesBatch]) -> usize {
+    let mut by_key: HashMap<&SeriesKey, Vec<i64>> = HashMap::new();
+    for s in series {
+        by_key
+            .entry(&s.key)
+            .or_default()
+            .extend(crate::batch::ts_column(&s.batch).values().iter());
+    }
+    by_key
+        .into_values()
+        .map(|mut ts| {
+            ts.sort_unstable();
+            ts.windows(2).filter(|w| w[0] == w[1]).count()
+        })
+        .sum()
 }
 
 /// Reads and validates one file; returns one [`SeriesBatch`] per symbol found, in order of first
@@ -648,5 +696,14 @@ fn ts_error(e: timestamp::TsError, value: String, tz: Tz) -> RowError {
             value,
             tz: tz.name().to_string(),
         },
+        timestamp::TsError::AmbiguousLocal => RowError::AmbiguousLocalTime {
+            value,
+            tz: tz.name().to_string(),
+        },
+        timestamp::TsError::AmbiguousOrder => RowError::AmbiguousOrder {
+            value,
+            tz: tz.name().to_string(),
+        },
+        timestamp::TsError::AmbiguousEpoch => RowError::AmbiguousEpoch(value),
     }
 }

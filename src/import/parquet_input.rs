@@ -10,7 +10,7 @@ use arrow::error::ArrowError;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::timestamp::{TsError, TsParser, epoch_to_micros};
+use super::timestamp::{TsError, TsParser};
 use super::{
     Columns, ImportError, ImportOptions, Location, RowError, Sink, file_symbol, float_to_trades,
     optional_f64, optional_trades, required_f64, ts_error,
@@ -122,7 +122,7 @@ pub(super) fn read_parquet(
         None => Some(file_symbol(path, opts)?),
     };
     let mut sink = Sink::new(opts.interval, symbol, rows_hint);
-    let mut ts_parser = TsParser::new(opts.tz);
+    let mut ts_parser = TsParser::new(opts.tz).with(opts.ambiguous, opts.epoch_unit);
     let mut rows_before: u64 = 0;
     for batch in reader {
         let batch = batch.map_err(|e| ImportError::malformed(path, e))?;
@@ -244,7 +244,9 @@ impl TsColumn {
                     }
                     TsKind::Date32 => v.checked_mul(MICROS_PER_DAY).ok_or_else(out_of_range),
                     TsKind::Date64 => v.checked_mul(1_000).ok_or_else(out_of_range),
-                    TsKind::Epoch => Ok(epoch_to_micros(v)),
+                    TsKind::Epoch => parser
+                        .epoch(v)
+                        .map_err(|e| ts_error(e, v.to_string(), parser.tz())),
                     TsKind::Text => unreachable!("text is decoded as TsColumn::Text"),
                 }
             }

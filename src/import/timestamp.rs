@@ -17,6 +17,73 @@ pub(crate) enum TsError {
     Unparsable,
     /// A naive local time that the time zone skips (a daylight-saving gap).
     NonexistentLocal,
+    /// A naive local time that happens twice (a daylight-saving fall-back), with no
+    /// [`Ambiguous`] choice given.
+    AmbiguousLocal,
+    /// With [`Ambiguous::Infer`]: the rows through a repeated hour are not in time order.
+    AmbiguousOrder,
+    /// An epoch integer whose unit its magnitude does not tell (see [`EpochUnit`]).
+    AmbiguousEpoch,
+}
+
+/// How a naive local time that happens twice (the hour a daylight-saving change repeats) is
+/// read. A local time the change skips is always refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ambiguous {
+    /// Refuse it: the text does not say which instant is meant.
+    #[default]
+    Refuse,
+    /// The earlier instant (the offset in force before the change).
+    Earliest,
+    /// The later instant (the offset after the change).
+    Latest,
+    /// From the order of the rows, as a time-ordered file goes: the first pass through the
+    /// repeated hour is before the change; once the wall clock steps back (or repeats), the
+    /// rest are after it. A second step back within the hour is refused.
+    Infer,
+}
+
+impl std::str::FromStr for Ambiguous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "refuse" => Ok(Ambiguous::Refuse),
+            "earliest" => Ok(Ambiguous::Earliest),
+            "latest" => Ok(Ambiguous::Latest),
+            "infer" => Ok(Ambiguous::Infer),
+            _ => Err(format!(
+                "{s:?} is not one of refuse, earliest, latest, infer"
+            )),
+        }
+    }
+}
+
+/// The unit of epoch integers. Without one the magnitude decides, but only where it is
+/// unambiguous: |v| in [1e8, 1e10) is seconds, [1e11, 1e13) milliseconds, [1e14, 1e16)
+/// microseconds, [1e17, 9.2e18] nanoseconds, so every unit covers 1973-03-03 to 2286-11-20
+/// (and the same span before 1970 for negative values). Anything else (`86400000`: a day in ms,
+/// or 1972 in seconds? `86400000000`: 1972 in ms, or year 4707 in seconds?) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochUnit {
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl std::str::FromStr for EpochUnit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "s" => Ok(EpochUnit::Seconds),
+            "ms" => Ok(EpochUnit::Millis),
+            "us" => Ok(EpochUnit::Micros),
+            "ns" => Ok(EpochUnit::Nanos),
+            _ => Err(format!("{s:?} is not one of s, ms, us, ns")),
+        }
+    }
 }
 
 /// Parses one timestamp into microseconds since the epoch (UTC); `None` if it is not one.
@@ -29,12 +96,12 @@ pub(crate) enum TsError {
 ///   by `Z` or an offset `+HH:MM` / `-HH:MM` / `+HHMM` / `+HH` (RFC 3339, and the pandas shape
 ///   `2013-01-01 22:00:00.295000+00:00`).
 /// - `M/D/YYYY`, `M/D/YYYY H:MM`, `M/D/YYYY H:MM:SS`, optionally with ` AM`/` PM` (US order).
-/// - An integer: epoch seconds, milliseconds, microseconds or nanoseconds chosen by magnitude
-///   (|v| < 1e11 seconds, < 1e14 milliseconds, < 1e17 microseconds, else nanoseconds).
+/// - An integer: epoch seconds, milliseconds, microseconds or nanoseconds, chosen by magnitude
+///   where that is unambiguous (see [`EpochUnit`]); other integers are refused.
 /// - Fallback through chrono: RFC 3339 and RFC 2822 in general, `YYYY/MM/DD[ HH:MM[:SS[.f]]]`.
 ///
-/// A date-time without an offset is a local time in `tz`. Where a daylight-saving change makes
-/// it ambiguous the earlier instant is taken; a local time the change skips is rejected.
+/// A date-time without an offset is a local time in `tz`. One that a daylight-saving change
+/// makes ambiguous, or skips, is rejected (the import's `--ambiguous` can resolve the former).
 pub fn parse_timestamp(s: &str, tz: Tz) -> Option<i64> {
     TsParser::new(tz).parse(s.as_bytes()).ok()
 }
@@ -49,6 +116,12 @@ pub(crate) struct TsParser {
     cached_day: i64,
     /// Offset (local minus UTC, µs) valid for the whole of `cached_day`.
     cached_offset: i64,
+    ambiguous: Ambiguous,
+    /// With [`Ambiguous::Infer`]: the last ambiguous local time read, its local day, and
+    /// whether the clock had stepped back (the rows are after the change).
+    infer: Option<(i64, i64, bool)>,
+    /// `None`: by magnitude.
+    epoch_unit: Option<EpochUnit>,
 }
 
 impl TsParser {
@@ -60,7 +133,17 @@ impl TsParser {
             is_utc,
             cached_day: i64::MIN,
             cached_offset: 0,
+            ambiguous: Ambiguous::Refuse,
+            infer: None,
+            epoch_unit: None,
         }
+    }
+
+    /// How ambiguous local times and epoch integers are read.
+    pub(crate) fn with(mut self, ambiguous: Ambiguous, epoch_unit: Option<EpochUnit>) -> Self {
+        self.ambiguous = ambiguous;
+        self.epoch_unit = epoch_unit;
+        self
     }
 
     pub(crate) fn tz(&self) -> Tz {
@@ -77,7 +160,7 @@ impl TsParser {
             return self.resolve(parsed);
         }
         if let Some(v) = parse_epoch(s) {
-            return Ok(v);
+            return self.epoch(v);
         }
         self.parse_fallback(s)
     }
@@ -111,15 +194,60 @@ impl TsParser {
         Ok(utc)
     }
 
-    fn local_to_utc_slow(&self, local_us: i64) -> Result<i64, TsError> {
+    /// An epoch integer in the configured unit, else by magnitude.
+    pub(crate) fn epoch(&self, v: i64) -> Result<i64, TsError> {
+        let unit = match self.epoch_unit {
+            Some(u) => u,
+            None => epoch_unit_of(v).ok_or(TsError::AmbiguousEpoch)?,
+        };
+        let us = match unit {
+            EpochUnit::Seconds => v.checked_mul(MICROS_PER_SECOND),
+            EpochUnit::Millis => v.checked_mul(1_000),
+            EpochUnit::Micros => Some(v),
+            EpochUnit::Nanos => Some(v.div_euclid(1_000)),
+        };
+        us.ok_or(TsError::Unparsable)
+    }
+
+    fn local_to_utc_slow(&mut self, local_us: i64) -> Result<i64, TsError> {
         let naive = DateTime::from_timestamp_micros(local_us)
             .ok_or(TsError::Unparsable)?
             .naive_utc();
         match self.tz.from_local_datetime(&naive) {
             LocalResult::Single(t) => Ok(t.timestamp_micros()),
-            LocalResult::Ambiguous(a, b) => Ok(a.timestamp_micros().min(b.timestamp_micros())),
+            LocalResult::Ambiguous(a, b) => {
+                let (a, b) = (a.timestamp_micros(), b.timestamp_micros());
+                let (earliest, latest) = (a.min(b), a.max(b));
+                match self.ambiguous {
+                    Ambiguous::Refuse => Err(TsError::AmbiguousLocal),
+                    Ambiguous::Earliest => Ok(earliest),
+                    Ambiguous::Latest => Ok(latest),
+                    Ambiguous::Infer => {
+                        let after = self.infer_after_change(local_us)?;
+                        Ok(if after { latest } else { earliest })
+                    }
+                }
+            }
             LocalResult::None => Err(TsError::NonexistentLocal),
         }
+    }
+
+    /// Whether an ambiguous local time, read in row order, is after the change: it is once the
+    /// wall clock stepped back (or repeated) within the same local day's repeated hour.
+    fn infer_after_change(&mut self, local_us: i64) -> Result<bool, TsError> {
+        let day = local_us.div_euclid(MICROS_PER_DAY);
+        let after = match self.infer {
+            Some((last_day, last, after)) if last_day == day && local_us <= last => {
+                if after {
+                    return Err(TsError::AmbiguousOrder);
+                }
+                true
+            }
+            Some((last_day, _, after)) if last_day == day => after,
+            _ => false,
+        };
+        self.infer = Some((day, local_us, after));
+        Ok(after)
     }
 
     /// The zone's offset (µs) at a local time, if that local time maps to exactly one instant.
@@ -373,7 +501,7 @@ fn parse_us(s: &[u8]) -> Option<Parsed> {
     civil_micros(y, mo, d, h, mi, sec, micros).map(Parsed::Local)
 }
 
-/// An integer epoch in s, ms, µs or ns, chosen by magnitude.
+/// An integer (an epoch in some unit).
 fn parse_epoch(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s.first()? {
         b'-' => (true, &s[1..]),
@@ -387,22 +515,23 @@ fn parse_epoch(s: &[u8]) -> Option<i64> {
     for &b in digits {
         v = v.checked_mul(10)?.checked_add(i64::from(digit(b)?))?;
     }
-    Some(epoch_to_micros(if neg { -v } else { v }))
+    Some(if neg { -v } else { v })
 }
 
-/// Interprets an epoch integer by magnitude: |v| < 1e11 seconds, < 1e14 milliseconds,
-/// < 1e17 microseconds, else nanoseconds (floored to µs).
-pub(crate) fn epoch_to_micros(v: i64) -> i64 {
+/// The unit an epoch integer's magnitude gives, where it gives one (see [`EpochUnit`]): each
+/// unit's band maps to 1973-03-03 .. 2286-11-20, and the bands leave gaps between them.
+pub(crate) fn epoch_unit_of(v: i64) -> Option<EpochUnit> {
+    const E8: u64 = 100_000_000;
     let a = v.unsigned_abs();
-    if a < 100_000_000_000 {
-        v * MICROS_PER_SECOND
-    } else if a < 100_000_000_000_000 {
-        v * 1_000
-    } else if a < 100_000_000_000_000_000 {
-        v
-    } else {
-        v.div_euclid(1_000)
-    }
+    [
+        (EpochUnit::Seconds, 1),
+        (EpochUnit::Millis, 1_000),
+        (EpochUnit::Micros, 1_000_000),
+        (EpochUnit::Nanos, 1_000_000_000),
+    ]
+    .into_iter()
+    .find(|&(_, scale)| a >= E8 * scale && a / scale < E8 * 100)
+    .map(|(unit, _)| unit)
 }
 
 #[cfg(test)]
@@ -544,10 +673,26 @@ mod tests {
             parser.parse(b"2021-03-14 01:59:00"),
             Ok(utc(2021, 3, 14, 6, 59, 0, 0))
         );
-        // 2021-11-07 01:30 happens twice: the earlier (EDT, UTC-4) is taken.
+        // 2021-11-07 01:30 happens twice: refused unless a choice is given.
+        assert_eq!(p("2021-11-07 01:30", NY), None);
         assert_eq!(
-            p("2021-11-07 01:30", NY),
-            Some(utc(2021, 11, 7, 5, 30, 0, 0))
+            parser.parse(b"2021-11-07 01:30"),
+            Err(TsError::AmbiguousLocal)
+        );
+        let mut earliest = TsParser::new(NY).with(Ambiguous::Earliest, None);
+        assert_eq!(
+            earliest.parse(b"2021-11-07 01:30"),
+            Ok(utc(2021, 11, 7, 5, 30, 0, 0))
+        );
+        let mut latest = TsParser::new(NY).with(Ambiguous::Latest, None);
+        assert_eq!(
+            latest.parse(b"2021-11-07 01:30"),
+            Ok(utc(2021, 11, 7, 6, 30, 0, 0))
+        );
+        assert_eq!(
+            latest.parse(b"2021-03-14 02:30"),
+            Err(TsError::NonexistentLocal),
+            "a skipped time is refused whatever the choice"
         );
         assert_eq!(
             p("2021-11-07 03:30", NY),
@@ -610,21 +755,56 @@ mod tests {
         assert_eq!(p(&(secs * 1_000).to_string(), NY), Some(t));
         assert_eq!(p(&t.to_string(), NY), Some(t));
         assert_eq!(p(&(t * 1_000 + 999).to_string(), NY), Some(t));
-        assert_eq!(p("0", UTC), Some(0));
-        assert_eq!(p("-86400", UTC), Some(-86_400_000_000));
-        // Magnitude boundaries.
-        assert_eq!(epoch_to_micros(99_999_999_999), 99_999_999_999_000_000);
-        assert_eq!(epoch_to_micros(100_000_000_000), 100_000_000_000_000);
-        assert_eq!(epoch_to_micros(99_999_999_999_999), 99_999_999_999_999_000);
-        assert_eq!(epoch_to_micros(100_000_000_000_000), 100_000_000_000_000);
+        // Band edges: each unit covers |v| in [1e8, 1e10) times its scale.
+        assert_eq!(epoch_unit_of(100_000_000), Some(EpochUnit::Seconds));
+        assert_eq!(epoch_unit_of(9_999_999_999), Some(EpochUnit::Seconds));
+        assert_eq!(epoch_unit_of(-100_000_000), Some(EpochUnit::Seconds));
+        assert_eq!(epoch_unit_of(10_000_000_000), None);
+        assert_eq!(epoch_unit_of(99_999_999_999), None);
+        assert_eq!(epoch_unit_of(100_000_000_000), Some(EpochUnit::Millis));
+        assert_eq!(epoch_unit_of(9_999_999_999_999), Some(EpochUnit::Millis));
+        assert_eq!(epoch_unit_of(10_000_000_000_000), None);
+        assert_eq!(epoch_unit_of(100_000_000_000_000), Some(EpochUnit::Micros));
+        assert_eq!(epoch_unit_of(10_000_000_000_000_000), None);
         assert_eq!(
-            epoch_to_micros(100_000_000_000_000_000),
-            100_000_000_000_000
+            epoch_unit_of(100_000_000_000_000_000),
+            Some(EpochUnit::Nanos)
         );
-        assert_eq!(epoch_to_micros(-1_500), -1_500_000_000);
+        assert_eq!(epoch_unit_of(i64::MAX), Some(EpochUnit::Nanos));
+        assert_eq!(epoch_unit_of(i64::MIN), Some(EpochUnit::Nanos));
+        assert_eq!(epoch_unit_of(0), None);
+        assert_eq!(epoch_unit_of(99_999_999), None);
+    }
+
+    /// Issue 16, point 11: `86400000` was read as seconds (1972-09-27) and `86400000000` as
+    /// year 4707. Neither magnitude tells its unit, so both are refused unless it is given.
+    #[test]
+    fn epochs_whose_magnitude_is_ambiguous_are_refused_unless_the_unit_is_given() {
+        let mut auto = TsParser::new(UTC);
+        for v in ["86400000", "86400000000", "0", "-86400"] {
+            assert_eq!(
+                auto.parse(v.as_bytes()),
+                Err(TsError::AmbiguousEpoch),
+                "{v}"
+            );
+        }
+        let with = |unit| TsParser::new(UTC).with(Ambiguous::Refuse, Some(unit));
+        let day = 86_400_000_000;
+        assert_eq!(with(EpochUnit::Millis).parse(b"86400000"), Ok(day));
+        assert_eq!(with(EpochUnit::Seconds).parse(b"86400"), Ok(day));
+        assert_eq!(with(EpochUnit::Micros).parse(b"86400000000"), Ok(day));
+        assert_eq!(with(EpochUnit::Nanos).parse(b"86400000000001"), Ok(day));
+        assert_eq!(with(EpochUnit::Seconds).parse(b"-86400"), Ok(-day));
+        assert_eq!(with(EpochUnit::Seconds).parse(b"0"), Ok(0));
+        // A given unit is used even where the magnitude would say another.
         assert_eq!(
-            epoch_to_micros(-100_000_000_000_000_001),
-            -100_000_000_000_001
+            with(EpochUnit::Millis).parse(b"1618999200"),
+            Ok(1_618_999_200_000)
+        );
+        assert_eq!(
+            with(EpochUnit::Seconds).parse(b"9223372036854775807"),
+            Err(TsError::Unparsable),
+            "overflow"
         );
         assert_eq!(p("99999999999999999999", UTC), None); // overflows i64
     }
@@ -666,5 +846,36 @@ mod tests {
         ] {
             assert_eq!(p(s, UTC), None, "{s:?}");
         }
+    }
+
+    #[test]
+    fn infer_reads_the_repeated_hour_in_row_order() {
+        let mut parser = TsParser::new(NY).with(Ambiguous::Infer, None);
+        let mut read = |t: &str| parser.parse(t.as_bytes());
+        assert_eq!(read("2021-11-07 00:59"), Ok(utc(2021, 11, 7, 4, 59, 0, 0)));
+        assert_eq!(read("2021-11-07 01:00"), Ok(utc(2021, 11, 7, 5, 0, 0, 0)));
+        assert_eq!(read("2021-11-07 01:59"), Ok(utc(2021, 11, 7, 5, 59, 0, 0)));
+        // The clock steps back: from here on, after the change (EST, UTC-5).
+        assert_eq!(read("2021-11-07 01:00"), Ok(utc(2021, 11, 7, 6, 0, 0, 0)));
+        assert_eq!(read("2021-11-07 01:30"), Ok(utc(2021, 11, 7, 6, 30, 0, 0)));
+        assert_eq!(read("2021-11-07 02:00"), Ok(utc(2021, 11, 7, 7, 0, 0, 0)));
+        // Hourly bars repeat the same wall-clock time.
+        let mut hourly = TsParser::new(NY).with(Ambiguous::Infer, None);
+        assert_eq!(
+            hourly.parse(b"2022-11-06 01:00"),
+            Ok(utc(2022, 11, 6, 5, 0, 0, 0))
+        );
+        assert_eq!(
+            hourly.parse(b"2022-11-06 01:00"),
+            Ok(utc(2022, 11, 6, 6, 0, 0, 0))
+        );
+        // Rows out of time order cannot be told apart: a second step back is refused.
+        let mut descending = TsParser::new(NY).with(Ambiguous::Infer, None);
+        assert!(descending.parse(b"2021-11-07 01:59").is_ok());
+        assert!(descending.parse(b"2021-11-07 01:58").is_ok());
+        assert_eq!(
+            descending.parse(b"2021-11-07 01:57"),
+            Err(TsError::AmbiguousOrder)
+        );
     }
 }

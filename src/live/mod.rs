@@ -65,9 +65,22 @@ pub struct RecoveryReport {
     pub records: usize,
     pub rows: u64,
     pub torn_tail_bytes: u64,
-    /// Damaged segments, moved aside: `(path, byte offsets, good records kept)`.
-    pub damaged: Vec<(String, Vec<u64>, usize)>,
+    /// Damaged segments whose copies are still kept aside (until an operator clears them).
+    pub damaged: Vec<DamageReport>,
     pub duration: Duration,
+}
+
+/// One damaged WAL segment, as `/v1/status` reports it.
+#[derive(Debug, Clone)]
+pub struct DamageReport {
+    /// The byte-exact copy of the segment as found.
+    pub path: String,
+    /// Byte offsets of the damage in it.
+    pub offsets: Vec<u64>,
+    /// Good records read from it (kept in the log).
+    pub records_kept: usize,
+    /// Found at this start, rather than kept from an earlier one.
+    pub new: bool,
 }
 
 /// Running totals for status and metrics.
@@ -174,12 +187,11 @@ impl Live {
             damaged: replay
                 .damaged
                 .iter()
-                .map(|d| {
-                    (
-                        d.moved_to.display().to_string(),
-                        d.offsets.clone(),
-                        d.recovered,
-                    )
+                .map(|d| DamageReport {
+                    path: d.moved_to.display().to_string(),
+                    offsets: d.offsets.clone(),
+                    records_kept: d.recovered,
+                    new: d.new,
                 })
                 .collect(),
             duration: started.elapsed(),

@@ -128,8 +128,9 @@ fn live_status(app: &App, store: &crate::Store) -> Value {
             "rows": recovery.rows,
             "duration_ms": recovery.duration.as_secs_f64() * 1000.0,
             "torn_tail_bytes": recovery.torn_tail_bytes,
-            "damaged_segments": recovery.damaged.iter().map(|(path, offsets, kept)| json!({
-                "moved_to": path, "offsets": offsets, "records_kept": kept,
+            "damaged_segments": recovery.damaged.iter().map(|d| json!({
+                "moved_to": d.path, "offsets": d.offsets, "records_kept": d.records_kept,
+                "new": d.new,
             })).collect::<Vec<_>>(),
         },
         "ingest": {

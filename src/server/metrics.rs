@@ -260,7 +260,7 @@ impl Metrics {
             (
                 "tickvault_wal_damaged_segments",
                 "gauge",
-                "WAL segments found damaged at start-up and moved aside.",
+                "Damaged WAL segments kept aside (found at this or an earlier start) until `tickvault wal clear-damage`.",
                 store.wal_damaged_segments.to_string(),
             ),
             (

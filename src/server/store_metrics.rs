@@ -100,6 +100,8 @@ mod tests {
             symbol: None,
             symbol_pattern: None,
             tz: chrono_tz::UTC,
+            ambiguous: Default::default(),
+            epoch_unit: None,
         });
         store.import_files(&[path], import, || {}).await.unwrap();
         for _ in 0..2 {

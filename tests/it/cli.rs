@@ -75,6 +75,9 @@ fn every_command_has_help() {
         vec!["symbols", "remove"],
         vec!["backfill"],
         vec!["delete"],
+        vec!["wal"],
+        vec!["wal", "damage"],
+        vec!["wal", "clear-damage"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");
@@ -444,4 +447,200 @@ async fn symbols_backfill_and_delete_from_the_command_line() {
     let out = ok(&run(&["symbols", "remove", "AAPL", "--purge"]).await);
     assert!(out.contains("deleted 75 rows"), "{out}");
     assert_eq!(sql_csv(&store, "SELECT count(*) AS n FROM bars"), "n\n0\n");
+}
+
+/// Issue 16, case 5: New York minutes 00:58-01:59, the repeated 01:00-01:59, then 02:00, on
+/// the day the clocks fall back (123 rows, 123 distinct instants).
+fn fall_back_csv(dir: &Path) -> PathBuf {
+    let mut csv = String::from("ts,open,high,low,close,volume\n");
+    let mut close = 0;
+    let mut push = |h: u32, m: u32| {
+        close += 1;
+        csv.push_str(&format!(
+            "2024-11-03 {h:02}:{m:02},1,{close},1,{close},10\n"
+        ));
+    };
+    push(0, 58);
+    push(0, 59);
+    for _ in 0..2 {
+        for m in 0..60 {
+            push(1, m);
+        }
+    }
+    push(2, 0);
+    let path = dir.join("fall.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn import_ny(store: &Path, file: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "import",
+        "--tz",
+        "America/New_York",
+        "--symbol",
+        "SPY",
+        "--interval",
+        "1m",
+    ];
+    args.extend_from_slice(extra);
+    args.push(file.to_str().unwrap());
+    tickvault(store, &args)
+}
+
+#[test]
+fn an_ambiguous_fall_back_hour_is_refused_unless_told_how_to_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = fall_back_csv(dir.path());
+
+    // By default: refused, naming the file, the line and the rule; nothing stored.
+    let store = dir.path().join("refused");
+    let out = import_ny(&store, &file, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("fall.csv line 4:")
+            && stderr.contains("\"2024-11-03 01:00\" is ambiguous in America/New_York")
+            && stderr.contains("--ambiguous"),
+        "{stderr}"
+    );
+    assert_eq!(sql_csv(&store, "SELECT count(*) AS n FROM bars"), "n\n0\n");
+
+    // infer: the first pass is EDT (UTC-4), the pass after the clock steps back EST (UTC-5).
+    let store = dir.path().join("infer");
+    let out = ok(&import_ny(&store, &file, &["--ambiguous", "infer"]));
+    assert!(
+        out.contains("imported 1 files, 123 rows, 1 symbols"),
+        "{out}"
+    );
+    assert_eq!(
+        sql_csv(&store, "SELECT count(DISTINCT ts) AS n FROM bars"),
+        "n\n123\n"
+    );
+    let at = |store: &Path, utc: &str| {
+        sql_csv(
+            store,
+            &format!(
+                "SELECT CAST(close AS BIGINT) AS close FROM bars WHERE ts = '{utc}'::timestamptz"
+            ),
+        )
+    };
+    assert_eq!(at(&store, "2024-11-03T04:58:00Z"), "close\n1\n");
+    assert_eq!(at(&store, "2024-11-03T05:00:00Z"), "close\n3\n");
+    assert_eq!(at(&store, "2024-11-03T06:00:00Z"), "close\n63\n");
+    assert_eq!(at(&store, "2024-11-03T06:59:00Z"), "close\n122\n");
+    assert_eq!(at(&store, "2024-11-03T07:00:00Z"), "close\n123\n");
+
+    // earliest / latest read both passes as the same instants: the count printed is the count
+    // stored, and the repeated keys are reported as such.
+    for (choice, first_0100) in [("earliest", "05:00"), ("latest", "06:00")] {
+        let store = dir.path().join(choice);
+        let out = ok(&import_ny(&store, &file, &["--ambiguous", choice]));
+        assert!(
+            out.contains(
+                "imported 1 files, 63 rows (60 more rows repeated a key earlier in their file \
+                 and replaced it), 1 symbols"
+            ),
+            "{choice}: {out}"
+        );
+        assert_eq!(
+            sql_csv(&store, "SELECT count(*) AS n FROM bars"),
+            "n\n63\n",
+            "{choice}"
+        );
+        // The later row of the file wins its key.
+        assert_eq!(
+            at(&store, &format!("2024-11-03T{first_0100}:00Z")),
+            "close\n63\n",
+            "{choice}"
+        );
+    }
+}
+
+#[test]
+fn a_local_time_the_spring_forward_skips_is_always_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spring.csv");
+    std::fs::write(
+        &file,
+        "ts,open,high,low,close,volume\n2024-03-10 01:59,1,1,1,1,1\n2024-03-10 02:30,1,1,1,1,1\n",
+    )
+    .unwrap();
+    for extra in [
+        &[][..],
+        &["--ambiguous", "earliest"],
+        &["--ambiguous", "infer"],
+    ] {
+        let out = import_ny(&dir.path().join("store"), &file, extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?}");
+        assert!(
+            stderr.contains("spring.csv line 3:")
+                && stderr.contains("\"2024-03-10 02:30\" does not exist in America/New_York"),
+            "{extra:?}: {stderr}"
+        );
+    }
+}
+
+/// Issue 16, point 11: `86400000` was read as seconds and `86400000000` as year 4707.
+#[test]
+fn epoch_integers_whose_unit_the_magnitude_does_not_tell_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, unit) in [("86400000", "ms"), ("86400000000", "us")] {
+        let file = dir.path().join(format!("e{value}.csv"));
+        std::fs::write(
+            &file,
+            format!("ts,open,high,low,close,volume\n{value},1,1,1,1,1\n"),
+        )
+        .unwrap();
+        let store = dir.path().join(format!("s{value}"));
+        let out = tickvault(&store, &["import", "--symbol", "X", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{value}");
+        assert!(
+            stderr.contains(&format!("e{value}.csv line 2: epoch integer {value}"))
+                && stderr.contains("--epoch-unit"),
+            "{stderr}"
+        );
+        // Told the unit, it is read in it: one day after the epoch.
+        let out = ok(&tickvault(
+            &store,
+            &[
+                "import",
+                "--symbol",
+                "X",
+                "--epoch-unit",
+                unit,
+                file.to_str().unwrap(),
+            ],
+        ));
+        assert!(out.contains("1 rows"), "{out}");
+        assert_eq!(
+            sql_csv(
+                &store,
+                "SELECT count(*) AS n FROM bars WHERE ts = '1970-01-02T00:00:00Z'::timestamptz"
+            ),
+            "n\n1\n",
+            "{unit}"
+        );
+    }
+    // A magnitude that does tell its unit needs no flag.
+    let file = dir.path().join("seconds.csv");
+    std::fs::write(
+        &file,
+        "ts,open,high,low,close,volume\n1618963200,1,1,1,1,1\n",
+    )
+    .unwrap();
+    let store = dir.path().join("seconds");
+    ok(&tickvault(
+        &store,
+        &["import", "--symbol", "X", file.to_str().unwrap()],
+    ));
+    assert_eq!(
+        sql_csv(
+            &store,
+            "SELECT count(*) AS n FROM bars WHERE ts = '2021-04-21'::timestamptz"
+        ),
+        "n\n1\n"
+    );
 }

@@ -729,3 +729,207 @@ async fn a_zero_query_cache_turns_the_cache_off() {
         assert!(!ask(&server, "SELECT count(*) FROM bars", "csv").await.0);
     }
 }
+
+// ---- a damaged WAL ----
+
+/// The WAL segments (`wal-*.log`) in `dir`, by name.
+fn wal_segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("wal-") && n.ends_with(".log")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Byte offsets of the records in a segment (header: magic, length u32 LE, CRC, LSN).
+fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 20 <= bytes.len() {
+        out.push(at);
+        at += 20 + u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+    }
+    out
+}
+
+fn wal_cli(wal: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tickvault"))
+        .arg("wal")
+        .args(["--wal-dir", wal.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Issue 16, case 2: five one-row writes, a byte flipped inside the third record, a restart.
+/// The restart used to report the damage but start again at LSN 1, so the next acknowledged
+/// writes reused LSNs 1-3 and the restart after that dropped them as duplicates (and forgot the
+/// damage). Now they get LSNs 6-8 and survive; the report lasts until an operator clears it.
+#[tokio::test]
+async fn writes_acknowledged_after_a_damaged_wal_restart_survive_the_next_restart() {
+    let wal = tempfile::tempdir().unwrap();
+    let object_store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let rows: Vec<Row> = (0..8)
+        .map(|i| row("SPY", "1m", T2021 + i * MINUTE, i as f64 + 1.0))
+        .collect();
+    let store = open(&object_store, wal.path()).await;
+    for (i, r) in rows[..5].iter().enumerate() {
+        let lsn = store
+            .ingest_batch(&bars(std::slice::from_ref(r)))
+            .await
+            .unwrap();
+        assert_eq!(lsn, i as u64 + 1);
+    }
+    drop(store);
+    let [segment] = wal_segments(wal.path()).try_into().unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let third = record_offsets(&bytes)[2];
+    bytes[third + 21] ^= 0x20; // inside its payload
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let store = open(&object_store, wal.path()).await;
+    let live = store.live().unwrap();
+    let damaged = &live.recovery().damaged;
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].records_kept, 4);
+    assert_eq!(damaged[0].offsets, vec![third as u64]);
+    assert!(damaged[0].new);
+    assert_eq!(live.wal_stats().next_lsn, 6, "no LSN is handed out twice");
+    let survivors: Vec<Row> = [0, 1, 3, 4].iter().map(|&i| rows[i].clone()).collect();
+    assert_eq!(contents(&store).await, model_of(&survivors));
+    for (i, r) in rows[5..].iter().enumerate() {
+        let lsn = store
+            .ingest_batch(&bars(std::slice::from_ref(r)))
+            .await
+            .unwrap();
+        assert_eq!(lsn, 6 + i as u64);
+    }
+    drop(store);
+
+    let mut want: Vec<Row> = survivors.clone();
+    want.extend_from_slice(&rows[5..]);
+    let store = open(&object_store, wal.path()).await;
+    assert_eq!(
+        contents(&store).await,
+        model_of(&want),
+        "acknowledged writes survive"
+    );
+    let damaged = &store.live().unwrap().recovery().damaged;
+    assert_eq!(damaged.len(), 1, "the damage is still reported");
+    assert!(!damaged[0].new);
+    assert_eq!(damaged[0].records_kept, 4);
+    // What the status shows.
+    let store = Arc::new(store);
+    let server = TestServer::start(Config::default(), Arc::clone(&store)).await;
+    let status = server.status().await;
+    let reported = &status["live"]["recovery"]["damaged_segments"];
+    assert_eq!(reported.as_array().unwrap().len(), 1, "{status}");
+    assert_eq!(reported[0]["records_kept"], 4);
+    assert_eq!(reported[0]["new"], false);
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("tickvault_wal_damaged_segments 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+    drop(store);
+
+    // The operator looks, then clears the report; the damaged bytes move to the archive.
+    let out = wal_cli(wal.path(), &["damage"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("1 damaged WAL segment(s)"), "{stdout}");
+    let archive = tempfile::tempdir().unwrap();
+    let out = wal_cli(
+        wal.path(),
+        &[
+            "clear-damage",
+            "--move-to",
+            archive.path().to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("cleared 1 damaged WAL segment(s)"),
+        "{stdout}"
+    );
+    let archived: Vec<_> = std::fs::read_dir(archive.path()).unwrap().collect();
+    assert_eq!(archived.len(), 1);
+    assert_eq!(
+        std::fs::read(archived[0].as_ref().unwrap().path()).unwrap(),
+        bytes
+    );
+    assert_eq!(wal_cli(wal.path(), &["damage"]).status.code(), Some(0));
+
+    let store = open(&object_store, wal.path()).await;
+    assert!(store.live().unwrap().recovery().damaged.is_empty());
+    assert_eq!(contents(&store).await, model_of(&want));
+}
+
+/// `tickvault ingest` sends a file in chunks; a refused row is named by its line in the file,
+/// not in the chunk the server saw.
+#[tokio::test]
+async fn ingest_errors_name_the_line_in_the_whole_file() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = crate::server::spawn_server(&dir.path().join("data"), "serve", &[]);
+    let run = |file: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tickvault"))
+            .arg("ingest")
+            .args(["--server", &base, "--chunk", "1KiB"])
+            .args(args)
+            .arg(file)
+            .env_remove("TICKVAULT_TOKEN")
+            .output()
+            .unwrap()
+    };
+    // NDJSON: line 37 of 50 has high below low.
+    let ndjson: String = (0..50)
+        .map(|m| {
+            let (high, low) = if m == 36 { (0.5, 1.0) } else { (2.0, 1.0) };
+            format!(
+                "{}\n",
+                ndjson_line("QQQ", &format!("2024-01-02T14:{m:02}:00Z"), high, low, 1.0)
+            )
+        })
+        .collect();
+    let file = dir.path().join("bars.ndjson");
+    std::fs::write(&file, ndjson).unwrap();
+    let out = run(&file, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 37:"), "{stderr}");
+    assert!(
+        !stderr.contains("chunk 1 of"),
+        "the bad line is past the first chunk: {stderr}"
+    );
+
+    // CSV: each chunk repeats the header; line 61 of the file (the 60th row) is bad.
+    let mut csv = String::from("date,open,high,low,close,volume\n");
+    for d in 0..100 {
+        let high = if d == 59 { "0.5" } else { "2" };
+        csv.push_str(&format!(
+            "{},1,{high},1,1.5,10\n",
+            chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap() + chrono::Days::new(d)
+        ));
+    }
+    let file = dir.path().join("iwm.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = run(&file, &["--symbol", "IWM", "--interval", "1d"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 61:"), "{stderr}");
+    assert!(!stderr.contains("chunk 1 of"), "{stderr}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
