@@ -745,7 +745,7 @@ fn nonexistent_local_time_is_an_error() {
         err(&p, &ny(Interval::M1, "G")),
         format!(
             "{} line 3: local time \"2021-03-14 02:30:00\" does not exist in America/New_York \
-             (skipped by a daylight-saving change)",
+             (skipped by a daylight-saving change; refused whatever --ambiguous says)",
             p.display()
         )
     );
