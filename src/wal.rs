@@ -579,8 +579,8 @@ struct Scan {
     /// Offset where the newest segment ends in a torn write.
     torn_at: Option<u64>,
     /// No record the file held can have an LSN at or above this: a good record's LSN + 1, and
-    /// for a damaged stretch of n bytes, n / HEADER LSNs past the good record before it
-    /// (LSNs within a segment run on by one, and a record takes at least HEADER bytes).
+    /// for damaged bytes ending the file, n bytes, n / HEADER LSNs past the good record before
+    /// them (LSNs within a segment run on by one, and a record takes at least HEADER bytes).
     lsn_bound: Lsn,
 }
 
@@ -654,18 +654,22 @@ fn scan_segment(bytes: &[u8], first_lsn: Lsn, newest: bool) -> Scan {
         let resume = (at + 1..bytes.len())
             .filter(|&i| bytes[i..].starts_with(&MAGIC))
             .find(|&i| frame_at(bytes, i).is_some());
-        let end = match resume {
-            Some(next) => next,
+        scan.damage.push(at as u64);
+        match resume {
+            // The good record after the damage has a higher LSN than any in it.
+            Some(next) => at = next,
             None if newest && is_torn(&bytes[at..]) => {
+                scan.damage.pop();
                 scan.torn_at = Some(at as u64);
                 break;
             }
-            None => bytes.len(),
-        };
-        scan.damage.push(at as u64);
-        let after = scan.records.last().map_or(first_lsn, |r| r.lsn + 1);
-        scan.lsn_bound = scan.lsn_bound.max(after + ((end - at) / HEADER) as u64);
-        at = end;
+            None => {
+                let after = scan.records.last().map_or(first_lsn, |r| r.lsn + 1);
+                let most = ((bytes.len() - at) / HEADER) as u64;
+                scan.lsn_bound = scan.lsn_bound.max(after + most);
+                break;
+            }
+        }
     }
     scan
 }
