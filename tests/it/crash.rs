@@ -208,6 +208,18 @@ async fn acknowledged_writes_survive_kill_9_at_random_moments() {
         let (mut child, base) = spawn_server(&store, "serve", &args);
         let seen = read_all(&base).await;
         verify(seed, round, &mut ledger.lock().unwrap(), &seen);
+        // A kill cuts writes short (torn), it never damages the WAL.
+        let status: Value = reqwest::get(format!("{base}/v1/status"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            status["live"]["recovery"]["damaged_segments"],
+            serde_json::json!([]),
+            "seed {seed}, round {round}: a kill was taken for damage"
+        );
         if round == ROUNDS {
             child.kill().unwrap();
             child.wait().unwrap();
