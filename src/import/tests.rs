@@ -752,6 +752,55 @@ fn nonexistent_local_time_is_an_error() {
 }
 
 #[test]
+fn ambiguous_local_time_is_an_error_unless_resolved_and_repeats_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "H.csv",
+        "time,open,high,low,close,volume\n\
+         2021-11-07 00:30:00,1,1,1,1,1\n\
+         2021-11-07 01:30:00,1,1,1,1,1\n\
+         2021-11-07 01:30:00,1,1,1,1,1\n",
+    );
+    let o = ny(Interval::M30, "H");
+    assert_eq!(
+        err(&p, &o),
+        format!(
+            "{} line 3: local time \"2021-11-07 01:30:00\" is ambiguous in America/New_York \
+             (a daylight-saving change repeats it); --ambiguous earliest, latest or infer says \
+             which instant is meant",
+            p.display()
+        )
+    );
+    let read = |ambiguous| {
+        read_file(
+            &p,
+            &ImportOptions {
+                ambiguous,
+                ..o.clone()
+            },
+        )
+        .unwrap()
+    };
+    // infer: the repeat is the second pass, after the change.
+    let inferred = read(Ambiguous::Infer);
+    assert_eq!(
+        tss(&inferred[0]),
+        [
+            utc(2021, 11, 7, 4, 30),
+            utc(2021, 11, 7, 5, 30),
+            utc(2021, 11, 7, 6, 30)
+        ]
+    );
+    assert_eq!(repeated_keys(&inferred), 0);
+    // earliest: both are the same instant, and the import counts the repeat.
+    let earliest = read(Ambiguous::Earliest);
+    assert_eq!(tss(&earliest[0])[1], utc(2021, 11, 7, 5, 30));
+    assert_eq!(repeated_keys(&earliest), 1);
+    assert_eq!(tss(&read(Ambiguous::Latest)[0])[2], utc(2021, 11, 7, 6, 30));
+}
+
+#[test]
 fn every_timestamp_shape_in_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let t = utc(2021, 4, 21, 13, 30);
