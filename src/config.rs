@@ -597,7 +597,11 @@ impl Config {
         }
         for (i, t) in self.tokens.iter().enumerate() {
             check_token(&t.token).map_err(|e| {
-                let name = t.name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default();
+                let name = t
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" {n:?}"))
+                    .unwrap_or_default();
                 Error::Invalid(format!(
                     "token {} of {} ({} scope{name}, value ***): {e}",
                     i + 1,

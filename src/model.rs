@@ -247,9 +247,7 @@ pub enum Rule {
     Misaligned(Interval),
     #[error("symbol {0:?} must be 1 to 32 printable characters without surrounding spaces")]
     BadSymbol(String),
-    #[error(
-        "symbol {symbol:?} contains U+{code_point:04X}, {kind}; a symbol must be visible text"
-    )]
+    #[error("symbol {symbol:?} contains U+{code_point:04X}, {kind}; a symbol must be visible text")]
     HiddenCharacter {
         symbol: String,
         code_point: u32,

@@ -327,7 +327,8 @@ impl Store {
         if self.live.as_ref().is_some_and(|l| l.read().rows() > 0) {
             self.transfer().await?;
         }
-        let summary = crate::delete::delete_range(&self.catalog, symbol, interval, start, end).await?;
+        let summary =
+            crate::delete::delete_range(&self.catalog, symbol, interval, start, end).await?;
         if let Some(live) = &self.live {
             let key = SeriesKey {
                 symbol: symbol.clone(),

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray,
-    UInt32Array,
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::compute::{cast, take_record_batch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, Schema, TimeUnit};
@@ -89,7 +88,12 @@ pub fn check_columns(schema: &Schema) -> Result<Columns, Error> {
             )));
         }
     }
-    let find = |name: &str| at[known.iter().position(|k| *k == name).expect("a bars column")];
+    let find = |name: &str| {
+        at[known
+            .iter()
+            .position(|k| *k == name)
+            .expect("a bars column")]
+    };
     let required =
         |name: &str| find(name).ok_or_else(|| Error::Column(format!("missing column {name:?}")));
     Ok(Columns {
@@ -112,9 +116,8 @@ pub fn check_columns(schema: &Schema) -> Result<Columns, Error> {
 pub fn split_bars(batch: &RecordBatch) -> Result<Vec<SeriesBatch>, Error> {
     let cols = check_columns(&batch.schema())?;
     let n = batch.num_rows();
-    let column_error = |name: &str, e: arrow::error::ArrowError| {
-        Error::Column(format!("column {name:?}: {e}"))
-    };
+    let column_error =
+        |name: &str, e: arrow::error::ArrowError| Error::Column(format!("column {name:?}: {e}"));
     let text = |i: usize, name: &str| -> Result<StringArray, Error> {
         Ok(cast(batch.column(i), &DataType::Utf8)
             .map_err(|e| column_error(name, e))?
@@ -145,11 +148,15 @@ pub fn split_bars(batch: &RecordBatch) -> Result<Vec<SeriesBatch>, Error> {
         None => arrow::array::new_null_array(&DataType::Float64, n),
     };
     let trades = match cols.trades {
-        Some(i) => cast(batch.column(i), &DataType::Int64).map_err(|e| column_error("trades", e))?,
+        Some(i) => {
+            cast(batch.column(i), &DataType::Int64).map_err(|e| column_error("trades", e))?
+        }
         None => arrow::array::new_null_array(&DataType::Int64, n),
     };
-    let f64s: Vec<&arrow::array::Float64Array> =
-        values.iter().map(|a| a.as_primitive::<Float64Type>()).collect();
+    let f64s: Vec<&arrow::array::Float64Array> = values
+        .iter()
+        .map(|a| a.as_primitive::<Float64Type>())
+        .collect();
     let vwaps = vwap.as_primitive::<Float64Type>();
     let trade_counts = trades.as_primitive::<Int64Type>();
 
@@ -208,18 +215,8 @@ pub fn split_bars(batch: &RecordBatch) -> Result<Vec<SeriesBatch>, Error> {
         } else {
             Some(trade_counts.value(row))
         };
-        check_bar(
-            key.interval,
-            ts,
-            v[0],
-            v[1],
-            v[2],
-            v[3],
-            v[4],
-            vwap,
-            count,
-        )
-        .map_err(|rule| bad(rule.to_string()))?;
+        check_bar(key.interval, ts, v[0], v[1], v[2], v[3], v[4], vwap, count)
+            .map_err(|rule| bad(rule.to_string()))?;
         ts_us.push(ts);
         groups.entry(key.clone()).or_default().push(row as u32);
         last = Some((row, key));
@@ -251,7 +248,12 @@ pub fn split_bars(batch: &RecordBatch) -> Result<Vec<SeriesBatch>, Error> {
 
 /// A timestamp in `unit` as µs; one finer than a microsecond, or past i64 µs, is refused.
 fn to_micros(v: i64, unit: TimeUnit) -> Result<i64, String> {
-    let out_of_range = || format!("ts {v} ({}) is outside the supported range", unit_name(unit));
+    let out_of_range = || {
+        format!(
+            "ts {v} ({}) is outside the supported range",
+            unit_name(unit)
+        )
+    };
     match unit {
         TimeUnit::Second => v.checked_mul(1_000_000).ok_or_else(out_of_range),
         TimeUnit::Millisecond => v.checked_mul(1_000).ok_or_else(out_of_range),
@@ -297,8 +299,14 @@ mod tests {
             ("ts", Arc::new(TimestampSecondArray::from(minutes))),
             ("open", Arc::new(Float32Array::from(vec![1.0; n]))),
             ("high", Arc::new(Int32Array::from(vec![2; n]))),
-            ("low", Arc::new(arrow::array::Float64Array::from(vec![0.5; n]))),
-            ("close", Arc::new(arrow::array::Float64Array::from(vec![1.5; n]))),
+            (
+                "low",
+                Arc::new(arrow::array::Float64Array::from(vec![0.5; n])),
+            ),
+            (
+                "close",
+                Arc::new(arrow::array::Float64Array::from(vec![1.5; n])),
+            ),
             ("volume", Arc::new(UInt64Array::from(vec![10; n]))),
         ]
     }
@@ -316,7 +324,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_column_or_the_row() {
-        let err = |cols: Vec<(&'static str, ArrayRef)>| split_bars(&batch(cols)).unwrap_err().to_string();
+        let err =
+            |cols: Vec<(&'static str, ArrayRef)>| split_bars(&batch(cols)).unwrap_err().to_string();
         let mut c = columns(2);
         c.remove(4);
         assert_eq!(err(c), "missing column \"high\"");
@@ -346,7 +355,10 @@ mod tests {
         assert_eq!(err(c), "row 2: open is null");
         let mut c = columns(2);
         c.push(("trades", Arc::new(UInt64Array::from(vec![u64::MAX, 1]))));
-        assert_eq!(err(c), "row 1: trades 18446744073709551615 does not fit a 64-bit integer");
+        assert_eq!(
+            err(c),
+            "row 1: trades 18446744073709551615 does not fit a 64-bit integer"
+        );
         let mut c = columns(2);
         c.push(("trades", Arc::new(Float32Array::from(vec![1.0; 2]))));
         assert!(err(c).contains("\"trades\" is Float32; it must be an integer"));

@@ -65,8 +65,10 @@ pub fn read_stream(body: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>), IpcErro
                 let fb = message
                     .header_as_record_batch()
                     .ok_or_else(|| at("a record batch message without its batch".into()))?;
-                let layouts: Vec<(&str, Layout)> =
-                    columns.iter().map(|c| (c.name.as_str(), c.layout)).collect();
+                let layouts: Vec<(&str, Layout)> = columns
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.layout))
+                    .collect();
                 check_batch(fb, &layouts, body.len()).map_err(at)?;
                 let batch = ipc::reader::read_record_batch(
                     &body,
@@ -228,18 +230,23 @@ fn check_schema(fb: ipc::Schema) -> Result<Vec<Column>, String> {
         let dictionary = match field.dictionary() {
             None => None,
             Some(d) => {
-                let index = d.indexType().ok_or_else(|| refuse("a dictionary without index type".into()))?;
+                let index = d
+                    .indexType()
+                    .ok_or_else(|| refuse("a dictionary without index type".into()))?;
                 if !matches!(index.bitWidth(), 8 | 16 | 32 | 64) {
-                    return Err(refuse(format!("a dictionary index of {} bits", index.bitWidth())));
+                    return Err(refuse(format!(
+                        "a dictionary index of {} bits",
+                        index.bitWidth()
+                    )));
                 }
                 if !matches!(layout, Layout::Offsets | Layout::View) {
                     return Err(refuse("a dictionary of non-text values".into()));
                 }
                 let id = d.id();
-                if let Some(other) = columns
-                    .iter()
-                    .find(|c| c.dictionary.is_some_and(|o| o.id == id && o.values != layout))
-                {
+                if let Some(other) = columns.iter().find(|c| {
+                    c.dictionary
+                        .is_some_and(|o| o.id == id && o.values != layout)
+                }) {
                     return Err(format!(
                         "columns {:?} and {name:?} share dictionary {id} with different types",
                         other.name
@@ -302,12 +309,16 @@ fn check_batch(
     body_len: usize,
 ) -> Result<(), String> {
     if fb.compression().is_some() {
-        return Err("compressed record batches are not accepted; send the stream uncompressed".into());
+        return Err(
+            "compressed record batches are not accepted; send the stream uncompressed".into(),
+        );
     }
     let rows = fb.length();
     // Every accepted type stores at least one byte a row (bit-packed validity aside).
     if rows < 0 || rows as u64 > body_len as u64 {
-        return Err(format!("a batch of {rows} rows in a body of {body_len} bytes"));
+        return Err(format!(
+            "a batch of {rows} rows in a body of {body_len} bytes"
+        ));
     }
     let nodes = fb.nodes().ok_or("a record batch without field nodes")?;
     let buffers = fb.buffers().ok_or("a record batch without buffers")?;
@@ -419,12 +430,22 @@ mod tests {
     #[test]
     fn reads_what_arrow_writes() {
         let b = batch(vec![
-            ("s", Arc::new(StringArray::from(vec![Some("a"), None, Some("c")]))),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+            ),
             (
                 "v",
-                Arc::new(StringViewArray::from(vec!["x", "longer than twelve bytes", "y"])),
+                Arc::new(StringViewArray::from(vec![
+                    "x",
+                    "longer than twelve bytes",
+                    "y",
+                ])),
             ),
-            ("f", Arc::new(Float64Array::from(vec![Some(1.0), None, Some(3.0)]))),
+            (
+                "f",
+                Arc::new(Float64Array::from(vec![Some(1.0), None, Some(3.0)])),
+            ),
             ("i", Arc::new(Int64Array::from(vec![1, 2, 3]))),
         ]);
         let (schema, batches) = read_stream(Bytes::from(stream(&b))).unwrap();
@@ -438,22 +459,32 @@ mod tests {
             "flag",
             Arc::new(arrow::array::BooleanArray::from(vec![true])) as ArrayRef,
         )]);
-        let e = read_stream(Bytes::from(stream(&b))).unwrap_err().to_string();
+        let e = read_stream(Bytes::from(stream(&b)))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"flag\"") && e.contains("Bool"), "{e}");
         let list = arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::Int32Type, _, _>(
             vec![Some(vec![Some(1)])],
         );
         let b = batch(vec![("l", Arc::new(list) as ArrayRef)]);
-        let e = read_stream(Bytes::from(stream(&b))).unwrap_err().to_string();
+        let e = read_stream(Bytes::from(stream(&b)))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"l\"") && e.contains("nested"), "{e}");
     }
 
     #[test]
     fn refuses_truncated_and_empty_bodies() {
-        let b = batch(vec![("i", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef)]);
+        let b = batch(vec![(
+            "i",
+            Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+        )]);
         let full = stream(&b);
         for len in [0, 3, 7, 12, full.len() / 2, full.len() - 9] {
-            assert!(read_stream(Bytes::copy_from_slice(&full[..len])).is_err(), "{len}");
+            assert!(
+                read_stream(Bytes::copy_from_slice(&full[..len])).is_err(),
+                "{len}"
+            );
         }
         // Without the end marker the stream still reads (as StreamReader does).
         assert!(read_stream(Bytes::copy_from_slice(&full[..full.len() - 8])).is_ok());

@@ -452,7 +452,14 @@ mod tests {
         let mut t = TierState::default();
         let write = |t: &mut TierState, lsn, rows: &[(i64, f64)]| {
             let batch = bars(rows);
-            t.apply(lsn, vec![SeriesBatch { key: key("A"), batch }], 0)
+            t.apply(
+                lsn,
+                vec![SeriesBatch {
+                    key: key("A"),
+                    batch,
+                }],
+                0,
+            )
         };
         write(&mut t, 1, &[(10, 5.0), (11, 6.0)]);
         // Transferred: the rows leave the tier, the latest price stays.

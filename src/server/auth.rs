@@ -122,10 +122,21 @@ mod tests {
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {
-        for v in ["Bearer s3cret", "bearer s3cret", "BEARER s3cret", "bEaReR   s3cret "] {
+        for v in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "bEaReR   s3cret ",
+        ] {
             assert_eq!(bearer_token(v), Some("s3cret"), "{v}");
         }
-        for v in ["Basic s3cret", "Bearer", "Bearer ", "Bearers3cret", "Token s3cret"] {
+        for v in [
+            "Basic s3cret",
+            "Bearer",
+            "Bearer ",
+            "Bearers3cret",
+            "Token s3cret",
+        ] {
             assert_eq!(bearer_token(v), None, "{v}");
         }
     }

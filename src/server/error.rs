@@ -188,9 +188,8 @@ const STORE_DIRS: [&str; 5] = ["bars", "_catalog", "_sync", "_tickvault", "_wal"
 /// (`bars/interval=1d/...`) and as `.../<file name>` otherwise, so a client learns nothing of
 /// the server's filesystem. Only paths of two components or more (`/a/b`) count.
 pub fn redact_paths(message: &str) -> String {
-    let starts_token = |prev: Option<char>| {
-        prev.is_none_or(|c| c.is_whitespace() || "\"'`([{<=,:".contains(c))
-    };
+    let starts_token =
+        |prev: Option<char>| prev.is_none_or(|c| c.is_whitespace() || "\"'`([{<=,:".contains(c));
     let ends_token = |c: char| c.is_whitespace() || "\"'`)]}>,".contains(c);
     let mut out = String::with_capacity(message.len());
     let mut rest = message;

@@ -1,8 +1,8 @@
 //! `/v1/sql` and `/v1/bars`: read-only SQL and the backtest loader, streamed.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde::Deserialize;
@@ -302,7 +302,12 @@ mod tests {
             let e = column_list(bad).unwrap_err();
             assert!(e.message().starts_with("columns:"), "{bad:?}: {e}");
         }
-        assert!(column_list("close,close").unwrap_err().message().contains("twice"));
+        assert!(
+            column_list("close,close")
+                .unwrap_err()
+                .message()
+                .contains("twice")
+        );
     }
 
     #[test]

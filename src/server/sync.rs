@@ -98,8 +98,7 @@ pub async fn track(
     State(app): State<App>,
     body: Result<Json<TrackRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) =
-        body.map_err(|e| body_rejection(e.status(), e.body_text()))?;
+    let Json(body) = body.map_err(|e| body_rejection(e.status(), e.body_text()))?;
     let syncer = app.syncer()?;
     let spec = make_spec(&app.config, body).map_err(|(field, e)| ApiError::bad_param(field, e))?;
     let answer = json!({

@@ -28,11 +28,20 @@ async fn live_server(config: Config, wal: &std::path::Path) -> (TestServer, Arc<
         live: Some(LiveOptions::new(wal)),
         ..Default::default()
     };
-    let store = Arc::new(Store::open_with_options("memory://", &options).await.unwrap());
+    let store = Arc::new(
+        Store::open_with_options("memory://", &options)
+            .await
+            .unwrap(),
+    );
     (TestServer::start(config, Arc::clone(&store)).await, store)
 }
 
-async fn post(server: &TestServer, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+async fn post(
+    server: &TestServer,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
     server
         .client
         .post(server.url(path))
@@ -69,14 +78,20 @@ fn varied_batch(first_day: i64, n: usize) -> RecordBatch {
             .with_timezone("UTC"),
         ),
         Arc::new(Float64Array::from(close.clone())),
-        Arc::new(Float64Array::from_iter_values(close.iter().map(|c| c + 1.0))),
-        Arc::new(Float64Array::from_iter_values(close.iter().map(|c| c - 1.0))),
+        Arc::new(Float64Array::from_iter_values(
+            close.iter().map(|c| c + 1.0),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            close.iter().map(|c| c - 1.0),
+        )),
         Arc::new(Float64Array::from(close.clone())),
         Arc::new(Float64Array::from(vec![1000.0; n])),
         Arc::new(Float64Array::from_iter(
             (0..n).map(|i| (i % 2 == 0).then_some(100.5 + i as f64)),
         )),
-        Arc::new(Int64Array::from_iter((0..n).map(|i| (i % 3 != 0).then_some(i as i64)))),
+        Arc::new(Int64Array::from_iter(
+            (0..n).map(|i| (i % 3 != 0).then_some(i as i64)),
+        )),
     ];
     let fields: Vec<Field> = [
         ("symbol", columns[0].data_type().clone(), false),
@@ -119,7 +134,10 @@ async fn arrow_bodies_with_flipped_bits_are_200_or_400_and_the_server_lives() {
     let bodies = [
         ipc(&[varied_batch(0, 12)]),
         ipc(&[varied_batch(0, 4), varied_batch(10, 5)]),
-        ipc(&[bars(&[row("SPY", "1d", T2021, 4.0), row("SPY", "1d", T2021 + DAY, 5.0)])]),
+        ipc(&[bars(&[
+            row("SPY", "1d", T2021, 4.0),
+            row("SPY", "1d", T2021 + DAY, 5.0),
+        ])]),
     ];
     for body in &bodies {
         let r = post(&server, "/v1/write", ARROW, body.clone()).await;
@@ -136,14 +154,18 @@ async fn arrow_bodies_with_flipped_bits_are_200_or_400_and_the_server_lives() {
         }
         let r = post(&server, "/v1/write", ARROW, body).await;
         let status = r.status();
-        let answer: Value = r.json().await.unwrap_or_else(|e| {
-            panic!("trial {trial}: {status} without a JSON body: {e}")
-        });
+        let answer: Value = r
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("trial {trial}: {status} without a JSON body: {e}"));
         match status {
             StatusCode::OK => ok += 1,
             StatusCode::BAD_REQUEST => {
                 refused += 1;
-                assert!(answer["error"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+                assert!(
+                    answer["error"].as_str().is_some_and(|m| !m.is_empty()),
+                    "{answer}"
+                );
             }
             other => panic!("trial {trial}: {other} {answer}"),
         }
@@ -190,7 +212,9 @@ async fn lengths_claiming_more_than_the_body_holds_are_refused_before_allocating
     const HUGE: i64 = 137_438_953_664;
     let rows = 7;
     let good = ipc(&[bars(
-        &(0..rows).map(|i| row("SPY", "1d", T2021 + i * DAY, 4.0)).collect::<Vec<_>>(),
+        &(0..rows)
+            .map(|i| row("SPY", "1d", T2021 + i * DAY, 4.0))
+            .collect::<Vec<_>>(),
     )]);
     let msgs = messages(&good);
     assert_eq!(msgs.len(), 2, "a schema and one batch");
@@ -198,7 +222,7 @@ async fn lengths_claiming_more_than_the_body_holds_are_refused_before_allocating
     let batch = arrow::ipc::root_as_message(&good[batch_meta.clone()]).unwrap();
     let body_len = batch.bodyLength();
     let rb = batch.header_as_record_batch().unwrap();
-    let last_buffer = rb.buffers().unwrap().iter().last().unwrap().length();
+    let last_buffer = rb.buffers().unwrap().iter().next_back().unwrap().length();
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     // The metadata length prefix.
     let mut b = good.clone();
@@ -212,13 +236,18 @@ async fn lengths_claiming_more_than_the_body_holds_are_refused_before_allocating
     let mut b = good.clone();
     let meta = &good[batch_meta.clone()];
     let needle = rows.to_le_bytes();
-    let first = (0..meta.len() - 7).find(|&i| meta[i..i + 8] == needle).unwrap();
+    let first = (0..meta.len() - 7)
+        .find(|&i| meta[i..i + 8] == needle)
+        .unwrap();
     b[batch_meta.start + first..batch_meta.start + first + 8].copy_from_slice(&HUGE.to_le_bytes());
     cases.push(("rows", b));
     // A buffer's length.
     let mut b = good.clone();
     let needle = last_buffer.to_le_bytes();
-    let last = (0..meta.len() - 7).rev().find(|&i| meta[i..i + 8] == needle).unwrap();
+    let last = (0..meta.len() - 7)
+        .rev()
+        .find(|&i| meta[i..i + 8] == needle)
+        .unwrap();
     b[batch_meta.start + last..batch_meta.start + last + 8].copy_from_slice(&HUGE.to_le_bytes());
     cases.push(("buffer", b));
     for (what, body) in cases {
@@ -230,7 +259,11 @@ async fn lengths_claiming_more_than_the_body_holds_are_refused_before_allocating
         .await;
         assert!(m.contains("Arrow IPC") && m.contains(what), "{what}: {m}");
     }
-    assert_eq!(store.live().unwrap().read().rows(), 0, "nothing was applied");
+    assert_eq!(
+        store.live().unwrap().read().rows(),
+        0,
+        "nothing was applied"
+    );
     assert_eq!(server.get("/health").await.status(), StatusCode::OK);
 }
 
@@ -271,11 +304,20 @@ async fn arrow_writes_are_as_strict_as_ndjson() {
         )
     };
     // Whole microseconds in nanoseconds are fine.
-    let r = post(&server, "/v1/write", ARROW, arrow_rows_body(base_columns(ns(0)))).await;
+    let r = post(
+        &server,
+        "/v1/write",
+        ARROW,
+        arrow_rows_body(base_columns(ns(0))),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     let mut cases: Vec<(Vec<u8>, &[&str])> = Vec::new();
     // A sub-microsecond timestamp is refused, not truncated, by row.
-    cases.push((arrow_rows_body(base_columns(ns(1))), &["row 3", "finer than a microsecond"]));
+    cases.push((
+        arrow_rows_body(base_columns(ns(1))),
+        &["row 3", "finer than a microsecond"],
+    ));
     // A column twice.
     let mut twice = base_columns(ns(0));
     twice.push(("close", Arc::new(Float64Array::from(vec![2.0; 3]))));
@@ -287,7 +329,10 @@ async fn arrow_writes_are_as_strict_as_ndjson() {
     // Trades past i64, by row.
     let mut big = base_columns(ns(0));
     big.push(("trades", Arc::new(UInt64Array::from(vec![1, 2, u64::MAX]))));
-    cases.push((arrow_rows_body(big), &["row 3", "trades 18446744073709551615"]));
+    cases.push((
+        arrow_rows_body(big),
+        &["row 3", "trades 18446744073709551615"],
+    ));
     // Float trades (NDJSON refuses 4.5 as trades too).
     let mut float_trades = base_columns(ns(0));
     float_trades.push(("trades", Arc::new(Float64Array::from(vec![1.0, 2.5, 3.0]))));
@@ -312,7 +357,10 @@ async fn arrow_writes_are_as_strict_as_ndjson() {
     }
     // Rows are numbered across the stream's batches.
     let first = bars(&[row("B", "1d", T2021, 4.0), row("B", "1d", T2021 + DAY, 4.0)]);
-    let second = bars(&[row("B", "1d", T2021 + 2 * DAY, 4.0), row("B", "1d", T2021 + 1, 4.0)]);
+    let second = bars(&[
+        row("B", "1d", T2021 + 2 * DAY, 4.0),
+        row("B", "1d", T2021 + 1, 4.0),
+    ]);
     let m = expect_error(
         post(&server, "/v1/write", ARROW, ipc(&[first, second])).await,
         StatusCode::BAD_REQUEST,
@@ -320,7 +368,11 @@ async fn arrow_writes_are_as_strict_as_ndjson() {
     )
     .await;
     assert!(m.contains("row 4") && m.contains("00:00 UTC"), "{m}");
-    assert_eq!(store.live().unwrap().read().rows(), 3, "only the good write");
+    assert_eq!(
+        store.live().unwrap().read().rows(),
+        3,
+        "only the good write"
+    );
 }
 
 #[tokio::test]
@@ -335,7 +387,12 @@ async fn metrics_labels_stay_bounded_whatever_methods_and_paths_are_sent() {
     let before = series(&server.get("/metrics").await.text().await.unwrap());
     for i in 0..60 {
         let method = Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
-        let r = server.client.request(method, server.url("/health")).send().await.unwrap();
+        let r = server
+            .client
+            .request(method, server.url("/health"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         let r = server.get(&format!("/no/such/route/{i}")).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
@@ -363,13 +420,32 @@ async fn every_rejection_is_a_json_error() {
     let server = TestServer::start(config, store).await;
     let get = |path: &'static str| server.get(path);
     // Query strings axum cannot read.
-    expect_error(get("/v1/bars?symbols=A&fill=maybe").await, StatusCode::BAD_REQUEST, "invalid_parameter").await;
-    expect_error(get("/v1/sql?q=%FF%FE").await, StatusCode::BAD_REQUEST, "invalid_parameter").await;
-    expect_error(get("/v1/sql?q=SELECT%201&q=SELECT%202").await, StatusCode::BAD_REQUEST, "invalid_parameter").await;
-    // A path parameter that is not UTF-8.
-    expect_error(get("/v1/bars/%FF%FE").await, StatusCode::BAD_REQUEST, "invalid_path").await;
     expect_error(
-        server.client.delete(server.url("/v1/symbols/%C3%28")).send().await.unwrap(),
+        get("/v1/bars?symbols=A&fill=maybe").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    )
+    .await;
+    expect_error(
+        get("/v1/sql?q=SELECT%201&q=SELECT%202").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    )
+    .await;
+    // A path parameter that is not UTF-8.
+    expect_error(
+        get("/v1/bars/%FF%FE").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_path",
+    )
+    .await;
+    expect_error(
+        server
+            .client
+            .delete(server.url("/v1/symbols/%C3%28"))
+            .send()
+            .await
+            .unwrap(),
         StatusCode::BAD_REQUEST,
         "invalid_path",
     )
@@ -377,14 +453,25 @@ async fn every_rejection_is_a_json_error() {
     // Unknown routes and methods.
     expect_error(get("/v2/nothing").await, StatusCode::NOT_FOUND, "not_found").await;
     expect_error(
-        server.client.put(server.url("/v1/sql")).send().await.unwrap(),
+        server
+            .client
+            .put(server.url("/v1/sql"))
+            .send()
+            .await
+            .unwrap(),
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
     )
     .await;
     // Bodies past max_body, as SQL and as JSON.
     expect_error(
-        server.client.post(server.url("/v1/sql")).body(vec![b' '; 4096]).send().await.unwrap(),
+        server
+            .client
+            .post(server.url("/v1/sql"))
+            .body(vec![b' '; 4096])
+            .send()
+            .await
+            .unwrap(),
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
     )
@@ -408,7 +495,10 @@ async fn every_rejection_is_a_json_error() {
 #[tokio::test]
 async fn column_lists_must_name_each_column_once() {
     let store = Arc::new(Store::open("memory://").await.unwrap());
-    store.write(&bars(&[row("A", "1d", T2021, 1.0)])).await.unwrap();
+    store
+        .write(&bars(&[row("A", "1d", T2021, 1.0)]))
+        .await
+        .unwrap();
     let server = TestServer::start(Config::default(), store).await;
     for path in [
         "/v1/bars/A?columns=close,close",
@@ -416,7 +506,12 @@ async fn column_lists_must_name_each_column_once() {
         "/v1/bars?symbols=A&columns=ts,close,ts",
         "/v1/bars?symbols=A&columns=,",
     ] {
-        let m = expect_error(server.get(path).await, StatusCode::BAD_REQUEST, "invalid_parameter").await;
+        let m = expect_error(
+            server.get(path).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+        )
+        .await;
         assert!(m.starts_with("columns:"), "{path}: {m}");
     }
     let r = server.get("/v1/bars/A?columns=ts,close&format=json").await;
@@ -444,7 +539,12 @@ async fn the_bearer_scheme_is_case_insensitive() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{scheme}");
     }
-    for value in ["Bearer n0tebook", "Bearer n0tebooks2", "Basic n0tebooks", "n0tebooks"] {
+    for value in [
+        "Bearer n0tebook",
+        "Bearer n0tebooks2",
+        "Basic n0tebooks",
+        "n0tebooks",
+    ] {
         let r = server
             .client
             .get(server.url("/v1/status"))
@@ -458,13 +558,20 @@ async fn the_bearer_scheme_is_case_insensitive() {
 }
 
 async fn latest_symbols(server: &TestServer) -> Vec<(String, String)> {
-    let r = server.post_sql("SELECT symbol, ts FROM latest ORDER BY symbol").await;
+    let r = server
+        .post_sql("SELECT symbol, ts FROM latest ORDER BY symbol")
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let rows: Value = r.json().await.unwrap();
     rows.as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["symbol"].as_str().unwrap().to_string(), r["ts"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["symbol"].as_str().unwrap().to_string(),
+                r["ts"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -503,8 +610,13 @@ async fn latest_never_shows_a_deleted_bar() {
     let r = delete("start=2024-01-03&end=2024-01-04").await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     let latest = latest_symbols(&server).await;
-    assert_eq!(latest, vec![("B".to_string(), "2024-01-03T00:00:00Z".to_string())]);
-    let r = server.post_sql("SELECT count(*) AS n FROM bars WHERE symbol = 'A'").await;
+    assert_eq!(
+        latest,
+        vec![("B".to_string(), "2024-01-03T00:00:00Z".to_string())]
+    );
+    let r = server
+        .post_sql("SELECT count(*) AS n FROM bars WHERE symbol = 'A'")
+        .await;
     assert_eq!(r.json::<Value>().await.unwrap()[0]["n"], 0);
     server.stop().await;
 }
@@ -513,7 +625,11 @@ async fn latest_never_shows_a_deleted_bar() {
 async fn symbols_with_hidden_characters_are_refused_at_every_entrance() {
     let wal = tempfile::tempdir().unwrap();
     let (server, store) = live_server(Config::default(), wal.path()).await;
-    for (symbol, code) in [("AA\u{200B}PL", "U+200B"), ("\u{202E}LPAA", "U+202E"), ("A\u{00A0}B", "U+00A0")] {
+    for (symbol, code) in [
+        ("AA\u{200B}PL", "U+200B"),
+        ("\u{202E}LPAA", "U+202E"),
+        ("A\u{00A0}B", "U+00A0"),
+    ] {
         let line = format!(
             r#"{{"symbol":"{symbol}","interval":"1d","ts":"2024-01-02T00:00:00Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}}"#
         );
@@ -540,10 +656,7 @@ async fn symbols_with_hidden_characters_are_refused_at_every_entrance() {
         )
         .await;
         assert!(m.contains("row 1") && m.contains(code), "{m}");
-        let encoded: String = symbol
-            .bytes()
-            .map(|b| format!("%{b:02X}"))
-            .collect();
+        let encoded: String = symbol.bytes().map(|b| format!("%{b:02X}")).collect();
         let m = expect_error(
             server.get(&format!("/v1/bars/{encoded}")).await,
             StatusCode::BAD_REQUEST,
@@ -561,9 +674,19 @@ async fn server_errors_show_no_absolute_paths() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let store = Arc::new(Store::open(root.to_str().unwrap()).await.unwrap());
-    store.write(&bars(&[row("A", "1d", T2021, 1.0)])).await.unwrap();
+    store
+        .write(&bars(&[row("A", "1d", T2021, 1.0)]))
+        .await
+        .unwrap();
     // A data file that vanished underneath the store: reading it fails on the server's side.
-    let file = store.catalog().snapshot().files().next().unwrap().path.clone();
+    let file = store
+        .catalog()
+        .snapshot()
+        .files()
+        .next()
+        .unwrap()
+        .path
+        .clone();
     std::fs::remove_file(root.join(&file)).unwrap();
     let server = TestServer::start(Config::default(), store).await;
     let r = server.post_sql("SELECT sum(close) FROM bars").await;
@@ -572,6 +695,9 @@ async fn server_errors_show_no_absolute_paths() {
     assert!(status.is_server_error(), "{status} {body}");
     let message = body["error"].as_str().unwrap();
     assert!(!message.contains(root.to_str().unwrap()), "{message}");
-    assert!(message.contains(&file), "the file is named relative to the store: {message}");
+    assert!(
+        message.contains(&file),
+        "the file is named relative to the store: {message}"
+    );
     server.stop().await;
 }
