@@ -440,3 +440,49 @@ pub async fn shutdown_signal() {
     }
     eprintln!("tickvault: shutting down; finishing requests in flight");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&brew), "other");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_handler_answers_a_json_500_counted_by_code() {
+        let app = App::new(Config::default());
+        let router = Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    if true {
+                        panic!("a bug");
+                    }
+                    "unreachable"
+                }),
+            )
+            .layer(middleware::from_fn(catch_panic))
+            .layer(middleware::from_fn_with_state(app.clone(), track))
+            .with_state(app.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        for _ in 0..2 {
+            let r = reqwest::get(format!("http://{addr}/boom")).await.unwrap();
+            assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["code"], error::PANIC_CODE, "{body}");
+        }
+        let text = app.metrics.render(&metrics::StoreGauges::default());
+        assert!(
+            text.contains("tickvault_errors_total{code=\"internal_panic\"} 2"),
+            "{text}"
+        );
+        server.abort();
+    }
+}
