@@ -134,7 +134,7 @@ impl FromStr for Interval {
         Interval::ALL
             .into_iter()
             .find(|i| i.as_str() == s)
-            .ok_or_else(|| Rule::UnknownInterval(s.to_string()))
+            .ok_or_else(|| Rule::UnknownInterval(shown(s)))
     }
 }
 
@@ -155,7 +155,7 @@ impl Symbol {
     pub fn new(s: &str) -> Result<Self, Rule> {
         if let Some((c, kind)) = s.chars().find_map(|c| hidden_kind(c).map(|k| (c, k))) {
             return Err(Rule::HiddenCharacter {
-                symbol: s.to_string(),
+                symbol: shown(s),
                 code_point: c as u32,
                 kind,
             });
@@ -171,7 +171,7 @@ impl Symbol {
         let printable = s.chars().all(|c| !c.is_control());
         let trimmed = s.trim() == s;
         if chars == 0 || chars > Self::MAX_CHARS || !printable || !trimmed {
-            return Err(Rule::BadSymbol(s.to_string()));
+            return Err(Rule::BadSymbol(shown(s)));
         }
         Ok(Symbol(s.to_string()))
     }
@@ -184,6 +184,15 @@ impl Symbol {
 impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A refused symbol as an error shows it: a long one is cut (an error must not echo megabytes).
+fn shown(s: &str) -> String {
+    const MAX: usize = 2 * Symbol::MAX_CHARS;
+    match s.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}...", &s[..end]),
+        None => s.to_string(),
     }
 }
 
@@ -472,6 +481,9 @@ mod tests {
         for s in ["Nestlé", "7203.T", "BRK B", "ÅÄÖ"] {
             assert!(Symbol::new(s).is_ok(), "{s:?}");
         }
+        // A long symbol is shown cut.
+        let e = Symbol::new(&"X".repeat(100_000)).unwrap_err().to_string();
+        assert!(e.len() < 200 && e.contains("XXX..."), "{e}");
         // What the store already holds still reads back.
         assert!(Symbol::stored("AA\u{200B}PL").is_ok());
         assert!(serde_json::from_str::<Symbol>("\"AA\\u200bPL\"").is_ok());

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, StringViewArray,
+    TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::compute::{cast, take_record_batch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, Schema, TimeUnit};
@@ -118,12 +119,7 @@ pub fn split_bars(batch: &RecordBatch) -> Result<Vec<SeriesBatch>, Error> {
     let n = batch.num_rows();
     let column_error =
         |name: &str, e: arrow::error::ArrowError| Error::Column(format!("column {name:?}: {e}"));
-    let text = |i: usize, name: &str| -> Result<StringArray, Error> {
-        Ok(cast(batch.column(i), &DataType::Utf8)
-            .map_err(|e| column_error(name, e))?
-            .as_string::<i32>()
-            .clone())
-    };
+    let text = |i: usize, name: &str| Text::new(batch.column(i)).map_err(|e| column_error(name, e));
     let symbols = text(cols.symbol, "symbol")?;
     let intervals = text(cols.interval, "interval")?;
     let ts_raw = batch.column(cols.ts);
@@ -169,19 +165,11 @@ pub fn split_bars(batch: &RecordBatch) -> Result<Vec<SeriesBatch>, Error> {
             message,
         };
         let null = |name: &str| bad(format!("{name} is null"));
-        let (Some(symbol), Some(interval)) = (
-            (!symbols.is_null(row)).then(|| symbols.value(row)),
-            (!intervals.is_null(row)).then(|| intervals.value(row)),
-        ) else {
-            return Err(null(if symbols.is_null(row) {
-                "symbol"
-            } else {
-                "interval"
-            }));
-        };
+        let symbol = symbols.get(row).ok_or_else(|| null("symbol"))?;
+        let interval = intervals.get(row).ok_or_else(|| null("interval"))?;
         let key = match &last {
             Some((prev, key))
-                if symbols.value(*prev) == symbol && intervals.value(*prev) == interval =>
+                if symbols.get(*prev) == Some(symbol) && intervals.get(*prev) == Some(interval) =>
             {
                 key.clone()
             }
@@ -244,6 +232,57 @@ pub fn split_bars(batch: &RecordBatch) -> Result<Vec<SeriesBatch>, Error> {
             Ok(SeriesBatch { key, batch })
         })
         .collect()
+}
+
+/// A text column read row by row, never materialized: a dictionary or string view column can
+/// point every row at one long value, so casting it to plain strings could allocate far more
+/// than the input holds (the values are checked as symbols and intervals, which are short).
+enum Text {
+    Plain(StringArray),
+    View(StringViewArray),
+    Dictionary { keys: Int64Array, values: Box<Text> },
+}
+
+impl Text {
+    fn new(array: &ArrayRef) -> Result<Self, arrow::error::ArrowError> {
+        if let Some(d) = array.as_any_dictionary_opt() {
+            let keys = cast(d.keys(), &DataType::Int64)?;
+            return Ok(Text::Dictionary {
+                keys: keys.as_primitive::<Int64Type>().clone(),
+                values: Box::new(Text::new(d.values())?),
+            });
+        }
+        if let Some(v) = array.as_string_view_opt() {
+            return Ok(Text::View(v.clone()));
+        }
+        // Utf8 as it is, LargeUtf8 as the same bytes with narrower offsets.
+        Ok(Text::Plain(
+            cast(array, &DataType::Utf8)?.as_string::<i32>().clone(),
+        ))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Text::Plain(a) => a.len(),
+            Text::View(a) => a.len(),
+            Text::Dictionary { keys, .. } => keys.len(),
+        }
+    }
+
+    /// The row's text; `None` when null (or a dictionary key points at no value).
+    fn get(&self, row: usize) -> Option<&str> {
+        if row >= self.len() {
+            return None;
+        }
+        match self {
+            Text::Plain(a) => (!a.is_null(row)).then(|| a.value(row)),
+            Text::View(a) => (!a.is_null(row)).then(|| a.value(row)),
+            Text::Dictionary { keys, values } => {
+                let key = (!keys.is_null(row)).then(|| keys.value(row))?;
+                values.get(usize::try_from(key).ok()?)
+            }
+        }
+    }
 }
 
 /// A timestamp in `unit` as µs; one finer than a microsecond, or past i64 µs, is refused.
@@ -320,6 +359,67 @@ mod tests {
         let b = &out[0].batch;
         assert_eq!(b.schema(), *FILE_SCHEMA);
         assert_eq!(crate::batch::ts_column(b).value(2), (T0 + 120) * 1_000_000);
+    }
+
+    #[test]
+    fn dictionary_and_view_text_is_read_row_by_row() {
+        let mut c = columns(3);
+        let symbols: arrow::array::DictionaryArray<arrow::datatypes::Int8Type> =
+            vec![Some("A"), Some("B"), Some("A")].into_iter().collect();
+        c[0].1 = Arc::new(symbols);
+        c[1].1 = Arc::new(StringViewArray::from(vec!["1m"; 3]));
+        let out = split_bars(&batch(c)).unwrap();
+        let keys: Vec<(&str, usize)> = out
+            .iter()
+            .map(|s| (s.key.symbol.as_str(), s.batch.num_rows()))
+            .collect();
+        assert_eq!(keys, vec![("A", 2), ("B", 1)]);
+        let mut c = columns(3);
+        let symbols: arrow::array::DictionaryArray<arrow::datatypes::Int8Type> =
+            vec![Some("A"), None, Some("A")].into_iter().collect();
+        c[0].1 = Arc::new(symbols);
+        assert_eq!(
+            split_bars(&batch(c)).unwrap_err().to_string(),
+            "row 2: symbol is null"
+        );
+    }
+
+    #[test]
+    fn text_pointing_every_row_at_one_long_value_is_never_expanded() {
+        // 1M rows whose symbols are all one 1 MiB value: expanded, 1 TiB.
+        let n = 1 << 20;
+        let minutes = || -> Vec<i64> { (0..n as i64).map(|i| T0 + 60 * i).collect() };
+        let keys = arrow::array::Int8Array::from(vec![0; n]);
+        let values = StringArray::from(vec!["X".repeat(1 << 20)]);
+        let symbols = arrow::array::DictionaryArray::<arrow::datatypes::Int8Type>::try_new(
+            keys,
+            Arc::new(values),
+        )
+        .unwrap();
+        let long = "Y".repeat(1 << 20);
+        let views = StringViewArray::from_iter_values(std::iter::repeat_n(long.as_str(), 4));
+        let mut c = columns(0);
+        c[0].1 = Arc::new(symbols);
+        c[1].1 = Arc::new(StringArray::from(vec!["1m"; n]));
+        c[2].1 = Arc::new(TimestampSecondArray::from(minutes()));
+        for v in &mut c[3..] {
+            v.1 = Arc::new(arrow::array::Int8Array::from(vec![1; n]));
+        }
+        let e = split_bars(&batch(c)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("row 1: symbol \"XXX") && e.len() < 300,
+            "{}",
+            &e[..300.min(e.len())]
+        );
+        // Views sharing one long string are read in place too.
+        let mut c = columns(4);
+        c[1].1 = Arc::new(views);
+        let e = split_bars(&batch(c)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("row 1: unknown interval \"YYY") && e.len() < 300,
+            "{}",
+            &e[..100]
+        );
     }
 
     #[test]
