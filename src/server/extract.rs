@@ -57,12 +57,12 @@ where
     }
 }
 
-/// A body axum could not read (too large, or not the JSON expected), as an API error.
+/// A body axum could not read, as an API error: 413 past `max_body`, else 400 (axum's 415 and
+/// 422 for JSON bodies included, as the API answers every other bad body).
 pub fn body_rejection(status: StatusCode, text: String) -> ApiError {
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-        s if s.is_server_error() => "internal",
-        _ => "invalid_body",
-    };
-    ApiError::new(status, code, text)
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "body_too_large", text),
+        s if s.is_server_error() => ApiError::new(status, "internal", text),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", text),
+    }
 }
