@@ -161,7 +161,11 @@ impl std::str::FromStr for Token {
             "write" => Scope::Write,
             other => return Err(format!("unknown token scope {other:?} (read or write)")),
         };
-        check_token(token)?;
+        // Only emptiness here: clap repeats a refused value in its error, so what a token is
+        // made of is checked by `Config::validate`, whose message never shows it.
+        if token.is_empty() {
+            return Err("empty token".into());
+        }
         Ok(Token {
             token: token.to_string(),
             scope,
@@ -804,17 +808,10 @@ mod tests {
             ("ab\u{7f}", "control"),
             ("pässwort", "non-ASCII"),
         ] {
-            let e = format!("write:{token}").parse::<Token>().unwrap_err();
-            assert!(e.contains(what) && !e.contains(token), "{e}");
+            let mut bad: Token = format!("write:{token}").parse().unwrap();
+            bad.name = Some("ci".into());
             let c = Config {
-                tokens: vec![
-                    "read:fine".parse().unwrap(),
-                    Token {
-                        token: token.into(),
-                        scope: Scope::Write,
-                        name: Some("ci".into()),
-                    },
-                ],
+                tokens: vec!["read:fine".parse().unwrap(), bad],
                 ..Config::default()
             };
             let e = c.validate().unwrap_err().to_string();
