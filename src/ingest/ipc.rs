@@ -181,17 +181,36 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// How a column's values are laid out in buffers, for the types accepted.
+/// How a column's values are laid out in buffers, for the types accepted, with the width in
+/// bytes of the typed buffer (arrow panics on a typed buffer whose length is not a multiple).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {
     /// Fixed-width values (integers, floats, timestamps): validity, values.
-    Fixed,
-    /// Strings with offsets: validity, offsets, bytes.
-    Offsets,
-    /// String views: validity, views, then a declared number of data buffers.
+    Fixed(usize),
+    /// Strings with offsets of this width: validity, offsets, bytes.
+    Offsets(usize),
+    /// String views (16 bytes each): validity, views, then a declared number of data buffers.
     View,
-    /// Dictionary keys: validity, keys (the values come in dictionary messages).
-    Keys,
+    /// Dictionary keys of this width: validity, keys (the values come in dictionary messages).
+    Keys(usize),
+}
+
+impl Layout {
+    /// The buffers a column of this layout takes (a view column adds its data buffers).
+    fn buffers(self) -> usize {
+        match self {
+            Layout::Fixed(_) | Layout::Keys(_) | Layout::View => 2,
+            Layout::Offsets(_) => 3,
+        }
+    }
+
+    /// The width of the typed second buffer (values, offsets, views or keys).
+    fn width(self) -> usize {
+        match self {
+            Layout::Fixed(w) | Layout::Offsets(w) | Layout::Keys(w) => w,
+            Layout::View => 16,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -239,7 +258,7 @@ fn check_schema(fb: ipc::Schema) -> Result<Vec<Column>, String> {
                         index.bitWidth()
                     )));
                 }
-                if !matches!(layout, Layout::Offsets | Layout::View) {
+                if !matches!(layout, Layout::Offsets(_) | Layout::View) {
                     return Err(refuse("a dictionary of non-text values".into()));
                 }
                 let id = d.id();
@@ -252,17 +271,16 @@ fn check_schema(fb: ipc::Schema) -> Result<Vec<Column>, String> {
                         other.name
                     ));
                 }
-                Some(Dictionary { id, values: layout })
+                Some((
+                    Dictionary { id, values: layout },
+                    index.bitWidth() as usize / 8,
+                ))
             }
         };
         columns.push(Column {
             name,
-            layout: if dictionary.is_some() {
-                Layout::Keys
-            } else {
-                layout
-            },
-            dictionary,
+            layout: dictionary.map_or(layout, |(_, width)| Layout::Keys(width)),
+            dictionary: dictionary.map(|(d, _)| d),
         });
     }
     Ok(columns)
@@ -279,23 +297,26 @@ fn value_layout(field: &ipc::Field) -> Result<Layout, String> {
             if !matches!(int.bitWidth(), 8 | 16 | 32 | 64) {
                 return Err(format!("an integer of {} bits", int.bitWidth()));
             }
-            Layout::Fixed
+            Layout::Fixed(int.bitWidth() as usize / 8)
         }
         Type::FloatingPoint => {
             let float = field.type_as_floating_point().ok_or_else(missing)?;
-            if !ipc::Precision::ENUM_VALUES.contains(&float.precision()) {
-                return Err(format!("a float of precision {:?}", float.precision()));
+            match float.precision() {
+                ipc::Precision::HALF => Layout::Fixed(2),
+                ipc::Precision::SINGLE => Layout::Fixed(4),
+                ipc::Precision::DOUBLE => Layout::Fixed(8),
+                other => return Err(format!("a float of precision {other:?}")),
             }
-            Layout::Fixed
         }
         Type::Timestamp => {
             let ts = field.type_as_timestamp().ok_or_else(missing)?;
             if !ipc::TimeUnit::ENUM_VALUES.contains(&ts.unit()) {
                 return Err(format!("a timestamp in unit {:?}", ts.unit()));
             }
-            Layout::Fixed
+            Layout::Fixed(8)
         }
-        Type::Utf8 | Type::LargeUtf8 => Layout::Offsets,
+        Type::Utf8 => Layout::Offsets(4),
+        Type::LargeUtf8 => Layout::Offsets(8),
         Type::Utf8View => Layout::View,
         other => return Err(format!("type {other:?}")),
     })
@@ -343,18 +364,14 @@ fn check_batch(
     let mut expected = 0usize;
     let mut counts = variadic.iter();
     for (_, layout) in columns {
-        expected += match layout {
-            Layout::Fixed | Layout::Keys => 2,
-            Layout::Offsets => 3,
-            Layout::View => {
-                let extra = *counts.next().expect("one count a view column");
-                let extra = usize::try_from(extra)
-                    .ok()
-                    .filter(|&e| e <= buffers.len())
-                    .ok_or_else(|| format!("a string view column with {extra} data buffers"))?;
-                2 + extra
-            }
-        };
+        expected += layout.buffers();
+        if *layout == Layout::View {
+            let extra = *counts.next().expect("one count a view column");
+            expected += usize::try_from(extra)
+                .ok()
+                .filter(|&e| e <= buffers.len())
+                .ok_or_else(|| format!("a string view column with {extra} data buffers"))?;
+        }
     }
     if buffers.len() != expected {
         return Err(format!(
@@ -393,11 +410,17 @@ fn check_batch(
                 "column {name:?}: a validity bitmap of {validity} bytes for {rows} rows"
             ));
         }
-        first_buffer += match layout {
-            Layout::Fixed | Layout::Keys => 2,
-            Layout::Offsets => 3,
-            Layout::View => 2 + *counts.next().expect("counted above") as usize,
-        };
+        let typed = buffers.get(first_buffer + 1).length() as u64;
+        if typed % layout.width() as u64 != 0 {
+            return Err(format!(
+                "column {name:?}: a buffer of {typed} bytes for values {} bytes wide",
+                layout.width()
+            ));
+        }
+        first_buffer += layout.buffers();
+        if *layout == Layout::View {
+            first_buffer += *counts.next().expect("counted above") as usize;
+        }
     }
     Ok(())
 }
@@ -471,6 +494,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("\"l\"") && e.contains("nested"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_typed_buffer_that_is_not_whole_values() {
+        // Offsets of three strings: 16 bytes at 0; claim 15 (arrow would panic on it).
+        let b = batch(vec![(
+            "s",
+            Arc::new(StringArray::from(vec!["a", "bb", "ccc"])) as ArrayRef,
+        )]);
+        let mut body = stream(&b);
+        let mut buffer = [0u8; 16];
+        buffer[8..].copy_from_slice(&16i64.to_le_bytes());
+        let at: Vec<usize> = (0..body.len() - 16)
+            .filter(|&i| body[i..i + 16] == buffer)
+            .collect();
+        assert_eq!(at.len(), 2, "the offsets buffer of each batch");
+        body[at[0] + 8..at[0] + 16].copy_from_slice(&15i64.to_le_bytes());
+        let e = read_stream(Bytes::from(body)).unwrap_err().to_string();
+        assert!(e.contains("\"s\"") && e.contains("15 bytes"), "{e}");
     }
 
     #[test]

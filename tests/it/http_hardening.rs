@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, DictionaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray, TimestampNanosecondArray, UInt64Array,
+    ArrayRef, DictionaryArray, Float64Array, Int64Array, LargeStringArray, RecordBatch,
+    StringArray, StringViewArray, TimestampMicrosecondArray, TimestampNanosecondArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Int8Type, Schema};
 use reqwest::{Method, StatusCode};
@@ -111,6 +111,38 @@ fn varied_batch(first_day: i64, n: usize) -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
+/// Minute bars with string-view symbols, large-string intervals and nanosecond timestamps.
+fn views_batch() -> RecordBatch {
+    let n = 6;
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "symbol",
+            Arc::new(StringViewArray::from(vec!["A SYMBOL LONGER THAN 12"; n])),
+        ),
+        ("interval", Arc::new(LargeStringArray::from(vec!["1m"; n]))),
+        (
+            "ts",
+            Arc::new(
+                TimestampNanosecondArray::from_iter_values(
+                    (0..n as i64).map(|i| (T2021 + i * 60_000_000) * 1000),
+                )
+                .with_timezone("UTC"),
+            ),
+        ),
+        ("open", Arc::new(Float64Array::from(vec![1.0; n]))),
+        ("high", Arc::new(Float64Array::from(vec![2.0; n]))),
+        ("low", Arc::new(Float64Array::from(vec![0.5; n]))),
+        ("close", Arc::new(Float64Array::from(vec![1.5; n]))),
+        ("volume", Arc::new(Int64Array::from(vec![10; n]))),
+    ];
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, a)| Field::new(*name, a.data_type().clone(), false))
+        .collect();
+    let arrays = columns.into_iter().map(|(_, a)| a).collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+}
+
 /// xorshift64*: a seeded generator, so a failure replays.
 struct Rng(u64);
 
@@ -138,14 +170,23 @@ async fn arrow_bodies_with_flipped_bits_are_200_or_400_and_the_server_lives() {
             row("SPY", "1d", T2021, 4.0),
             row("SPY", "1d", T2021 + DAY, 5.0),
         ])]),
+        ipc(&[views_batch()]),
     ];
     for body in &bodies {
         let r = post(&server, "/v1/write", ARROW, body.clone()).await;
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     }
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
     let (mut ok, mut refused) = (0, 0);
-    for trial in 0..400 {
+    // More with TICKVAULT_FUZZ_TRIALS (and another seed with TICKVAULT_FUZZ_SEED).
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mut rng = Rng(env("TICKVAULT_FUZZ_SEED", 0x5eed_1234_abcd_0001));
+    let trials = env("TICKVAULT_FUZZ_TRIALS", 2000) as usize;
+    for trial in 0..trials {
         let mut body = bodies[trial % bodies.len()].clone();
         let flips = 1 + rng.below(4);
         for _ in 0..flips {
@@ -170,7 +211,8 @@ async fn arrow_bodies_with_flipped_bits_are_200_or_400_and_the_server_lives() {
             other => panic!("trial {trial}: {other} {answer}"),
         }
     }
-    assert!(refused > 100, "{ok} accepted, {refused} refused");
+    assert!(refused > trials / 4, "{ok} accepted, {refused} refused");
+    eprintln!("{trials} damaged bodies: {ok} accepted, {refused} refused with 400");
     assert_eq!(server.get("/health").await.status(), StatusCode::OK);
     let metrics = server.get("/metrics").await.text().await.unwrap();
     assert!(!metrics.contains("internal_panic"), "{metrics}");
