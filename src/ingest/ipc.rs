@@ -411,7 +411,7 @@ fn check_batch(
             ));
         }
         let typed = buffers.get(first_buffer + 1).length() as u64;
-        if typed % layout.width() as u64 != 0 {
+        if !typed.is_multiple_of(layout.width() as u64) {
             return Err(format!(
                 "column {name:?}: a buffer of {typed} bytes for values {} bytes wide",
                 layout.width()
