@@ -188,10 +188,15 @@ async fn arrow_bodies_with_flipped_bits_are_200_or_400_and_the_server_lives() {
     let trials = env("TICKVAULT_FUZZ_TRIALS", 2000) as usize;
     for trial in 0..trials {
         let mut body = bodies[trial % bodies.len()].clone();
-        let flips = 1 + rng.below(4);
-        for _ in 0..flips {
-            let bit = rng.below(body.len() * 8);
-            body[bit / 8] ^= 1 << (bit % 8);
+        // Odd trials flip bits; even ones overwrite bytes with values lengths and counts are
+        // made of (all ones, a sign bit, zero, anything).
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(body.len());
+            if trial % 2 == 1 {
+                body[at] ^= 1 << rng.below(8);
+            } else {
+                body[at] = [0xff, 0x7f, 0x80, 0x00, rng.next() as u8][rng.below(5)];
+            }
         }
         let r = post(&server, "/v1/write", ARROW, body).await;
         let status = r.status();
