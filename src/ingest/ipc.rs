@@ -3,11 +3,13 @@
 //! arrow-ipc trusts what a stream declares: a flipped bit in a length makes it allocate that
 //! length (an abort, not an error), and a few malformed layouts reach its panics. So every
 //! message is framed and checked here first, against the body it must come from: metadata and
-//! body lengths, each buffer's range, each column's node and validity bitmap, the number of
-//! buffers for the column types. Only flat columns of the types a bar can use are accepted
-//! (integers, floats, timestamps, text, dictionary-encoded text), and compressed bodies are
-//! refused (a decompressor can be made to write any amount). What passes is decoded by
-//! arrow-ipc with full validation, zero-copy from the body, so nothing allocated exceeds it.
+//! body lengths, each buffer's range and that it holds whole values, each column's row and null
+//! counts and validity bitmap, the number of buffers for the column types. Only flat columns of
+//! the types a bar can use are accepted (integers, floats, timestamps, text, string views,
+//! dictionary-encoded text); compressed bodies are refused (a decompressor can be made to write
+//! any amount) and so are delta dictionaries (each would copy the dictionary again). What passes
+//! is decoded by arrow-ipc with full validation, zero-copy from the body, so nothing allocated
+//! exceeds it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
