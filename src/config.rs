@@ -161,6 +161,8 @@ impl std::str::FromStr for Token {
             "write" => Scope::Write,
             other => return Err(format!("unknown token scope {other:?} (read or write)")),
         };
+        // Only emptiness here: clap repeats a refused value in its error, so what a token is
+        // made of is checked by `Config::validate`, whose message never shows it.
         if token.is_empty() {
             return Err("empty token".into());
         }
@@ -170,6 +172,33 @@ impl std::str::FromStr for Token {
             name: None,
         })
     }
+}
+
+/// Refuses a token no client could send: a bearer token travels in an HTTP header, so it must
+/// be visible ASCII without spaces. The message never repeats the token.
+fn check_token(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err("empty token".into());
+    }
+    if let Some((at, c)) = token
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_graphic())
+    {
+        let what = if c.is_whitespace() {
+            "whitespace"
+        } else if c.is_ascii_control() {
+            "a control character"
+        } else {
+            "a non-ASCII character"
+        };
+        return Err(format!(
+            "the token has {what} at character {}; a token must be visible ASCII (no spaces) \
+             to be sent as Authorization: Bearer <token>",
+            at + 1
+        ));
+    }
+    Ok(())
 }
 
 /// A byte count written with an optional unit: `1048576`, `512KiB`, `16MiB`, `1GiB`, `10MB`.
@@ -570,8 +599,20 @@ impl Config {
         if self.follow_interval.0.is_nan() || self.follow_interval.0 <= 0.0 {
             return Err(Error::Invalid("follow_interval must be positive".into()));
         }
-        if self.tokens.iter().any(|t| t.token.is_empty()) {
-            return Err(Error::Invalid("a token is empty".into()));
+        for (i, t) in self.tokens.iter().enumerate() {
+            check_token(&t.token).map_err(|e| {
+                let name = t
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" {n:?}"))
+                    .unwrap_or_default();
+                Error::Invalid(format!(
+                    "token {} of {} ({} scope{name}, value ***): {e}",
+                    i + 1,
+                    self.tokens.len(),
+                    t.scope.as_str()
+                ))
+            })?;
         }
         Ok(())
     }
@@ -757,5 +798,28 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("listen"));
         assert!("admin:x".parse::<Token>().is_err());
         assert_eq!("read:abc".parse::<Token>().unwrap().scope, Scope::Read);
+    }
+
+    #[test]
+    fn tokens_that_cannot_travel_in_a_header_are_refused_without_showing_them() {
+        for (token, what) in [
+            ("ab cd", "whitespace"),
+            ("abcd\t", "whitespace"),
+            ("ab\u{7f}", "control"),
+            ("pässwort", "non-ASCII"),
+        ] {
+            let mut bad: Token = format!("write:{token}").parse().unwrap();
+            bad.name = Some("ci".into());
+            let c = Config {
+                tokens: vec!["read:fine".parse().unwrap(), bad],
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("token 2 of 2") && e.contains("\"ci\"") && e.contains(what),
+                "{e}"
+            );
+            assert!(!e.contains(token), "the message shows the token: {e}");
+        }
     }
 }

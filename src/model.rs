@@ -114,10 +114,11 @@ impl From<Interval> for String {
     }
 }
 
+/// Deserialized symbols come from the store's own records (catalog, registry, sync log).
 impl TryFrom<String> for Symbol {
     type Error = Rule;
     fn try_from(s: String) -> Result<Self, Rule> {
-        Symbol::new(&s)
+        Symbol::stored(&s)
     }
 }
 
@@ -133,11 +134,11 @@ impl FromStr for Interval {
         Interval::ALL
             .into_iter()
             .find(|i| i.as_str() == s)
-            .ok_or_else(|| Rule::UnknownInterval(s.to_string()))
+            .ok_or_else(|| Rule::UnknownInterval(shown(s)))
     }
 }
 
-/// A ticker as the provider spells it: 1 to 32 printable characters, no surrounding spaces.
+/// A ticker as the provider spells it: 1 to 32 visible characters, no surrounding spaces.
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -147,12 +148,30 @@ pub struct Symbol(String);
 impl Symbol {
     pub const MAX_CHARS: usize = 32;
 
+    /// A symbol given to the store (import, write, API, provider, CLI): besides the rules of
+    /// [`Symbol::stored`], no character that does not show or that changes how text around it
+    /// shows (control, format such as U+200B or U+202E, line or paragraph separators, spaces
+    /// other than U+0020), so two symbols that look alike are alike.
     pub fn new(s: &str) -> Result<Self, Rule> {
+        if let Some((c, kind)) = s.chars().find_map(|c| hidden_kind(c).map(|k| (c, k))) {
+            return Err(Rule::HiddenCharacter {
+                symbol: shown(s),
+                code_point: c as u32,
+                kind,
+            });
+        }
+        Self::stored(s)
+    }
+
+    /// A symbol read back from what the store wrote (catalog, WAL, file paths), under the rules
+    /// it was written with: a store written before [`Symbol::new`] refused hidden characters
+    /// still opens.
+    pub fn stored(s: &str) -> Result<Self, Rule> {
         let chars = s.chars().count();
         let printable = s.chars().all(|c| !c.is_control());
         let trimmed = s.trim() == s;
         if chars == 0 || chars > Self::MAX_CHARS || !printable || !trimmed {
-            return Err(Rule::BadSymbol(s.to_string()));
+            return Err(Rule::BadSymbol(shown(s)));
         }
         Ok(Symbol(s.to_string()))
     }
@@ -166,6 +185,55 @@ impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A refused symbol as an error shows it: a long one is cut (an error must not echo megabytes).
+fn shown(s: &str) -> String {
+    const MAX: usize = 2 * Symbol::MAX_CHARS;
+    match s.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}...", &s[..end]),
+        None => s.to_string(),
+    }
+}
+
+/// What a character is when it does not show as itself: Unicode control (Cc), format (Cf, such
+/// as U+200B zero-width space or U+202E right-to-left override), line and paragraph separators
+/// (Zl, Zp) and spaces other than U+0020.
+fn hidden_kind(c: char) -> Option<&'static str> {
+    /// The format characters (Cf) of Unicode 16.
+    const FORMAT: [(u32, u32); 20] = [
+        (0x00AD, 0x00AD),
+        (0x0600, 0x0605),
+        (0x061C, 0x061C),
+        (0x06DD, 0x06DD),
+        (0x070F, 0x070F),
+        (0x0890, 0x0891),
+        (0x08E2, 0x08E2),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x202A, 0x202E),
+        (0x2060, 0x206F),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+    ];
+    let u = c as u32;
+    Some(match c {
+        _ if c.is_control() => "a control character",
+        '\u{2028}' => "a line separator",
+        '\u{2029}' => "a paragraph separator",
+        _ if FORMAT.iter().any(|&(lo, hi)| (lo..=hi).contains(&u)) => {
+            "an invisible formatting character"
+        }
+        _ if c.is_whitespace() && c != ' ' => "a space other than U+0020",
+        _ => return None,
+    })
 }
 
 /// A validation rule a bar broke. The message names the rule; callers add where (file and line,
@@ -188,6 +256,12 @@ pub enum Rule {
     Misaligned(Interval),
     #[error("symbol {0:?} must be 1 to 32 printable characters without surrounding spaces")]
     BadSymbol(String),
+    #[error("symbol {symbol:?} contains U+{code_point:04X}, {kind}; a symbol must be visible text")]
+    HiddenCharacter {
+        symbol: String,
+        code_point: u32,
+        kind: &'static str,
+    },
     #[error("timestamp is outside the supported range")]
     TimestampOutOfRange,
 }
@@ -384,6 +458,35 @@ mod tests {
         for s in ["", " AAPL", "A\nB", &"X".repeat(33)] {
             assert!(Symbol::new(s).is_err(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn hidden_characters_are_refused_by_code_point() {
+        for (s, code) in [
+            ("AA\u{200B}PL", "U+200B"),
+            ("\u{202E}LPAA", "U+202E"),
+            ("AAPL\u{FEFF}X", "U+FEFF"),
+            ("A\u{00A0}B", "U+00A0"),
+            ("A\u{2028}B", "U+2028"),
+            ("A\u{2029}B", "U+2029"),
+            ("A\u{0007}B", "U+0007"),
+            ("A\u{E0041}", "U+E0041"),
+            ("A\u{00AD}B", "U+00AD"),
+        ] {
+            let e = Symbol::new(s).unwrap_err();
+            assert!(matches!(e, Rule::HiddenCharacter { .. }), "{s:?}: {e}");
+            assert!(e.to_string().contains(code), "{s:?}: {e}");
+        }
+        // Visible non-ASCII text and inner spaces stay allowed.
+        for s in ["Nestlé", "7203.T", "BRK B", "ÅÄÖ"] {
+            assert!(Symbol::new(s).is_ok(), "{s:?}");
+        }
+        // A long symbol is shown cut.
+        let e = Symbol::new(&"X".repeat(100_000)).unwrap_err().to_string();
+        assert!(e.len() < 200 && e.contains("XXX..."), "{e}");
+        // What the store already holds still reads back.
+        assert!(Symbol::stored("AA\u{200B}PL").is_ok());
+        assert!(serde_json::from_str::<Symbol>("\"AA\\u200bPL\"").is_ok());
     }
 
     #[test]

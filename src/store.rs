@@ -1,26 +1,24 @@
 //! The library's front door: open a store, write bars, run SQL, load bars for backtests, and
 //! the maintenance jobs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{cast, take_record_batch};
-use arrow::datatypes::DataType;
+use arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, col, lit};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
-use crate::batch::{SeriesBatch, SeriesKey, check_batch};
+use crate::batch::{SeriesBatch, SeriesKey};
 use crate::catalog::{self, Catalog};
 use crate::import::{self, ImportOptions};
 use crate::live::{self, Live, LiveOptions};
 use crate::maintenance::{self, CheckReport, CompactSummary, GcSummary, SeriesStats};
-use crate::model::{BARS_SCHEMA, FILE_SCHEMA, Interval, Symbol};
+use crate::model::{BARS_SCHEMA, Interval, Symbol};
 use crate::query::{self, QueryEngine};
 use crate::storage::{
     self, DiskCache, OpenedStore, RequestCounts, RequestStats, StoreSettings, StoreUrl,
@@ -333,7 +331,16 @@ impl Store {
         if self.live.as_ref().is_some_and(|l| l.read().rows() > 0) {
             self.transfer().await?;
         }
-        Ok(crate::delete::delete_range(&self.catalog, symbol, interval, start, end).await?)
+        let summary =
+            crate::delete::delete_range(&self.catalog, symbol, interval, start, end).await?;
+        if let Some(live) = &self.live {
+            let key = SeriesKey {
+                symbol: symbol.clone(),
+                interval,
+            };
+            live.forget_deleted(&key, start, end);
+        }
+        Ok(summary)
     }
 
     /// Imports files (CSV, gzip CSV, Parquet) as one commit: all or nothing. Files are parsed in
@@ -465,7 +472,7 @@ impl Store {
     }
 }
 
-/// Splits a `bars`-schema batch into per-series file-schema batches, validating every row.
+/// An error naming a column `bars` does not have, and the ones it has.
 fn unknown_column(name: &str) -> Error {
     let known: Vec<&str> = BARS_SCHEMA
         .fields()
@@ -478,70 +485,11 @@ fn unknown_column(name: &str) -> Error {
     ))
 }
 
+/// Splits a `bars`-schema batch into per-series file-schema batches, validating every row.
 pub(crate) fn split_bars_batch(batch: &RecordBatch) -> Result<Vec<SeriesBatch>> {
-    let schema = batch.schema();
-    let column = |name: &str, required: bool| -> Result<Option<Arc<dyn Array>>> {
-        match schema.index_of(name) {
-            Ok(i) => Ok(Some(Arc::clone(batch.column(i)))),
-            Err(_) if !required => Ok(None),
-            Err(_) => Err(Error::InvalidInput(format!("missing column {name:?}"))),
-        }
-    };
-    let as_strings = |name: &str| -> Result<Vec<Option<String>>> {
-        let array = column(name, true)?.expect("required");
-        let array = cast(&array, &DataType::Utf8)
-            .map_err(|e| Error::InvalidInput(format!("column {name}: {e}")))?;
-        Ok(array
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect())
-    };
-    let symbols = as_strings("symbol")?;
-    let intervals = as_strings("interval")?;
-    let mut groups: BTreeMap<SeriesKey, Vec<u32>> = BTreeMap::new();
-    for row in 0..batch.num_rows() {
-        let bad = |message: String| Error::InvalidRow {
-            row: row + 1,
-            message,
-        };
-        let symbol = symbols[row]
-            .as_deref()
-            .ok_or_else(|| bad("symbol is null".into()))?;
-        let symbol = Symbol::new(symbol).map_err(|e| bad(e.to_string()))?;
-        let interval = intervals[row]
-            .as_deref()
-            .ok_or_else(|| bad("interval is null".into()))?;
-        let interval: Interval = interval
-            .parse()
-            .map_err(|e: crate::model::Rule| bad(e.to_string()))?;
-        groups
-            .entry(SeriesKey { symbol, interval })
-            .or_default()
-            .push(row as u32);
-    }
-    // The value columns, cast to the file schema's types.
-    let mut columns = Vec::with_capacity(FILE_SCHEMA.fields().len());
-    for field in FILE_SCHEMA.fields() {
-        let array = match column(field.name(), !field.is_nullable())? {
-            Some(a) => cast(&a, field.data_type())
-                .map_err(|e| Error::InvalidInput(format!("column {}: {e}", field.name())))?,
-            None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
-        };
-        columns.push(array);
-    }
-    let values = RecordBatch::try_new(FILE_SCHEMA.clone(), columns)
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    let mut out = Vec::with_capacity(groups.len());
-    for (key, rows) in groups {
-        let indices = UInt32Array::from(rows.clone());
-        let part =
-            take_record_batch(&values, &indices).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        check_batch(key.interval, &part).map_err(|(i, rule)| Error::InvalidRow {
-            row: rows[i] as usize + 1,
-            message: rule.to_string(),
-        })?;
-        out.push(SeriesBatch { key, batch: part });
-    }
-    Ok(out)
+    use crate::ingest::arrow_rows::{Error as E, split_bars};
+    split_bars(batch).map_err(|e| match e {
+        E::Column(message) => Error::InvalidInput(message),
+        E::Row { row, message } => Error::InvalidRow { row, message },
+    })
 }

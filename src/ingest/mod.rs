@@ -1,6 +1,8 @@
 //! Bodies of `POST /v1/write`: NDJSON, CSV or an Arrow IPC stream, parsed into validated series
 //! batches. Any bad row refuses the whole body with its line (or row) and the rule it broke.
 
+pub mod arrow_rows;
+pub mod ipc;
 pub mod send;
 
 use std::borrow::Cow;
@@ -8,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use arrow::compute::concat_batches;
-use arrow::ipc::reader::StreamReader;
+use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::batch::{BarBuilder, SeriesBatch, SeriesKey};
@@ -57,18 +59,18 @@ pub struct CsvParams {
 /// them as it reads).
 pub fn parse_body(
     format: BodyFormat,
-    body: &[u8],
+    body: Bytes,
     csv: &CsvParams,
 ) -> Result<Vec<SeriesBatch>, BodyError> {
     match format {
-        BodyFormat::Ndjson => parse_ndjson(body),
+        BodyFormat::Ndjson => parse_ndjson(&body),
         BodyFormat::Csv => {
             let options = ImportOptions {
                 interval: csv.interval.unwrap_or(Interval::D1),
                 symbol: csv.symbol.clone(),
                 ..ImportOptions::default()
             };
-            read_csv_bytes(Path::new("body"), body, &options).map_err(|e| BodyError(e.to_string()))
+            read_csv_bytes(Path::new("body"), &body, &options).map_err(|e| BodyError(e.to_string()))
         }
         BodyFormat::Arrow => parse_arrow(body),
     }
@@ -177,17 +179,14 @@ pub fn parse_ndjson(body: &[u8]) -> Result<Vec<SeriesBatch>, BodyError> {
         .collect())
 }
 
-/// An Arrow IPC stream in the `bars` schema (vwap and trades may be missing; other numeric and
-/// timestamp types are cast). Errors name the 1-based row across the stream's batches.
-pub fn parse_arrow(body: &[u8]) -> Result<Vec<SeriesBatch>, BodyError> {
-    let reader = StreamReader::try_new(body, None)
-        .map_err(|e| BodyError(format!("not an Arrow IPC stream: {e}")))?;
-    let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| BodyError(format!("Arrow IPC stream: {e}")))?;
+/// An Arrow IPC stream in the `bars` schema (vwap and trades may be missing; integer and float
+/// types convert to the stored ones exactly). The stream is checked against the body before it
+/// is decoded ([`ipc`]); errors name the 1-based row across the stream's batches.
+pub fn parse_arrow(body: Bytes) -> Result<Vec<SeriesBatch>, BodyError> {
+    let (schema, batches) = ipc::read_stream(body).map_err(|e| BodyError(e.to_string()))?;
+    arrow_rows::check_columns(&schema).map_err(|e| BodyError(e.to_string()))?;
     let all = concat_batches(&schema, &batches).map_err(|e| BodyError(e.to_string()))?;
-    crate::store::split_bars_batch(&all).map_err(|e| BodyError(e.to_string()))
+    arrow_rows::split_bars(&all).map_err(|e| BodyError(e.to_string()))
 }
 
 #[cfg(test)]

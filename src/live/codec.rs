@@ -53,7 +53,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<SeriesBatch>, String> {
             }
             Ok(column.value(0).to_string())
         };
-        let symbol = Symbol::new(&text(0)?).map_err(|e| e.to_string())?;
+        let symbol = Symbol::stored(&text(0)?).map_err(|e| e.to_string())?;
         let interval: Interval = text(1)?
             .parse()
             .map_err(|e: crate::model::Rule| e.to_string())?;

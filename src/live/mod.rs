@@ -304,6 +304,14 @@ impl Live {
         )
     }
 
+    /// See [`TierState::forget_deleted`].
+    pub fn forget_deleted(&self, key: &crate::batch::SeriesKey, start: i64, end: i64) {
+        self.state
+            .write()
+            .expect("tier lock")
+            .forget_deleted(key, start, end);
+    }
+
     /// A read lock on the tier (queries hold it while they pick the series they need).
     pub fn read(&self) -> RwLockReadGuard<'_, TierState> {
         self.state.read().expect("tier lock")

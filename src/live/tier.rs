@@ -85,6 +85,14 @@ impl SeriesRows {
     pub fn chunks(&self) -> &[RecordBatch] {
         &self.chunks
     }
+
+    /// Whether a row with this ts is held.
+    fn holds(&self, ts: i64) -> bool {
+        let i = self.chunks.partition_point(|c| bounds(c).1 < ts);
+        self.chunks
+            .get(i)
+            .is_some_and(|c| ts_column(c).values().binary_search(&ts).is_ok())
+    }
 }
 
 /// The rows of one generation.
@@ -179,6 +187,28 @@ impl TierState {
             _ => {
                 self.latest.insert(key.symbol.clone(), candidate);
             }
+        }
+    }
+
+    /// After `[start, end)` of `key`'s series was deleted from Parquet: drops the symbol's latest
+    /// price if it came from a deleted bar (one the tier does not hold again since), so
+    /// `latest` never shows a bar that is gone. The symbol is back with its next write.
+    pub fn forget_deleted(&mut self, key: &SeriesKey, start: i64, end: i64) {
+        let Some(latest) = self.latest.get(&key.symbol) else {
+            return;
+        };
+        if latest.interval != key.interval || !(start..end).contains(&latest.ts) {
+            return;
+        }
+        let held = self
+            .frozen
+            .iter()
+            .map(|g| g.as_ref())
+            .chain([&self.active])
+            .filter_map(|g| g.series.get(key))
+            .any(|rows| rows.holds(latest.ts));
+        if !held {
+            self.latest.remove(&key.symbol);
         }
     }
 
@@ -414,5 +444,42 @@ mod tests {
             9,
         );
         assert_eq!(t.latest[&Symbol::new("A").unwrap()].close, 6.5);
+    }
+
+    #[test]
+    fn a_deleted_bar_is_no_longer_the_latest_price() {
+        let a = Symbol::new("A").unwrap();
+        let mut t = TierState::default();
+        let write = |t: &mut TierState, lsn, rows: &[(i64, f64)]| {
+            let batch = bars(rows);
+            t.apply(
+                lsn,
+                vec![SeriesBatch {
+                    key: key("A"),
+                    batch,
+                }],
+                0,
+            )
+        };
+        write(&mut t, 1, &[(10, 5.0), (11, 6.0)]);
+        // Transferred: the rows leave the tier, the latest price stays.
+        let frozen = t.freeze(1);
+        t.release(&frozen);
+        assert_eq!(t.latest[&a].ts, 11 * MIN);
+        // A delete that misses the bar, or is of another interval, keeps it.
+        t.forget_deleted(&key("A"), 0, 11 * MIN);
+        let daily = SeriesKey {
+            symbol: a.clone(),
+            interval: Interval::D1,
+        };
+        t.forget_deleted(&daily, 0, 100 * MIN);
+        assert_eq!(t.latest[&a].ts, 11 * MIN);
+        // One that covers it drops it.
+        t.forget_deleted(&key("A"), 11 * MIN, 12 * MIN);
+        assert!(!t.latest.contains_key(&a));
+        // A bar written again after the delete is held by the tier, so it stays.
+        write(&mut t, 2, &[(11, 7.0)]);
+        t.forget_deleted(&key("A"), 11 * MIN, 12 * MIN);
+        assert_eq!(t.latest[&a].close, 7.0);
     }
 }

@@ -34,9 +34,42 @@ async fn check(app: &App, needed: Scope, request: Request, next: Next) -> Respon
     }
 }
 
+/// A configured token as the server compares it: its SHA-256, so comparing takes the same time
+/// whatever the token's length or content.
+pub struct TokenDigest {
+    digest: [u8; 32],
+    scope: Scope,
+}
+
+impl TokenDigest {
+    pub fn all(tokens: &[crate::config::Token]) -> Vec<TokenDigest> {
+        tokens
+            .iter()
+            .map(|t| TokenDigest {
+                digest: sha256(t.token.as_bytes()),
+                scope: t.scope,
+            })
+            .collect()
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 7235) and may be followed by any number of spaces.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn authorize(app: &App, needed: Scope, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    let tokens = &app.config.tokens;
-    if tokens.is_empty() {
+    if app.config.tokens.is_empty() {
         return Ok(());
     }
     let unauthorized = |msg: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg);
@@ -46,16 +79,14 @@ fn authorize(app: &App, needed: Scope, headers: &axum::http::HeaderMap) -> Resul
     let presented = value
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        .and_then(bearer_token)
         .ok_or_else(|| unauthorized("the Authorization header must be: Bearer <token>"))?;
-    // Compare against every token in constant time, so timing tells nothing about a token.
+    // Digests of equal length compared in full against every token: the time taken tells
+    // nothing about any token, its length included.
+    let presented = sha256(presented.as_bytes());
     let mut granted = None;
-    for t in tokens {
-        if constant_time_eq(t.token.as_bytes(), presented.as_bytes()) {
+    for t in &app.token_digests {
+        if constant_time_eq(&t.digest, &presented) {
             granted = Some(t.scope);
         }
     }
@@ -74,21 +105,39 @@ fn authorize(app: &App, needed: Scope, headers: &axum::http::HeaderMap) -> Resul
     Ok(())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::*;
 
     #[test]
     fn token_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(&sha256(b"abc"), &sha256(b"abc")));
+        assert!(!constant_time_eq(&sha256(b"abc"), &sha256(b"abd")));
+        assert!(!constant_time_eq(&sha256(b"abc"), &sha256(b"abcd")));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for v in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "bEaReR   s3cret ",
+        ] {
+            assert_eq!(bearer_token(v), Some("s3cret"), "{v}");
+        }
+        for v in [
+            "Basic s3cret",
+            "Bearer",
+            "Bearer ",
+            "Bearers3cret",
+            "Token s3cret",
+        ] {
+            assert_eq!(bearer_token(v), None, "{v}");
+        }
     }
 }

@@ -16,6 +16,9 @@ pub struct ApiError {
     pub retry_after_secs: Option<u64>,
 }
 
+/// The code of a response to a request whose handler panicked.
+pub const PANIC_CODE: &str = "internal_panic";
+
 /// Put on error responses so the metrics layer can count errors by code.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
@@ -152,10 +155,14 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        let message = if self.status.is_server_error() {
+            // The log keeps the full message; the client gets no server paths.
             tracing::warn!(code = self.code, "{}", self.message);
-        }
-        let body = serde_json::json!({ "error": self.message, "code": self.code });
+            redact_paths(&self.message)
+        } else {
+            self.message
+        };
+        let body = serde_json::json!({ "error": message, "code": self.code });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response
@@ -170,5 +177,91 @@ impl IntoResponse for ApiError {
         }
         response.extensions_mut().insert(ErrorCode(self.code));
         response
+    }
+}
+
+/// Top-level directories of a store (and of the WAL beside it): a path through one is shown from
+/// there on.
+const STORE_DIRS: [&str; 5] = ["bars", "_catalog", "_sync", "_tickvault", "_wal"];
+
+/// A message with every absolute filesystem path shown relative to the store when it lies in one
+/// (`bars/interval=1d/...`) and as `.../<file name>` otherwise, so a client learns nothing of
+/// the server's filesystem. Only paths of two components or more (`/a/b`) count.
+pub fn redact_paths(message: &str) -> String {
+    let starts_token =
+        |prev: Option<char>| prev.is_none_or(|c| c.is_whitespace() || "\"'`([{<=,:".contains(c));
+    let ends_token = |c: char| c.is_whitespace() || "\"'`)]}>,".contains(c);
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    let mut prev: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        let path_start = c == '/'
+            && starts_token(prev)
+            && rest[1..]
+                .chars()
+                .next()
+                .is_some_and(|n| n.is_alphanumeric() || "._-".contains(n));
+        if path_start {
+            let len = rest.find(ends_token).unwrap_or(rest.len());
+            // Punctuation that ends a sentence or a message part is not part of the path.
+            let path = rest[..len].trim_end_matches([':', '.', ';']);
+            let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+            if parts.len() >= 2 {
+                match parts.iter().rposition(|p| STORE_DIRS.contains(p)) {
+                    Some(i) => out.push_str(&parts[i..].join("/")),
+                    None => {
+                        out.push_str(".../");
+                        out.push_str(parts[parts.len() - 1]);
+                    }
+                }
+            } else {
+                out.push_str(path);
+            }
+            prev = path.chars().last();
+            rest = &rest[path.len()..];
+            continue;
+        }
+        out.push(c);
+        prev = Some(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_paths;
+
+    #[test]
+    fn absolute_paths_become_store_relative_or_hidden() {
+        assert_eq!(
+            redact_paths(
+                "Generic LocalFileSystem error: Unable to open file /srv/data/bars/interval=1d/\
+                 symbol=AAPL/year=2021/0f.parquet: No such file or directory (os error 2)"
+            ),
+            "Generic LocalFileSystem error: Unable to open file bars/interval=1d/symbol=AAPL/\
+             year=2021/0f.parquet: No such file or directory (os error 2)"
+        );
+        assert_eq!(
+            redact_paths("reading \"/home/me/store/_catalog/log/00000000000000000003.json\""),
+            "reading \"_catalog/log/00000000000000000003.json\""
+        );
+        assert_eq!(
+            redact_paths("WAL failed (/var/lib/tv-wal/wal-00000001.log)."),
+            "WAL failed (.../wal-00000001.log)."
+        );
+        assert_eq!(
+            redact_paths("a store under /srv/bars/x/bars/interval=1m/f.parquet"),
+            "a store under bars/interval=1m/f.parquet"
+        );
+        // URLs, ratios and lone slashes are left alone.
+        for same in [
+            "s3://bucket/bars/x.parquet failed",
+            "http://127.0.0.1:9000/bucket",
+            "1 / 2 and a/b and /tmp",
+            "",
+        ] {
+            assert_eq!(redact_paths(same), same);
+        }
     }
 }

@@ -4,14 +4,15 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::App;
 use super::error::ApiError;
+use super::extract::Query;
 use super::query::body_error;
 use crate::ingest::{BodyFormat, CsvParams, parse_body};
 use crate::model::{Interval, Symbol};
@@ -67,9 +68,13 @@ pub async fn write(
     };
     let store = app.store()?;
     // Parsing a large body is CPU work: keep it off the async workers.
-    let series = tokio::task::spawn_blocking(move || parse_body(format, &body, &csv))
+    let series = tokio::task::spawn_blocking(move || parse_body(format, body, &csv))
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
+        // A panic while parsing goes on to the server's panic net (a JSON 500, counted).
+        .map_err(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => ApiError::internal(e.to_string()),
+        })?
         .map_err(|e| {
             rejected(ApiError::new(
                 StatusCode::BAD_REQUEST,

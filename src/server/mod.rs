@@ -7,6 +7,7 @@
 mod auth;
 mod error;
 mod executor;
+mod extract;
 mod info;
 mod ingest;
 mod jobs;
@@ -29,7 +30,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -63,6 +64,8 @@ pub struct AppInner {
     pub jobs: jobs::Jobs,
     /// Write requests refused (bad body, bad rows, busy).
     pub ingest_rejected: AtomicU64,
+    /// The configured tokens as requests are checked against them.
+    token_digests: Vec<auth::TokenDigest>,
 }
 
 impl std::ops::Deref for App {
@@ -88,6 +91,7 @@ impl App {
             started: Instant::now(),
             jobs: jobs::Jobs::default(),
             ingest_rejected: AtomicU64::new(0),
+            token_digests: auth::TokenDigest::all(&config.tokens),
             config,
         }))
     }
@@ -187,6 +191,7 @@ pub fn router(app: App) -> (Router, Vec<Route>) {
         .layer(DefaultBodyLimit::max(
             usize::try_from(app.config.max_body.0).unwrap_or(usize::MAX),
         ))
+        .layer(middleware::from_fn(catch_panic))
         .layer(middleware::from_fn_with_state(app.clone(), track))
         .with_state(app);
     (router, routes)
@@ -216,6 +221,8 @@ where
 }
 
 /// Counts every request by route, method and status, and its time to the response head.
+/// Labels are bounded whatever clients send: a path no route matches counts as `unmatched`, a
+/// method outside the standard ones as `other`.
 async fn track(State(app): State<App>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request
@@ -223,18 +230,62 @@ async fn track(State(app): State<App>, request: Request, next: Next) -> Response
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_string();
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     if let Some(code) = response.extensions().get::<error::ErrorCode>() {
         app.metrics.record_error(code.0);
     }
     app.metrics.record_request(
         &route,
-        &method,
+        method,
         response.status().as_u16(),
         started.elapsed(),
     );
     response
+}
+
+/// The metrics label of a request method: one of the standard methods, else `other`.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", |m| m.as_str())
+}
+
+/// The safety net under every handler: a panic becomes a JSON 500 `internal_panic` (counted in
+/// `/metrics` by the error code) instead of a dropped connection. Handlers turn the panics of
+/// their blocking tasks back into panics (`resume_unwind`) so they end here too.
+async fn catch_panic(request: Request, next: Next) -> Response {
+    use futures::FutureExt;
+    use std::panic::AssertUnwindSafe;
+    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!("a request handler panicked: {what}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error::PANIC_CODE,
+                "the server failed on this request (an internal error, logged)",
+            )
+            .into_response()
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -388,4 +439,50 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     eprintln!("tickvault: shutting down; finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&brew), "other");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_handler_answers_a_json_500_counted_by_code() {
+        let app = App::new(Config::default());
+        let router = Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    if true {
+                        panic!("a bug");
+                    }
+                    "unreachable"
+                }),
+            )
+            .layer(middleware::from_fn(catch_panic))
+            .layer(middleware::from_fn_with_state(app.clone(), track))
+            .with_state(app.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        for _ in 0..2 {
+            let r = reqwest::get(format!("http://{addr}/boom")).await.unwrap();
+            assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["code"], error::PANIC_CODE, "{body}");
+        }
+        let text = app.metrics.render(&metrics::StoreGauges::default());
+        assert!(
+            text.contains("tickvault_errors_total{code=\"internal_panic\"} 2"),
+            "{text}"
+        );
+        server.abort();
+    }
 }

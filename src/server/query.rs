@@ -1,14 +1,15 @@
 //! `/v1/sql` and `/v1/bars`: read-only SQL and the backtest loader, streamed.
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::App;
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use std::sync::Arc;
 
 use super::output::{CacheFill, QuerySlot, cached_response, parse_format, stream_response};
@@ -206,13 +207,7 @@ async fn load(
             "must be after start (start is inclusive, end exclusive)",
         ));
     }
-    let columns = params.columns.as_deref().map(|c| {
-        c.split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    });
+    let columns = params.columns.as_deref().map(column_list).transpose()?;
     let store = app.store()?;
     let syncer = app.syncer()?;
     let parsed: Vec<Symbol> = symbols
@@ -257,6 +252,34 @@ async fn load(
     Ok(response)
 }
 
+/// `?columns=ts,close`: one or more names, each once (a repeated name would repeat a key of
+/// every JSON object; an empty list would answer rows without values).
+fn column_list(param: &str) -> Result<Vec<String>, ApiError> {
+    let names: Vec<String> = param
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        return Err(ApiError::bad_param(
+            "columns",
+            "empty: name one or more columns (columns=ts,close), or leave it out for all",
+        ));
+    }
+    if let Some((i, name)) = names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| names[..*i].contains(n))
+    {
+        return Err(ApiError::bad_param(
+            "columns",
+            format!("{name:?} is listed twice (column {})", i + 1),
+        ));
+    }
+    Ok(names)
+}
+
 /// The response header that says what a `fill=true` read fetched.
 pub const FILL_HEADER: &str = "x-tickvault-fill";
 
@@ -270,7 +293,22 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_time;
+    use super::{column_list, parse_time};
+
+    #[test]
+    fn column_lists_name_each_column_once() {
+        assert_eq!(column_list("ts, close").unwrap(), ["ts", "close"]);
+        for bad in ["", " ", ",", "close,close", "ts,close,ts"] {
+            let e = column_list(bad).unwrap_err();
+            assert!(e.message().starts_with("columns:"), "{bad:?}: {e}");
+        }
+        assert!(
+            column_list("close,close")
+                .unwrap_err()
+                .message()
+                .contains("twice")
+        );
+    }
 
     #[test]
     fn times_parse_as_utc_micros() {

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::App;
 use super::error::ApiError;
+use super::extract::{Path, Query, body_rejection};
 use super::info::rfc3339;
 use super::jobs::{self, Job};
 use super::query::parse_time;
@@ -97,8 +98,7 @@ pub async fn track(
     State(app): State<App>,
     body: Result<Json<TrackRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) =
-        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))?;
+    let Json(body) = body.map_err(|e| body_rejection(e.status(), e.body_text()))?;
     let syncer = app.syncer()?;
     let spec = make_spec(&app.config, body).map_err(|(field, e)| ApiError::bad_param(field, e))?;
     let answer = json!({

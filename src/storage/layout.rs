@@ -68,7 +68,7 @@ impl ParquetFilePath {
         if parts.next().is_some() || name.is_empty() {
             return None;
         }
-        let symbol = Symbol::new(&symbol).ok()?;
+        let symbol = Symbol::stored(&symbol).ok()?;
         Some(Self {
             partition: PartitionKey {
                 interval,
