@@ -3,7 +3,9 @@
 
 mod bounded;
 mod cooperative;
+mod function_memory;
 mod latest;
+pub mod limits;
 mod overlay;
 mod range_query;
 mod range_read;
@@ -27,6 +29,7 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::parser::ParserError;
 use object_store::ObjectStore;
 
 pub use bounded::execute_bounded;
@@ -49,6 +52,9 @@ pub enum Error {
     /// User SQL that would change something or reach outside the store.
     #[error("read-only: {0}")]
     ReadOnly(String),
+    /// User SQL too long or nested too deep to plan safely (see `limits`).
+    #[error("SQL over a limit: {0}")]
+    Limit(#[from] limits::LimitError),
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
 }
@@ -90,6 +96,8 @@ impl QueryEngine {
             .options_mut()
             .execution
             .enable_file_stream_work_stealing = false;
+        config.options_mut().sql_parser.recursion_limit =
+            datafusion::config::ConfigNonZeroUsize::try_new(limits::PARSER_RECURSION_LIMIT)?;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = memory_limit {
             runtime = runtime
@@ -112,6 +120,18 @@ impl QueryEngine {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             utc_date_trunc::UtcDateTrunc::new(date_trunc),
         ));
+        // Every function's results count against the query memory pool (see
+        // `function_memory`); views planned below see the wrapped functions.
+        let pool = Arc::clone(&ctx.runtime_env().memory_pool);
+        let mut functions: Vec<_> = ctx.state().scalar_functions().values().cloned().collect();
+        // The registry lists a function once per alias; wrap it once.
+        functions.sort_by(|a, b| a.name().cmp(b.name()));
+        functions.dedup_by(|a, b| a.name() == b.name());
+        for udf in functions {
+            if let Some(counted) = function_memory::wrap(udf, &pool) {
+                ctx.register_udf(counted);
+            }
+        }
         let url = url::Url::parse(STORE_URL).expect("valid url");
         ctx.register_object_store(&url, Arc::clone(&store));
         let counters = Arc::new(ScanCounters::default());
@@ -156,15 +176,19 @@ impl QueryEngine {
 
     /// Plans user SQL: queries only. DDL, DML (INSERT, COPY), `SET` and other statements are
     /// refused, and the session has no way to reach local files (no URL tables, no file
-    /// functions).
+    /// functions). SQL over a limit of `limits` is refused before it is planned.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        self.ctx
-            .sql_with_options(sql, options)
+        let statement = self.parse(sql)?;
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(statement)
             .await
+            .and_then(|plan| options.verify_plan(&plan).map(|()| plan))
             .map_err(|e| match e {
                 DataFusionError::Plan(msg)
                     if msg.contains("not supported") && is_guard_message(&msg) =>
@@ -175,7 +199,28 @@ impl QueryEngine {
                     ))
                 }
                 e => Error::DataFusion(e),
-            })
+            })?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Parses one statement within the limits: the text is measured before the parser runs
+    /// and the statement before anything plans it.
+    fn parse(&self, sql: &str) -> Result<datafusion::sql::parser::Statement> {
+        limits::check_text(sql)?;
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(|e| match e.find_root() {
+                DataFusionError::SQL(parser, _)
+                    if matches!(**parser, ParserError::RecursionLimitExceeded) =>
+                {
+                    Error::Limit(limits::parser_recursion_error())
+                }
+                _ => Error::DataFusion(e),
+            })?;
+        limits::check_statement(&statement)?;
+        Ok(statement)
     }
 
     /// Runs user SQL and streams the result. A read of one series over a time range skips the
