@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::config::ConfigOptions;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
@@ -134,8 +135,23 @@ impl ScalarUDFImpl for CountedOutput {
         wrap(Arc::new(updated), &self.pool)
     }
 
+    /// Simplifying can compute a result too (`concat` joins literal arguments itself), so
+    /// the literals it produces are counted like a call's result.
     fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
-        self.inner.inner().simplify(args, info)
+        let simplified = self.inner.inner().simplify(args, info)?;
+        if let ExprSimplifyResult::Simplified(expr) = &simplified {
+            let mut bytes = 0usize;
+            expr.apply(|e| {
+                if let Expr::Literal(value, _) = e {
+                    bytes = bytes.saturating_add(value.size());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+            MemoryConsumer::new(format!("scalar function {}", self.inner.name()))
+                .register(&self.pool)
+                .try_grow(bytes)?;
+        }
+        Ok(simplified)
     }
 
     fn preimage(
