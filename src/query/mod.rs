@@ -2,6 +2,7 @@
 //! read-only guard for user SQL.
 
 mod bounded;
+mod concat_operator;
 mod cooperative;
 mod function_memory;
 mod latest;
@@ -28,6 +29,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::parser::ParserError;
 use object_store::ObjectStore;
@@ -115,7 +117,7 @@ impl QueryEngine {
             .with_physical_optimizer_rule(Arc::new(series_aggregate::GroupBySeries))
             .with_physical_optimizer_rule(Arc::new(cooperative::YieldInJoins))
             .build();
-        let ctx = SessionContext::new_with_state(state);
+        let mut ctx = SessionContext::new_with_state(state);
         let date_trunc = datafusion::execution::FunctionRegistry::udf(&ctx, "date_trunc")?;
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             utc_date_trunc::UtcDateTrunc::new(date_trunc),
@@ -132,6 +134,15 @@ impl QueryEngine {
                 ctx.register_udf(counted);
             }
         }
+        // `a || b` on strings as a counted function too (see `concat_operator`).
+        let concat = ScalarUDF::new_from_impl(concat_operator::ConcatOperator::new());
+        let concat = function_memory::wrap(Arc::new(concat), &pool).expect("not exempt");
+        datafusion::execution::FunctionRegistry::register_expr_planner(
+            &mut ctx,
+            Arc::new(concat_operator::ConcatPlanner {
+                function: Arc::new(concat),
+            }),
+        )?;
         let url = url::Url::parse(STORE_URL).expect("valid url");
         ctx.register_object_store(&url, Arc::clone(&store));
         let counters = Arc::new(ScanCounters::default());

@@ -437,6 +437,10 @@ async fn every_functions_result_counts_against_the_query_memory() {
         "SELECT length(concat(s, repeat('y', 10000000))) FROM (VALUES ('a'), ('b'), ('c')) t(s)",
         "SELECT length(repeat('x', 2000000000))",
         "SELECT cardinality(range(1, 100000000))",
+        // The operator too, doubling a string per step.
+        "WITH a AS (SELECT repeat('x', 5000000) AS s), b AS (SELECT s || s AS s FROM a), \
+         c AS (SELECT s || s AS s FROM b), d AS (SELECT s || s AS s FROM c) \
+         SELECT length(s) FROM d",
     ] {
         let e = store.query(sql).await.unwrap_err().to_string();
         assert!(e.contains("Resources exhausted"), "{sql}: {e}");
@@ -554,5 +558,47 @@ async fn a_cancelled_heavy_query_stops_using_cpu_within_a_second() {
     assert!(
         used < Duration::from_millis(200),
         "the server used {used:?} of CPU in the second after the client left"
+    );
+}
+
+/// `||` on strings is planned as a counted function: the same answers and column names as
+/// DataFusion's operator, and lists still concatenate as lists.
+#[tokio::test]
+async fn the_string_operator_answers_and_names_as_before() {
+    let store = memory_store(3).await;
+    let batches = store
+        .query(
+            "SELECT symbol || '-' || 'x', NULL || 'a', 'a' || 1, make_array(1) || make_array(2) \
+             FROM bars WHERE symbol = 'S0001' LIMIT 1",
+        )
+        .await
+        .unwrap();
+    let batch = &batches[0];
+    let names: Vec<&str> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "bars.symbol || Utf8(\"-\") || Utf8(\"x\")",
+            "NULL || Utf8(\"a\")",
+            "Utf8(\"a\") || Int64(1)",
+            // DataFusion's own planning of lists, unchanged.
+            "array_concat(make_array(Int64(1)),make_array(Int64(2)))",
+        ]
+    );
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("| S0001-x "), "{text}");
+    assert!(text.contains("| a1 "), "{text}");
+    assert!(text.contains("[1, 2]"), "{text}");
+    let nulls = batch.column(1);
+    assert!(
+        nulls.is_null(0),
+        "NULL || 'a' is NULL, as the operator has it"
     );
 }
