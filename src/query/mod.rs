@@ -28,7 +28,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::parser::ParserError;
@@ -193,10 +193,9 @@ impl QueryEngine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let statement = self.parse(sql)?;
-        let plan = self
-            .ctx
-            .state()
+        let state = self.ctx.state();
+        let statement = parse(&state, sql)?;
+        let plan = state
             .statement_to_plan(statement)
             .await
             .and_then(|plan| options.verify_plan(&plan).map(|()| plan))
@@ -212,26 +211,6 @@ impl QueryEngine {
                 e => Error::DataFusion(e),
             })?;
         Ok(self.ctx.execute_logical_plan(plan).await?)
-    }
-
-    /// Parses one statement within the limits: the text is measured before the parser runs
-    /// and the statement before anything plans it.
-    fn parse(&self, sql: &str) -> Result<datafusion::sql::parser::Statement> {
-        limits::check_text(sql)?;
-        let state = self.ctx.state();
-        let dialect = state.config().options().sql_parser.dialect;
-        let statement = state
-            .sql_to_statement(sql, &dialect)
-            .map_err(|e| match e.find_root() {
-                DataFusionError::SQL(parser, _)
-                    if matches!(**parser, ParserError::RecursionLimitExceeded) =>
-                {
-                    Error::Limit(limits::parser_recursion_error())
-                }
-                _ => Error::DataFusion(e),
-            })?;
-        limits::check_statement(&statement)?;
-        Ok(statement)
     }
 
     /// Runs user SQL and streams the result. A read of one series over a time range skips the
@@ -287,6 +266,25 @@ impl QueryEngine {
         let plan = query.create_physical_plan().await?;
         Ok(bounded::execute_bounded(plan, context, width)?)
     }
+}
+
+/// Parses one statement within the limits: the text is measured before the parser runs and
+/// the statement before anything plans it.
+fn parse(state: &SessionState, sql: &str) -> Result<datafusion::sql::parser::Statement> {
+    limits::check_text(sql)?;
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state
+        .sql_to_statement(sql, &dialect)
+        .map_err(|e| match e.find_root() {
+            DataFusionError::SQL(parser, _)
+                if matches!(**parser, ParserError::RecursionLimitExceeded) =>
+            {
+                Error::Limit(limits::parser_recursion_error())
+            }
+            _ => Error::DataFusion(e),
+        })?;
+    limits::check_statement(&statement)?;
+    Ok(statement)
 }
 
 fn is_guard_message(msg: &str) -> bool {
