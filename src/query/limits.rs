@@ -41,10 +41,12 @@ pub const MAX_RELATIONS: usize = 64;
 /// (the recursion it does count), DataFusion's default, set here so the message can name it.
 pub const PARSER_RECURSION_LIMIT: usize = 50;
 
-/// The stack of every thread tickvault plans and runs queries on (the server's query runtime,
-/// the CLI's runtime). Planning and running a statement at [`MAX_DEPTH`] takes a fraction of
-/// it (measured in `deep_sql_fits_the_query_stack`); the rest is margin. Untouched stack costs
-/// address space, not memory.
+/// The stack of every thread tickvault plans and runs queries on (the server's query runtime
+/// and the runtime `main` builds for the CLI and the server's requests). Statements at the
+/// limits plan and run on a quarter of it in a debug build (the test
+/// `sql_at_the_limits_runs_on_a_quarter_of_the_query_stack`); the rest is margin. Untouched
+/// stack costs address space, not memory. Programs using the library should plan queries on
+/// threads this deep too.
 pub const QUERY_STACK_BYTES: usize = 64 << 20;
 
 /// SQL refused for its size or shape; the message names the limit.
