@@ -76,6 +76,13 @@ pub struct Config {
     pub follow_interval: Seconds,
 }
 
+/// The least `query_memory` accepted: below it even small sorts and aggregations fail.
+pub const MIN_QUERY_MEMORY: u64 = 1 << 20;
+/// The least `max_body` accepted: room for a small write or a SQL statement.
+pub const MIN_MAX_BODY: u64 = 1 << 10;
+/// The least `live_max_memory` accepted: room for a few live batches.
+pub const MIN_LIVE_MEMORY: u64 = 1 << 20;
+
 /// Jobs the scheduler knows.
 pub const JOBS: [&str; 5] = ["transfer", "compact", "gc", "backfill", "live"];
 
@@ -568,6 +575,28 @@ impl Config {
                 return Err(Error::Invalid(format!("{name} must be positive")));
             }
         }
+        // Limits so small that every request they govern fails are mistakes, not settings:
+        // `query_memory = 0` accepted every query, then failed every sort.
+        for (name, value, least) in [
+            (
+                "query_memory",
+                self.query_memory,
+                ByteSize(MIN_QUERY_MEMORY),
+            ),
+            ("max_body", self.max_body, ByteSize(MIN_MAX_BODY)),
+            (
+                "live_max_memory",
+                self.live_max_memory,
+                ByteSize(MIN_LIVE_MEMORY),
+            ),
+            ("transfer_threshold", self.transfer_threshold, ByteSize(1)),
+        ] {
+            if value < least {
+                return Err(Error::Invalid(format!(
+                    "{name} = {value} is below the least useful value, {least}"
+                )));
+            }
+        }
         if self.transfer_threshold > self.live_max_memory {
             return Err(Error::Invalid(format!(
                 "transfer_threshold ({}) must not be above live_max_memory ({})",
@@ -821,5 +850,49 @@ mod tests {
             );
             assert!(!e.contains(token), "the message shows the token: {e}");
         }
+    }
+
+    #[test]
+    fn limits_that_would_fail_every_request_are_refused_naming_the_key() {
+        for (key, config) in [
+            (
+                "query_memory",
+                Config {
+                    query_memory: ByteSize(0),
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_body",
+                Config {
+                    max_body: ByteSize(0),
+                    ..Config::default()
+                },
+            ),
+            (
+                "live_max_memory",
+                Config {
+                    live_max_memory: ByteSize(0),
+                    transfer_threshold: ByteSize(0),
+                    ..Config::default()
+                },
+            ),
+        ] {
+            let e = config.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        let overrides = Overrides {
+            query_memory: Some("0".parse().unwrap()),
+            ..Default::default()
+        };
+        let e = Config::load(None, None, &overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("query_memory = 0"), "{e}");
+        let smallest = Config {
+            query_memory: ByteSize(MIN_QUERY_MEMORY),
+            ..Config::default()
+        };
+        smallest.validate().unwrap();
     }
 }

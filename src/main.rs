@@ -9,7 +9,9 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = tickvault::cli::Cli::parse();
+    // Commands plan and run SQL on these threads: stacks as deep as the server's query runtime.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(tickvault::query::limits::QUERY_STACK_BYTES)
         .enable_all()
         .build()
         .expect("tokio runtime");

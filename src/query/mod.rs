@@ -2,8 +2,11 @@
 //! read-only guard for user SQL.
 
 mod bounded;
+mod concat_operator;
 mod cooperative;
+mod function_memory;
 mod latest;
+pub mod limits;
 mod overlay;
 mod range_query;
 mod range_read;
@@ -25,8 +28,10 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::parser::ParserError;
 use object_store::ObjectStore;
 
 pub use bounded::execute_bounded;
@@ -49,6 +54,9 @@ pub enum Error {
     /// User SQL that would change something or reach outside the store.
     #[error("read-only: {0}")]
     ReadOnly(String),
+    /// User SQL too long or nested too deep to plan safely (see `limits`).
+    #[error("SQL over a limit: {0}")]
+    Limit(#[from] limits::LimitError),
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
 }
@@ -90,6 +98,8 @@ impl QueryEngine {
             .options_mut()
             .execution
             .enable_file_stream_work_stealing = false;
+        config.options_mut().sql_parser.recursion_limit =
+            datafusion::config::ConfigNonZeroUsize::try_new(limits::PARSER_RECURSION_LIMIT)?;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = memory_limit {
             runtime = runtime
@@ -107,11 +117,32 @@ impl QueryEngine {
             .with_physical_optimizer_rule(Arc::new(series_aggregate::GroupBySeries))
             .with_physical_optimizer_rule(Arc::new(cooperative::YieldInJoins))
             .build();
-        let ctx = SessionContext::new_with_state(state);
+        let mut ctx = SessionContext::new_with_state(state);
         let date_trunc = datafusion::execution::FunctionRegistry::udf(&ctx, "date_trunc")?;
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             utc_date_trunc::UtcDateTrunc::new(date_trunc),
         ));
+        // Every function's results count against the query memory pool (see
+        // `function_memory`); views planned below see the wrapped functions.
+        let pool = Arc::clone(&ctx.runtime_env().memory_pool);
+        let mut functions: Vec<_> = ctx.state().scalar_functions().values().cloned().collect();
+        // The registry lists a function once per alias; wrap it once.
+        functions.sort_by(|a, b| a.name().cmp(b.name()));
+        functions.dedup_by(|a, b| a.name() == b.name());
+        for udf in functions {
+            if let Some(counted) = function_memory::wrap(udf, &pool) {
+                ctx.register_udf(counted);
+            }
+        }
+        // `a || b` on strings as a counted function too (see `concat_operator`).
+        let concat = ScalarUDF::new_from_impl(concat_operator::ConcatOperator::new());
+        let concat = function_memory::wrap(Arc::new(concat), &pool).expect("not exempt");
+        datafusion::execution::FunctionRegistry::register_expr_planner(
+            &mut ctx,
+            Arc::new(concat_operator::ConcatPlanner {
+                function: Arc::new(concat),
+            }),
+        )?;
         let url = url::Url::parse(STORE_URL).expect("valid url");
         ctx.register_object_store(&url, Arc::clone(&store));
         let counters = Arc::new(ScanCounters::default());
@@ -156,15 +187,18 @@ impl QueryEngine {
 
     /// Plans user SQL: queries only. DDL, DML (INSERT, COPY), `SET` and other statements are
     /// refused, and the session has no way to reach local files (no URL tables, no file
-    /// functions).
+    /// functions). SQL over a limit of `limits` is refused before it is planned.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        self.ctx
-            .sql_with_options(sql, options)
+        let state = self.ctx.state();
+        let statement = parse(&state, sql)?;
+        let plan = state
+            .statement_to_plan(statement)
             .await
+            .and_then(|plan| options.verify_plan(&plan).map(|()| plan))
             .map_err(|e| match e {
                 DataFusionError::Plan(msg)
                     if msg.contains("not supported") && is_guard_message(&msg) =>
@@ -175,7 +209,8 @@ impl QueryEngine {
                     ))
                 }
                 e => Error::DataFusion(e),
-            })
+            })?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 
     /// Runs user SQL and streams the result. A read of one series over a time range skips the
@@ -231,6 +266,25 @@ impl QueryEngine {
         let plan = query.create_physical_plan().await?;
         Ok(bounded::execute_bounded(plan, context, width)?)
     }
+}
+
+/// Parses one statement within the limits: the text is measured before the parser runs and
+/// the statement before anything plans it.
+fn parse(state: &SessionState, sql: &str) -> Result<datafusion::sql::parser::Statement> {
+    limits::check_text(sql)?;
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state
+        .sql_to_statement(sql, &dialect)
+        .map_err(|e| match e.find_root() {
+            DataFusionError::SQL(parser, _)
+                if matches!(**parser, ParserError::RecursionLimitExceeded) =>
+            {
+                Error::Limit(limits::parser_recursion_error())
+            }
+            _ => Error::DataFusion(e),
+        })?;
+    limits::check_statement(&statement)?;
+    Ok(statement)
 }
 
 fn is_guard_message(msg: &str) -> bool {

@@ -58,8 +58,15 @@ fn parse_query(sql: &str) -> Option<Query> {
     }
 }
 
+/// Longer text is never a range read. Checked before parsing: this runs before the planner's
+/// limits (`limits`), and a short text cannot nest deep enough to strain a stack.
+const MAX_RANGE_SQL_BYTES: usize = 4096;
+
 /// The range read `sql` asks for, or `None` if it is anything else.
 pub fn recognize(sql: &str) -> Option<RangeQuery> {
+    if sql.len() > MAX_RANGE_SQL_BYTES {
+        return None;
+    }
     let query = parse_query(sql)?;
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;

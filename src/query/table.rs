@@ -235,8 +235,27 @@ impl PruningStatistics for ContainerStats<'_> {
         Some(Arc::new(UInt64Array::from(self.rows.clone())))
     }
 
-    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
-        None
+    /// Every container holds one symbol and one interval, so whether it holds one of a set of
+    /// values has an exact answer: an `IN` list of any length prunes with one hash lookup per
+    /// container. (Min/max pruning would rewrite the list into a chain of ORs, one level per
+    /// value, which overflowed the stack at a few thousand symbols.)
+    fn contained(&self, column: &Column, values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        let wanted: HashSet<&str> = values
+            .iter()
+            .map(|v| match v {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)) => Some(s.as_str()),
+                // A null or another type: leave the answer to the filter.
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        let answer = |held: &[&str]| held.iter().map(|v| Some(wanted.contains(v))).collect();
+        match column.name() {
+            COL_SYMBOL => Some(answer(&self.symbols)),
+            COL_INTERVAL => Some(answer(&self.intervals)),
+            _ => None,
+        }
     }
 }
 
@@ -364,9 +383,9 @@ impl datafusion::catalog::TableProvider for BarsTable {
         };
         let pruning = predicate.as_ref().and_then(|pred| {
             PruningPredicateBuilder::new()
+                // Long IN lists of symbols prune through `ContainerStats::contained`; the
+                // default bound on the lists rewritten for min/max keeps that rewrite shallow.
                 .with_file_schema(Arc::clone(&full))
-                // Backtests ask for many symbols at once: keep long IN lists prunable.
-                .with_max_in_list_size(100_000)
                 .try_build(Arc::clone(pred))
                 .inspect_err(|e| {
                     tracing::warn!("scanning every file: predicate not analysable: {e}");

@@ -93,6 +93,9 @@ impl From<query::Error> for ApiError {
             query::Error::ReadOnly(_) => {
                 Self::new(StatusCode::FORBIDDEN, "read_only", e.to_string())
             }
+            query::Error::Limit(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "sql_limit", e.to_string())
+            }
             query::Error::DataFusion(e) => Self::from_datafusion(&e),
         }
     }

@@ -32,11 +32,13 @@ pub struct QueryExecutor {
 }
 
 impl QueryExecutor {
-    /// A runtime with one worker per core.
+    /// A runtime with one worker per core, on stacks deep enough for any SQL within
+    /// `query::limits` (tokio's default 2 MiB overflowed at 900 nested terms).
     pub fn new() -> std::io::Result<Self> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
+            .thread_stack_size(crate::query::limits::QUERY_STACK_BYTES)
             .thread_name("tickvault-query")
             .enable_all()
             .build()?;

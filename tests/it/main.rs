@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod crash;
 mod failures;
+mod hostile;
 mod http_hardening;
 mod live;
 mod pruning;

@@ -810,7 +810,7 @@ fn terminate(child: &Child) {
 }
 
 /// Peak resident memory of a process, in bytes (VmHWM).
-fn peak_rss(pid: u32) -> u64 {
+pub(crate) fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace()
