@@ -61,6 +61,19 @@ impl From<datafusion::error::DataFusionError> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// The damaged data file behind this error, if that is what it is. (Transparent wrappers
+    /// hide their inner error from `source()`, so the variants are matched here.)
+    pub fn damage(&self) -> Option<&storage::DamagedFile> {
+        match self {
+            Error::Storage(storage::Error::Damaged(d))
+            | Error::Write(write::Error::Storage(storage::Error::Damaged(d))) => Some(d),
+            Error::Query(query::Error::DataFusion(e)) => storage::find_damage(e),
+            _ => None,
+        }
+    }
+}
+
 /// What a backtest asks for: symbols, one interval, a time range `[start, end)` in µs, columns.
 #[derive(Debug, Clone)]
 pub struct LoadRequest {
@@ -115,6 +128,8 @@ pub struct Store {
     catalog: Arc<Catalog>,
     live: Option<Arc<Live>>,
     engine: QueryEngine,
+    /// The directory of a local store, as the OS spells it in error messages.
+    local_root: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -150,7 +165,22 @@ impl Store {
                 }
             }
         }
-        Self::open_opened(opened, &label, options).await
+        let mut store = Self::open_opened(opened, &label, options).await?;
+        if let StoreUrl::Local(dir) = &parsed {
+            store.local_root = dir.canonicalize().ok().map(|d| d.display().to_string());
+        }
+        Ok(store)
+    }
+
+    /// `message` with this store's local directory left out of every path in it, so errors
+    /// name files relative to the store (as the catalog does) and never where it lives.
+    pub fn relative_paths(&self, message: &str) -> String {
+        match &self.local_root {
+            Some(root) => message
+                .replace(&format!("{root}/"), "")
+                .replace(root.as_str(), "."),
+            None => message.to_string(),
+        }
     }
 
     /// Opens a store over an object store the caller built (tests inject failures this way).
@@ -202,6 +232,7 @@ impl Store {
             catalog,
             live,
             engine,
+            local_root: None,
         })
     }
 
@@ -450,7 +481,12 @@ impl Store {
     }
 
     pub async fn check(&self) -> Result<CheckReport> {
-        Ok(maintenance::check(&self.catalog).await?)
+        Ok(maintenance::check(&self.catalog, false).await?)
+    }
+
+    /// [`Store::check`], and every file read whole and checked against its checksums.
+    pub async fn check_deep(&self) -> Result<CheckReport> {
+        Ok(maintenance::check(&self.catalog, true).await?)
     }
 
     pub fn stats(&self) -> Vec<SeriesStats> {

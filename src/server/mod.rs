@@ -224,9 +224,12 @@ async fn track(State(app): State<App>, request: Request, next: Next) -> Response
         .map_or("unmatched", |p| p.as_str())
         .to_string();
     let method = request.method().as_str().to_string();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     if let Some(code) = response.extensions().get::<error::ErrorCode>() {
         app.metrics.record_error(code.0);
+        if response.status().is_server_error() {
+            response = relative_store_paths(&app, response).await;
+        }
     }
     app.metrics.record_request(
         &route,
@@ -235,6 +238,30 @@ async fn track(State(app): State<App>, request: Request, next: Next) -> Response
         started.elapsed(),
     );
     response
+}
+
+/// A server error's JSON body with the store's local directory left out of its paths: a client
+/// learns which file failed (relative to the store) but not where the store lives.
+async fn relative_store_paths(app: &App, response: Response) -> Response {
+    let Ok(store) = app.store() else {
+        return response;
+    };
+    let (mut parts, body) = response.into_parts();
+    // Error bodies are a short JSON object (`ApiError`); anything larger is left alone.
+    let bytes = match axum::body::to_bytes(body, 1 << 20).await {
+        Ok(bytes) => bytes,
+        Err(_) => return Response::from_parts(parts, axum::body::Body::empty()),
+    };
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    if let Some(message) = json.get_mut("error")
+        && let Some(text) = message.as_str()
+    {
+        *message = serde_json::Value::String(store.relative_paths(text));
+    }
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(json.to_string()))
 }
 
 #[derive(Debug, thiserror::Error)]
