@@ -192,6 +192,7 @@ async fn flipped_bytes_in_data_files_are_named_never_served() {
         }
         detected += failed as usize;
     }
+    eprintln!("{detected} of {trials} flips detected");
     // Most flips land in bytes some question reads (the magic number at the start is read by
     // none, and a range read skips other pages).
     assert!(
