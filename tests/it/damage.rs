@@ -343,6 +343,30 @@ async fn files_written_before_checksums_still_read_and_check_deep_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_file_without_checksums_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path()).await;
+    strip_checksums(dir.path());
+    let files = data_files(dir.path()).await;
+    for (victim, other) in [("EQ", "DLY"), ("DLY", "CRY"), ("CRY", "EQ")] {
+        let (victim, _) = &series_files(&files, victim)[0];
+        let (other, _) = &series_files(&files, other)[0];
+        let saved = std::fs::read(dir.path().join(victim)).unwrap();
+        std::fs::copy(dir.path().join(other), dir.path().join(victim)).unwrap();
+        for sql in [SCAN, RANGES[0], RANGES[2]] {
+            let out = tickvault(dir.path(), &["sql", "--format", "csv", sql]);
+            let said = text(&out);
+            assert!(
+                !said.contains("panicked"),
+                "{victim} swapped, {sql}: {said}"
+            );
+            assert_ne!(out.status.code(), Some(101), "{said}");
+        }
+        std::fs::write(dir.path().join(victim), saved).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_file_is_a_500_naming_it_relative_to_the_store_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path()).await;
