@@ -8,6 +8,9 @@ use object_store::path::Path;
 use super::{Catalog, Commit, Error, FileMeta, LOG_DIR, Result, Seq, Snapshot, log_path};
 use crate::storage::{JsonError, ParquetFilePath, get_json};
 
+/// Log entries read at once.
+const READ_AHEAD: usize = 16;
+
 /// The number in a log entry's name (`<20 digits>.json`), if it is one.
 fn entry_number(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".json")?;
@@ -90,8 +93,15 @@ impl Catalog {
         }
         entries.sort();
         let mut replay = (entries.first().map(|(n, _)| *n) == Some(1)).then(Snapshot::default);
-        for (n, path) in entries {
-            let commit = match get_json::<Commit>(&self.store, &path).await {
+        // Read a few at a time (a remote store answers each GET in a round trip), in order.
+        let mut fetched = futures::stream::iter(entries)
+            .map(|(n, path)| async move {
+                let got = get_json::<Commit>(&self.store, &path).await;
+                (n, path, got)
+            })
+            .buffered(READ_AHEAD);
+        while let Some((n, path, got)) = fetched.next().await {
+            let commit = match got {
                 Ok(Some(commit)) => commit,
                 Ok(None) => continue, // removed while we listed
                 Err(JsonError::Io { path, source }) => return Err(Error::Io { path, source }),
