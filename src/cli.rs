@@ -54,8 +54,8 @@ pub enum Command {
     Compact,
     /// Delete files no commit references, after a grace period.
     Gc(GcArgs),
-    /// Check the catalog against the files; exits non-zero on a problem.
-    Check,
+    /// Check the commit log and the catalog against the files; exits non-zero on a problem.
+    Check(CheckArgs),
     /// Track symbols for stage 2 of the sync (add, list, remove).
     Symbols(crate::sync::cli::SymbolsArgs),
     /// Run stage 2 once: fetch what tracked symbols lack (or a forced range) from providers.
@@ -188,6 +188,15 @@ pub struct GcArgs {
 
 use crate::config::parse_duration;
 
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also read every data file whole, verify every byte against the checksums recorded when
+    /// it was written, and decode every row (files written before checksums are listed as
+    /// unverified).
+    #[arg(long)]
+    pub deep: bool,
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let no_overrides = Overrides::default();
@@ -209,7 +218,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let read_only = matches!(
         &cli.command,
-        Command::Sql(_) | Command::Stats(_) | Command::Check
+        Command::Sql(_) | Command::Stats(_) | Command::Check(_)
     );
     let store = Store::open_with_options(&config.store, &config.command_store_options(read_only))
         .await
@@ -255,10 +264,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
-        Command::Check => {
-            let report = store.check().await?;
+        Command::Check(args) => {
+            let report = if args.deep {
+                store.check_deep().await?
+            } else {
+                store.check().await?
+            };
             for p in &report.problems {
                 println!("PROBLEM {p}");
+            }
+            if !report.unverified.is_empty() {
+                println!(
+                    "{} files were written before checksums: read, but not verified (e.g. {})",
+                    report.unverified.len(),
+                    report.unverified[0]
+                );
             }
             println!(
                 "checked {} files: {} problems, {} unreferenced files (gc deletes them)",

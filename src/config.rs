@@ -72,7 +72,7 @@ pub struct Config {
     pub single_writer: bool,
     /// Serve as a reader: no writes, no jobs, follow other processes' commits by polling.
     pub read_only: bool,
-    /// How often a read-only server polls for new catalog commits.
+    /// How often a server polls for catalog commits made by other processes.
     pub follow_interval: Seconds,
 }
 
@@ -407,7 +407,7 @@ pub struct Overrides {
     /// commits are picked up by polling.
     #[arg(long, env = "TICKVAULT_READ_ONLY")]
     pub read_only: bool,
-    /// How often a read-only server polls for new commits, e.g. 5s.
+    /// How often a server polls for commits made by other processes (a writer, a CLI import), e.g. 5s.
     #[arg(long, env = "TICKVAULT_FOLLOW_INTERVAL")]
     pub follow_interval: Option<Seconds>,
 }

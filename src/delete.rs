@@ -89,7 +89,7 @@ async fn rewrite_without(
     start: i64,
     end: i64,
 ) -> write::Result<(FileMeta, Option<FileMeta>, u64)> {
-    let rows: RecordBatch = read_bars(store, &file.path).await?;
+    let rows: RecordBatch = read_bars(store, file.recorded()).await?;
     let keep: BooleanArray = ts_column(&rows)
         .values()
         .iter()

@@ -59,6 +59,19 @@ impl From<datafusion::error::DataFusionError> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// The damaged data file behind this error, if that is what it is. (Transparent wrappers
+    /// hide their inner error from `source()`, so the variants are matched here.)
+    pub fn damage(&self) -> Option<&storage::DamagedFile> {
+        match self {
+            Error::Storage(storage::Error::Damaged(d))
+            | Error::Write(write::Error::Storage(storage::Error::Damaged(d))) => Some(d),
+            Error::Query(query::Error::DataFusion(e)) => storage::find_damage(e),
+            _ => None,
+        }
+    }
+}
+
 /// What a backtest asks for: symbols, one interval, a time range `[start, end)` in µs, columns.
 #[derive(Debug, Clone)]
 pub struct LoadRequest {
@@ -464,7 +477,12 @@ impl Store {
     }
 
     pub async fn check(&self) -> Result<CheckReport> {
-        Ok(maintenance::check(&self.catalog).await?)
+        Ok(maintenance::check(&self.catalog, false).await?)
+    }
+
+    /// [`Store::check`], and every file read whole and checked against its checksums.
+    pub async fn check_deep(&self) -> Result<CheckReport> {
+        Ok(maintenance::check(&self.catalog, true).await?)
     }
 
     pub fn stats(&self) -> Vec<SeriesStats> {

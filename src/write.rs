@@ -384,7 +384,7 @@ async fn stage_partition(
     // Oldest first, so the newest rows win: stored files, then spilled files, then memory.
     let to_read: Vec<&FileMeta> = overlapped.iter().copied().chain(&input.spilled).collect();
     let mut batches: Vec<RecordBatch> = futures::stream::iter(to_read)
-        .then(|f| read_bars(store, &f.path))
+        .then(|f| read_bars(store, f.recorded()))
         .try_collect()
         .await?;
     batches.extend(input.rows.clone());
@@ -420,5 +420,6 @@ pub(crate) async fn write_file(
         min_ts: encoded.min_ts,
         max_ts: encoded.max_ts,
         footer_bytes: encoded.footer_bytes,
+        crc32: encoded.crc32,
     })
 }

@@ -8,6 +8,7 @@
 //! `_catalog/_last_checkpoint` points at it. Loading reads that pointer, the checkpoint, then the
 //! commits after it by number until one is missing: no listing.
 
+mod log_check;
 mod snapshot;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -51,6 +52,10 @@ pub enum Error {
     Conflict { winner: Seq, what: String },
     #[error("gave up committing after {0} attempts against concurrent writers")]
     TooManyAttempts(usize),
+    /// A log entry that cannot be a commit of this log: nothing after it can be read or written
+    /// until an operator repairs it (`check` names it too).
+    #[error("catalog log entry {path} is broken: {reason}")]
+    BrokenLog { path: String, reason: String },
     #[error("this store is open read-only; {0} needs a writer")]
     ReadOnly(String),
 }
@@ -160,7 +165,15 @@ impl Catalog {
         };
         let start = catalog.latest_checkpoint().await?;
         *catalog.current.write().expect("lock") = Arc::new(start);
-        catalog.refresh().await?;
+        match catalog.refresh().await {
+            // Readers keep the table as of the entry before; commits and `check` report it.
+            Err(e @ (Error::BrokenLog { .. } | Error::Inconsistent(_))) => {
+                tracing::error!("{e}")
+            }
+            result => {
+                result?;
+            }
+        }
         Ok(catalog)
     }
 
@@ -244,7 +257,7 @@ impl Catalog {
         let base = self.snapshot();
         match get_json::<Commit>(&self.store, &log_path(base.seq.next())).await? {
             None => return Ok(base),
-            Some(commit) => self.install(&commit)?,
+            Some(commit) => self.install(base.seq.next(), &commit)?,
         }
         loop {
             let base = self.snapshot();
@@ -259,10 +272,10 @@ impl Catalog {
                     .collect()
                     .await;
             let mut applied = 0;
-            for result in fetched {
+            for (seq, result) in seqs.into_iter().zip(fetched) {
                 match result? {
                     Some(commit) => {
-                        self.install(&commit)?;
+                        self.install(seq, &commit)?;
                         applied += 1;
                     }
                     None => break,
@@ -274,8 +287,16 @@ impl Catalog {
         }
     }
 
-    /// Applies a commit that is durably in the log to the in-memory state.
-    fn install(&self, commit: &Commit) -> Result<()> {
+    /// Applies a commit that is durably in the log, as entry `at`, to the in-memory state.
+    fn install(&self, at: Seq, commit: &Commit) -> Result<()> {
+        // An entry that names another number is not "already applied": skipping it would leave
+        // the snapshot behind the log forever, and every commit would lose its race for `at`.
+        if commit.seq != at {
+            return Err(Error::BrokenLog {
+                path: log_path(at).to_string(),
+                reason: format!("it records seq {} but its name says {at}", commit.seq),
+            });
+        }
         let mut current = self.current.write().expect("lock");
         if commit.seq != current.seq.next() {
             return Ok(()); // already applied by a concurrent refresh
@@ -333,7 +354,7 @@ impl Catalog {
                 tracing::debug!("commit {} lost a race; reloading", commit.seq);
                 continue;
             }
-            self.install(&commit)?;
+            self.install(commit.seq, &commit)?;
             if commit.seq.0.is_multiple_of(self.checkpoint_every) {
                 // Best effort: a missing checkpoint only makes the next load read more.
                 if let Err(e) = self.write_checkpoint().await {
@@ -387,6 +408,7 @@ mod tests {
             min_ts,
             max_ts: min_ts,
             footer_bytes: 0,
+            crc32: vec![],
         }
     }
 
@@ -473,6 +495,106 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    }
+
+    /// A bars-layout file record, as `check_log` expects of real commits.
+    fn bars_file(symbol: &str, min_ts: i64) -> FileMeta {
+        let mut f = file("", symbol, min_ts);
+        f.path = crate::storage::ParquetFilePath::new_unique(f.partition()).to_string();
+        f
+    }
+
+    /// Overwrites log entry `at` with `commit` (as a hand edit or a foreign writer might).
+    async fn put_entry(store: &Arc<dyn ObjectStore>, at: Seq, commit: &Commit) {
+        let body = serde_json::to_vec(commit).unwrap();
+        store.put(&log_path(at), body.into()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_entry_whose_seq_disagrees_with_its_name_is_reported_not_retried() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let writer = Catalog::load(Arc::clone(&store)).await.unwrap();
+        writer
+            .commit(add(Seq(0), vec![bars_file("A", 0)]))
+            .await
+            .unwrap();
+        // Entry 2 says it is commit 7.
+        let mut stray = Commit {
+            seq: Seq(7),
+            committed_at: 0,
+            operation: "import".into(),
+            add: vec![bars_file("B", 0)],
+            remove: vec![],
+        };
+        put_entry(&store, Seq(2), &stray).await;
+        let err = writer
+            .commit(add(Seq(1), vec![bars_file("C", 0)]))
+            .await
+            .unwrap_err();
+        match &err {
+            Error::BrokenLog { path, reason } => {
+                assert_eq!(path, "_catalog/log/00000000000000000002.json");
+                assert!(reason.contains("seq 7"), "{reason}");
+            }
+            other => panic!("expected a broken log entry, got {other}"),
+        }
+        // Loading still works (readers see the table before it); the log check names it.
+        let reader = Catalog::load(Arc::clone(&store)).await.unwrap();
+        assert_eq!(reader.snapshot().seq, Seq(1));
+        let problems = reader.check_log().await.unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("_catalog/log/00000000000000000002.json: records seq 7"),
+            "{problems:?}"
+        );
+        // Repaired, it applies and writes go on.
+        stray.seq = Seq(2);
+        put_entry(&store, Seq(2), &stray).await;
+        writer
+            .commit(add(Seq(1), vec![bars_file("C", 0)]))
+            .await
+            .unwrap();
+        assert_eq!(writer.snapshot().file_count(), 3);
+        assert!(writer.check_log().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_log_check_names_bad_names_gaps_and_actions() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let cat = Catalog::load(Arc::clone(&store)).await.unwrap();
+        let a = bars_file("A", 0);
+        cat.commit(add(Seq(0), vec![a.clone()])).await.unwrap();
+        assert!(cat.check_log().await.unwrap().is_empty());
+        let commit = |seq, add: Vec<FileMeta>, remove: Vec<String>| Commit {
+            seq: Seq(seq),
+            committed_at: 0,
+            operation: "x".into(),
+            add,
+            remove,
+        };
+        // Entry 2 removes a file nobody added; entry 4 follows a gap; a stray name.
+        put_entry(&store, Seq(2), &commit(2, vec![], vec!["bars/nope".into()])).await;
+        let mut bad = bars_file("B", 5);
+        bad.min_ts = 9;
+        put_entry(&store, Seq(4), &commit(4, vec![bad], vec![])).await;
+        store
+            .put(&Path::from("_catalog/log/3.json"), "{}".into())
+            .await
+            .unwrap();
+        let problems = cat.check_log().await.unwrap();
+        let expect = [
+            "_catalog/log/00000000000000000002.json: commit 2 removes bars/nope, which is not in the catalog",
+            "_catalog/log/00000000000000000002.json: not part of the table",
+            "_catalog/log/00000000000000000004.json: adds bars/",
+            "_catalog/log/3.json: not a commit",
+        ];
+        for e in expect {
+            assert!(
+                problems.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {problems:?}"
+            );
+        }
+        assert_eq!(problems.len(), 4, "{problems:?}");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Interval, Symbol};
-use crate::storage::PartitionKey;
+use crate::storage::{PartitionKey, Recorded};
 
 /// A commit's sequence number: commit `n` lives at `_catalog/log/<n, 20 digits>.json`.
 #[derive(
@@ -43,9 +43,23 @@ pub struct FileMeta {
     /// Parquet footer length plus trailer, so a reader fetches the footer in one request.
     #[serde(default)]
     pub footer_bytes: u64,
+    /// CRC32 of each read unit of the file, checked whenever its bytes are read (see
+    /// `storage::checksum`); empty for files written before checksums, read unverified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crc32: Vec<u32>,
 }
 
 impl FileMeta {
+    /// What reads of this file are checked against.
+    pub fn recorded(&self) -> Recorded {
+        Recorded {
+            path: self.path.clone(),
+            size: self.bytes,
+            footer_bytes: self.footer_bytes,
+            crc32: self.crc32.clone(),
+        }
+    }
+
     pub fn partition(&self) -> PartitionKey {
         PartitionKey {
             interval: self.interval,

@@ -41,13 +41,12 @@ pub use views::SQL_FILES;
 
 use crate::catalog::Catalog;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use range_query::RangeQuery;
 use range_read::RangeReader;
 
 use crate::live::Live;
 use crate::model::Interval;
-use reader::IndexedReaderFactory;
+use reader::ReaderFactory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -148,11 +147,10 @@ impl QueryEngine {
         let counters = Arc::new(ScanCounters::default());
         // One reader factory for DataFusion's scans and range reads: footers (with their page
         // indexes) are cached once, in the session's cache.
-        let files: Arc<dyn ParquetFileReaderFactory> =
-            Arc::new(IndexedReaderFactory(CachedParquetFileReaderFactory::new(
-                store,
-                ctx.runtime_env().cache_manager.get_file_metadata_cache(),
-            )));
+        let files: Arc<dyn ParquetFileReaderFactory> = Arc::new(ReaderFactory::new(
+            store,
+            ctx.runtime_env().cache_manager.get_file_metadata_cache(),
+        ));
         let ranges = Arc::new(RangeReader::new(
             Arc::clone(&catalog),
             live.clone(),

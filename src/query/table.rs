@@ -167,6 +167,10 @@ pub(super) fn partitioned_file(f: &FileMeta) -> PartitionedFile {
     if f.footer_bytes > 0 {
         file = file.with_metadata_size_hint(f.footer_bytes as usize);
     }
+    if !f.crc32.is_empty() {
+        // What the reader checks every byte against (`reader::VerifiedReader`).
+        file = file.with_extension(Arc::new(f.recorded()));
+    }
     file.with_statistics(Arc::new(stats))
 }
 

@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use datafusion::error::DataFusionError;
 
+use crate::storage::{DamagedFile, find_damage};
 use crate::{query, store};
 
 #[derive(Debug, Clone)]
@@ -50,6 +51,15 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    /// A data file that failed its checksum: ours to fix, so a 500, and counted by its code.
+    pub fn damaged(e: &DamagedFile) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "damaged_file",
+            format!("{e}; the query was stopped rather than answered from it"),
+        )
+    }
+
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -61,6 +71,9 @@ impl ApiError {
 
     /// Classifies a query error: the user's SQL (400), the memory limit (507), or ours (500).
     pub fn from_datafusion(e: &DataFusionError) -> Self {
+        if let Some(damage) = find_damage(e) {
+            return Self::damaged(damage);
+        }
         let root = e.find_root();
         match root {
             DataFusionError::ResourcesExhausted(msg) => Self::new(
@@ -103,6 +116,9 @@ impl From<query::Error> for ApiError {
 
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> Self {
+        if let Some(damage) = e.damage() {
+            return Self::damaged(damage);
+        }
         match e {
             store::Error::Query(e) => e.into(),
             store::Error::InvalidInput(_) | store::Error::InvalidRow { .. } => {

@@ -283,7 +283,8 @@ async fn run_transfer(store: &Store) -> crate::Result<TransferSummary> {
     result
 }
 
-/// A read-only server's one loop: pick up the writer's catalog and sync-ledger commits.
+/// Picks up catalog and sync-ledger commits made by other processes (a writer, or a CLI
+/// `import` beside this server): one GET of the next log entry each when nothing is new.
 fn spawn_follow(app: App, store: Arc<Store>) {
     tokio::spawn(async move {
         let every = app.config.follow_interval.duration();
@@ -302,11 +303,11 @@ fn spawn_follow(app: App, store: Arc<Store>) {
 }
 
 /// Starts a loop per enabled job; each runs until the runtime stops. The transfer also runs
-/// early under memory pressure; stage 2 runs first after `backfill_delay`. A read-only server
-/// runs no jobs; it only follows the writer's commits.
+/// early under memory pressure; stage 2 runs first after `backfill_delay`. Every server follows
+/// other processes' commits; a read-only server runs no other job.
 pub fn spawn(app: App, store: Arc<Store>) {
+    spawn_follow(app.clone(), Arc::clone(&store));
     if app.config.read_only {
-        spawn_follow(app, store);
         return;
     }
     for job in Job::ALL {

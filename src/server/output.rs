@@ -272,7 +272,12 @@ impl Encoder {
             let batch = match self.first.take() {
                 Some(batch) => Some(batch),
                 None => match self.stream.next().await {
-                    Some(Err(e)) => return Some(Err(self.fail(e.to_string()))),
+                    Some(Err(e)) => {
+                        if crate::storage::find_damage(&e).is_some() {
+                            self.app.metrics.record_error("damaged_file");
+                        }
+                        return Some(Err(self.fail(e.to_string())));
+                    }
                     Some(Ok(batch)) => Some(batch),
                     None => None,
                 },

@@ -1,6 +1,7 @@
 //! Where bytes live: the store URL, the object store behind it, the layout of paths in it and
 //! the Parquet encoding of bar files.
 
+mod checksum;
 mod counting;
 mod disk_cache;
 mod json;
@@ -11,6 +12,7 @@ mod s3;
 mod upload;
 mod url;
 
+pub use checksum::{DamagedFile, Recorded, Units, find_damage};
 pub use counting::{CountingStore, RequestCounts, RequestKind, RequestStats};
 pub use disk_cache::{CacheCounts, CachingStore, DiskCache};
 pub use json::{JsonError, create_object, get_json};
@@ -42,6 +44,8 @@ pub enum Error {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("file {path} does not have the bars file schema: {reason}")]
     BadFileSchema { path: String, reason: String },
+    #[error(transparent)]
+    Damaged(#[from] DamagedFile),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -17,6 +17,7 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::checksum::{DamagedFile, Recorded};
 use super::{Error, Result};
 use crate::batch::ts_column;
 use crate::model::{COL_TS, FILE_SCHEMA, Interval};
@@ -31,6 +32,8 @@ pub struct EncodedFile {
     /// The file's tail a reader needs before any data: page indexes, footer and the 8-byte
     /// trailer, so one ranged GET fetches them all.
     pub footer_bytes: u64,
+    /// CRC32 of each read unit (see [`super::checksum`]).
+    pub crc32: Vec<u32>,
 }
 
 /// Rows per data page: a page is closed once it holds this many rows (the parquet crate checks
@@ -151,18 +154,27 @@ pub fn encode_bars(sorted: &RecordBatch, interval: Interval) -> Result<EncodedFi
         min_ts: ts[0],
         max_ts: ts[ts.len() - 1],
         footer_bytes: tail,
+        crc32: super::checksum::record(&bytes, &metadata, tail),
         bytes,
     })
 }
 
-/// Reads a whole bar file into one batch in the file schema: one GET, decoded in memory (files
-/// are a partition-year, a few MB at most).
-pub async fn read_bars(store: &Arc<dyn ObjectStore>, path: &str) -> Result<RecordBatch> {
-    let bytes = store.get(&super::object_path(path)).await?.bytes().await?;
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || decode_bars(&path, bytes))
-        .await
-        .expect("decode task does not panic")
+/// Reads a whole bar file into one batch in the file schema: one GET, checked against its
+/// checksums if it has them, decoded in memory (files are a partition-year, a few MB at most).
+pub async fn read_bars(store: &Arc<dyn ObjectStore>, file: Recorded) -> Result<RecordBatch> {
+    let bytes = store
+        .get(&super::object_path(&file.path))
+        .await?
+        .bytes()
+        .await?;
+    tokio::task::spawn_blocking(move || {
+        if file.is_verified() {
+            file.verify_file(&bytes)?;
+        }
+        decode_bars(&file.path, bytes)
+    })
+    .await
+    .expect("decode task does not panic")
 }
 
 fn decode_bars(path: &str, bytes: Bytes) -> Result<RecordBatch> {
@@ -180,14 +192,26 @@ fn decode_bars(path: &str, bytes: Bytes) -> Result<RecordBatch> {
     Ok(concat_batches(&FILE_SCHEMA, &batches)?)
 }
 
-/// Reads a file's footer with one ranged GET of its last `hint` bytes (more if needed).
+/// Reads a file's footer with one ranged GET of its last `hint` bytes (more if needed); a file
+/// with checksums has exactly its recorded tail read and checked.
 pub async fn read_footer(
     store: &Arc<dyn ObjectStore>,
-    path: &str,
+    file: &Recorded,
     file_size: u64,
     hint: u64,
 ) -> Result<ParquetMetaData> {
-    let path = super::object_path(path);
+    let path = super::object_path(&file.path);
+    if file.is_verified() {
+        let start = file
+            .tail_start()
+            .filter(|_| file_size == file.size)
+            .ok_or_else(|| DamagedFile {
+                path: file.path.clone(),
+                detail: format!("it holds {file_size} bytes but {} were written", file.size),
+            })?;
+        let tail = store.get_range(&path, start..file_size).await?;
+        return Ok(file.parse_tail(&tail)?);
+    }
     let mut want = hint.clamp(8, file_size);
     loop {
         let tail = store.get_range(&path, file_size - want..file_size).await?;
@@ -310,5 +334,122 @@ mod tests {
         let footer_len =
             u32::from_le_bytes(file.bytes[file.bytes.len() - 8..][..4].try_into().unwrap());
         assert_eq!(file.footer_bytes, footer_len as u64 + 8);
+    }
+
+    fn daily(n: i64) -> RecordBatch {
+        let interval: Interval = "1d".parse().unwrap();
+        let mut bars = BarBuilder::with_capacity(n as usize);
+        for i in 0..n {
+            let price = 50.0 + i as f64;
+            let ts = 1_609_459_200_000_000 + i * 86_400_000_000;
+            bars.push_checked(
+                interval,
+                ts,
+                price,
+                price,
+                price,
+                price,
+                10.0,
+                None,
+                Some(i),
+            )
+            .unwrap();
+        }
+        bars.finish()
+    }
+
+    fn recorded(file: &EncodedFile) -> Recorded {
+        Recorded {
+            path: "bars/x.parquet".into(),
+            size: file.bytes.len() as u64,
+            footer_bytes: file.footer_bytes,
+            crc32: file.crc32.clone(),
+        }
+    }
+
+    fn flipped(bytes: &Bytes, offset: usize) -> Bytes {
+        let mut copy = bytes.to_vec();
+        copy[offset] ^= 0x04;
+        Bytes::from(copy)
+    }
+
+    #[test]
+    fn every_single_byte_flip_of_a_small_file_fails_its_checksums() {
+        let file = encode_bars(&daily(250), "1d".parse().unwrap()).unwrap();
+        let sums = recorded(&file);
+        // The units the writer recorded are the ones a reader derives from the checked footer.
+        let metadata = sums.verify_file(&file.bytes).unwrap();
+        assert_eq!(sums.units(&metadata).unwrap().covering(&(0..1)), 0..4);
+        for offset in 0..file.bytes.len() {
+            let err = sums.verify_file(&flipped(&file.bytes, offset)).unwrap_err();
+            assert_eq!(err.path, "bars/x.parquet");
+        }
+        // A file of another length is damage too, named as such.
+        let err = sums.verify_file(&file.bytes.slice(1..)).unwrap_err();
+        assert!(err.detail.contains("bytes but"), "{err}");
+    }
+
+    #[test]
+    fn pages_are_units_so_a_range_read_checks_exactly_what_it_fetches() {
+        let file = encode_bars(&minutes(), "1m".parse().unwrap()).unwrap();
+        let sums = recorded(&file);
+        let metadata = sums.verify_file(&file.bytes).unwrap();
+        let units = sums.units(&metadata).unwrap();
+        let index = metadata.offset_index().expect("a page index");
+        let mut pages = 0;
+        for group in index {
+            for chunk in group {
+                for page in chunk.page_locations() {
+                    let start = page.offset as u64;
+                    let range = start..start + page.compressed_page_size as u64;
+                    assert_eq!(units.covering(&range), range);
+                    sums.verify(
+                        &units,
+                        start,
+                        &file.bytes[range.start as usize..range.end as usize],
+                    )
+                    .unwrap();
+                    pages += 1;
+                }
+            }
+        }
+        // January holds more than one page of minutes: its chunks are cut per page.
+        assert!(pages > 2 * 8, "{pages} pages");
+        assert_eq!(
+            sums.crc32.len(),
+            pages + 2,
+            "the magic number, every page, the tail"
+        );
+        // A part of a unit is widened to the whole unit, and cannot be checked as it is.
+        let first = &index[0][1].page_locations()[0];
+        let start = first.offset as u64;
+        let whole = start..start + first.compressed_page_size as u64;
+        assert_eq!(units.covering(&(start + 3..start + 9)), whole);
+        assert!(
+            sums.verify(
+                &units,
+                start + 3,
+                &file.bytes[start as usize + 3..start as usize + 9]
+            )
+            .is_err()
+        );
+        // Flips across the file: each is caught.
+        for offset in (0..file.bytes.len()).step_by(file.bytes.len() / 150) {
+            assert!(sums.verify_file(&flipped(&file.bytes, offset)).is_err());
+        }
+    }
+
+    #[test]
+    fn a_footer_that_fails_its_checksum_is_never_parsed() {
+        let file = encode_bars(&daily(30), "1d".parse().unwrap()).unwrap();
+        let sums = recorded(&file);
+        let tail = file.bytes.slice(sums.tail_start().unwrap() as usize..);
+        sums.parse_tail(&tail).unwrap();
+        let err = sums.parse_tail(&flipped(&tail, 5)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("data file bars/x.parquet is damaged: its footer"),
+            "{err}"
+        );
     }
 }

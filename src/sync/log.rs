@@ -34,6 +34,15 @@ pub enum Error {
     },
     #[error("gave up committing sync state after {0} attempts against concurrent writers")]
     TooManyAttempts(usize),
+    /// An entry that names another number than its own: skipping it would loop forever.
+    #[error(
+        "sync state log entry {path} is broken: it records seq {found} but its name says {expected}"
+    )]
+    BrokenLog {
+        path: String,
+        found: u64,
+        expected: u64,
+    },
 }
 
 impl From<JsonError> for Error {
@@ -119,9 +128,17 @@ impl SyncLog {
     pub async fn refresh(&self) -> Result<Arc<SyncState>, Error> {
         loop {
             let seq = self.seq();
-            let Some(commit) = get_json::<Commit>(&self.store, &log_path(seq + 1)).await? else {
+            let path = log_path(seq + 1);
+            let Some(commit) = get_json::<Commit>(&self.store, &path).await? else {
                 return Ok(self.state());
             };
+            if commit.seq != seq + 1 {
+                return Err(Error::BrokenLog {
+                    path: path.to_string(),
+                    found: commit.seq,
+                    expected: seq + 1,
+                });
+            }
             self.install(&commit);
         }
     }
@@ -245,5 +262,30 @@ mod tests {
             let id = (Symbol::new(sym).unwrap(), Interval::D1);
             assert_eq!(state.coverage[&id].len() as u64, CHECKPOINT_EVERY + 5);
         }
+    }
+
+    #[tokio::test]
+    async fn an_entry_whose_seq_disagrees_with_its_name_is_an_error_not_a_hang() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let log = SyncLog::load(Arc::clone(&store)).await.unwrap();
+        log.commit(vec![cover("A", 0)]).await.unwrap();
+        let stray = Commit {
+            seq: 9,
+            at: 0,
+            ops: vec![cover("B", 0)],
+        };
+        let body = serde_json::to_vec(&stray).unwrap();
+        store.put(&log_path(2), body.into()).await.unwrap();
+        // Before, refresh read entry 2, skipped it as "already applied" and read it again forever.
+        let err = tokio::time::timeout(std::time::Duration::from_secs(5), log.refresh())
+            .await
+            .expect("refresh returns")
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::BrokenLog { path, found: 9, expected: 2 }
+                if path == "_sync/log/00000000000000000002.json"),
+            "{err}"
+        );
+        assert!(log.commit(vec![cover("C", 0)]).await.is_err());
     }
 }

@@ -644,3 +644,45 @@ fn epoch_integers_whose_unit_the_magnitude_does_not_tell_are_refused() {
         "n\n1\n"
     );
 }
+
+/// Item 9 of issue 16: a commit whose `seq` disagrees with its file name blocked every write
+/// with "gave up committing after 50 attempts" while `check` said all was well.
+#[test]
+fn a_commit_numbered_unlike_its_name_is_named_by_check_and_by_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("data");
+    import_daily(&store);
+    let entry = store.join("_catalog/log/00000000000000000001.json");
+    let mut commit: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    commit["seq"] = 7.into();
+    std::fs::write(&entry, serde_json::to_vec(&commit).unwrap()).unwrap();
+
+    let out = tickvault(&store, &["check"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "PROBLEM _catalog/log/00000000000000000001.json: records seq 7 but its name says 1"
+        ),
+        "{said}"
+    );
+
+    let f = fixtures();
+    let out = tickvault(
+        &store,
+        &[
+            "import",
+            "--symbol-pattern",
+            "DA-(.+)-T-",
+            f.join("DA-AAPL-T-2021-04-21.csv").to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("catalog log entry _catalog/log/00000000000000000001.json is broken"),
+        "{err}"
+    );
+    assert!(!err.contains("attempts"), "{err}");
+}

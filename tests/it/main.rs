@@ -4,6 +4,7 @@ mod calendar;
 mod cli;
 mod common;
 mod crash;
+mod damage;
 mod failures;
 mod hostile;
 mod http_hardening;

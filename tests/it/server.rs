@@ -949,3 +949,46 @@ async fn large_results_stream_in_bounded_memory_and_shutdown_lets_them_finish() 
     );
     assert!(child.wait().unwrap().success());
 }
+
+/// Item 8 of issue 16: a writing server picks up a CLI `import` made beside it, without a
+/// commit of its own (before, the import stayed invisible until the server's next commit).
+#[tokio::test]
+async fn a_writing_server_follows_a_cli_import_made_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("data");
+    let (_child, base) = spawn_server(&store, "serve", &["--follow-interval", "100ms"]);
+    let count_url = format!("{base}/v1/sql?format=csv&q=SELECT+count(*)+AS+n+FROM+bars");
+    assert_eq!(get_text(&count_url).await, "n\n0\n");
+    let f = fixtures();
+    let out = Command::new(env!("CARGO_BIN_EXE_tickvault"))
+        .arg("--store")
+        .arg(&store)
+        .args(["import", "--symbol-pattern", "DA-(.+)-T-"])
+        .arg(f.join("DA-AAPL-T-2021-04-21.csv"))
+        .env_remove("TICKVAULT_STORE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let imported = Store::open(store.to_str().unwrap())
+        .await
+        .unwrap()
+        .query("SELECT count(*) FROM bars")
+        .await
+        .unwrap()[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0);
+    assert!(imported > 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = get_text(&count_url).await;
+        if text == format!("n\n{imported}\n") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still answers {text:?} after the import of {imported} rows"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,156 @@
+//! Validating the commit log itself, for `check`: every entry's name, number and actions, and
+//! whether loading reaches it. Loading trusts the log (it reads by number and stops at the first
+//! missing entry), so this is where a damaged or hand-edited log is named.
+
+use futures::StreamExt;
+use object_store::path::Path;
+
+use super::{Catalog, Commit, Error, FileMeta, LOG_DIR, Result, Seq, Snapshot, log_path};
+use crate::storage::{JsonError, ParquetFilePath, get_json};
+
+/// Log entries read at once.
+const READ_AHEAD: usize = 16;
+
+/// The number in a log entry's name (`<20 digits>.json`), if it is one.
+fn entry_number(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".json")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// What is wrong with one added file's record, judged on its own.
+fn add_problem(f: &FileMeta) -> Option<String> {
+    let Some(parsed) = ParquetFilePath::parse(&f.path) else {
+        return Some(format!(
+            "adds {}, which is not a path of the bars layout",
+            f.path
+        ));
+    };
+    if parsed.partition != f.partition() {
+        return Some(format!(
+            "adds {} as partition {}, but its path says {}",
+            f.path,
+            f.partition(),
+            parsed.partition
+        ));
+    }
+    if f.rows == 0 || f.bytes == 0 {
+        return Some(format!(
+            "adds {} with {} rows and {} bytes",
+            f.path, f.rows, f.bytes
+        ));
+    }
+    if f.min_ts > f.max_ts {
+        return Some(format!("adds {} with min_ts after max_ts", f.path));
+    }
+    if f.footer_bytes > f.bytes {
+        return Some(format!(
+            "adds {} with a footer longer than the file",
+            f.path
+        ));
+    }
+    None
+}
+
+/// What is wrong with a commit, judged on its own (numbering aside).
+fn commit_problems(commit: &Commit) -> Vec<String> {
+    let mut problems = Vec::new();
+    if commit.operation.trim().is_empty() {
+        problems.push("has no operation".to_string());
+    }
+    problems.extend(commit.add.iter().filter_map(add_problem));
+    let mut seen = std::collections::HashSet::new();
+    for path in commit.add.iter().map(|f| &f.path).chain(&commit.remove) {
+        if !seen.insert(path) {
+            problems.push(format!("names {path} twice"));
+        }
+    }
+    problems
+}
+
+impl Catalog {
+    /// Problems of the commit log, each naming the entry. Lists `_catalog/log/` and reads every
+    /// entry: maintenance only. Commits are replayed from the first one when the log starts at 1,
+    /// so a removal of a file no earlier commit added is found too.
+    pub async fn check_log(&self) -> Result<Vec<String>> {
+        let loaded = self.snapshot().seq;
+        let mut entries: Vec<(u64, Path)> = Vec::new();
+        let mut problems = Vec::new();
+        let mut listing = self.store.list(Some(&Path::from(LOG_DIR)));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|source| Error::Io {
+                path: LOG_DIR.to_string(),
+                source,
+            })?;
+            match meta.location.filename().and_then(entry_number) {
+                Some(n) => entries.push((n, meta.location)),
+                None => problems.push(format!(
+                    "{}: not a commit (names are 20 digits and .json); loading never reads it",
+                    meta.location
+                )),
+            }
+        }
+        entries.sort();
+        let mut replay = (entries.first().map(|(n, _)| *n) == Some(1)).then(Snapshot::default);
+        // Read a few at a time (a remote store answers each GET in a round trip), in order.
+        let mut fetched = futures::stream::iter(entries)
+            .map(|(n, path)| async move {
+                let got = get_json::<Commit>(&self.store, &path).await;
+                (n, path, got)
+            })
+            .buffered(READ_AHEAD);
+        while let Some((n, path, got)) = fetched.next().await {
+            let commit = match got {
+                Ok(Some(commit)) => commit,
+                Ok(None) => continue, // removed while we listed
+                Err(JsonError::Io { path, source }) => return Err(Error::Io { path, source }),
+                Err(JsonError::Corrupt { source, .. }) => {
+                    problems.push(format!("{path}: not a readable commit: {source}"));
+                    replay = None;
+                    continue;
+                }
+            };
+            if commit.seq != Seq(n) {
+                problems.push(format!(
+                    "{path}: records seq {} but its name says {n}; no commit can be made after it",
+                    commit.seq
+                ));
+                replay = None;
+                continue;
+            }
+            let own = commit_problems(&commit);
+            problems.extend(own.iter().map(|p| format!("{path}: {p}")));
+            if n > loaded.0 && own.is_empty() {
+                problems.push(format!(
+                    "{path}: not part of the table: loading stops before it, at {}",
+                    log_path(loaded.next())
+                ));
+            }
+            replay = match replay {
+                Some(state) if state.seq.next() == commit.seq => match state.apply(&commit) {
+                    Ok(next) => Some(next),
+                    Err(e) => {
+                        problems.push(format!("{path}: {e}"));
+                        None
+                    }
+                },
+                _ => None,
+            };
+        }
+        Ok(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_are_twenty_digits_and_json() {
+        assert_eq!(entry_number("00000000000000000042.json"), Some(42));
+        assert_eq!(entry_number("42.json"), None);
+        assert_eq!(entry_number("0000000000000000004x.json"), None);
+        assert_eq!(entry_number("00000000000000000042.json.tmp"), None);
+    }
+}
