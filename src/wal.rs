@@ -877,6 +877,19 @@ mod tests {
         out
     }
 
+    /// A closed log of three records whose second one fails its CRC: the segment and its bytes.
+    fn three_records_with_the_second_flipped(dir: &Path) -> (PathBuf, Vec<u8>) {
+        let (mut wal, _) = Wal::open(dir).unwrap();
+        wal.append(&[b"one", b"two", b"three"]).unwrap();
+        drop(wal);
+        let seg = only_segment(dir);
+        let mut bytes = fs::read(&seg).unwrap();
+        let second = frame_offsets(&bytes)[1];
+        bytes[second + HEADER] ^= 0xff;
+        fs::write(&seg, &bytes).unwrap();
+        (seg, bytes)
+    }
+
     fn only_segment(dir: &Path) -> PathBuf {
         let listing = list_dir(dir).unwrap();
         assert_eq!(listing.segments.len(), 1);
@@ -1045,14 +1058,7 @@ mod tests {
     #[test]
     fn the_damage_report_lasts_until_it_is_cleared() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path()).unwrap();
-        wal.append(&[b"one", b"two", b"three"]).unwrap();
-        drop(wal);
-        let seg = only_segment(dir.path());
-        let mut bytes = fs::read(&seg).unwrap();
-        let second = frame_offsets(&bytes)[1];
-        bytes[second + HEADER] ^= 0xff;
-        fs::write(&seg, &bytes).unwrap();
+        let (_, bytes) = three_records_with_the_second_flipped(dir.path());
         let (_, replay) = Wal::open(dir.path()).unwrap();
         assert_eq!(replay.damaged.len(), 1);
         for _ in 0..2 {
@@ -1080,14 +1086,7 @@ mod tests {
     #[test]
     fn a_recovery_cut_short_is_redone() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path()).unwrap();
-        wal.append(&[b"one", b"two", b"three"]).unwrap();
-        drop(wal);
-        let seg = only_segment(dir.path());
-        let mut bytes = fs::read(&seg).unwrap();
-        let second = frame_offsets(&bytes)[1];
-        bytes[second + HEADER] ^= 0xff;
-        fs::write(&seg, &bytes).unwrap();
+        let (seg, bytes) = three_records_with_the_second_flipped(dir.path());
         let (_, replay) = Wal::open(dir.path()).unwrap();
         assert_eq!(replay.damaged.len(), 1);
         // Put the original back beside what recovery wrote, plus a partial temporary file.
