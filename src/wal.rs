@@ -147,7 +147,7 @@ impl Wal {
             // of a record now unreadable. The next segment's name caps them all.
             let mut bound = scan.lsn_bound;
             if !scan.damage.is_empty() {
-                bound = bound.max(name.first_lsn + 1);
+                bound = bound.max(name.first_lsn.saturating_add(1));
             }
             if let Some(next) = names.get(i + 1) {
                 bound = bound.min(next.first_lsn);
@@ -434,7 +434,12 @@ fn read_damaged_copy(copy: &DamagedCopy) -> io::Result<(Damage, Lsn)> {
         recovered: scan.records.len(),
         new: false,
     };
-    let after_good = scan.records.iter().map(|r| r.lsn + 1).max().unwrap_or(0);
+    let after_good = scan
+        .records
+        .iter()
+        .map(|r| r.lsn.saturating_add(1))
+        .max()
+        .unwrap_or(0);
     Ok((damage, after_good))
 }
 
@@ -646,14 +651,19 @@ fn scan_segment(bytes: &[u8], first_lsn: Lsn, newest: bool) -> Scan {
                 lsn,
                 payload: payload.to_vec(),
             });
-            scan.lsn_bound = scan.lsn_bound.max(lsn + 1);
+            scan.lsn_bound = scan.lsn_bound.max(lsn.saturating_add(1));
             at = end;
             continue;
         }
-        // Not a good record here: look for the next one.
+        // Not a good record here: look for the next one. A segment's LSNs rise, so a frame
+        // whose LSN does not is bytes inside the damaged record's payload, not a record.
+        let floor = scan
+            .records
+            .last()
+            .map_or(first_lsn, |r| r.lsn.saturating_add(1));
         let resume = (at + 1..bytes.len())
             .filter(|&i| bytes[i..].starts_with(&MAGIC))
-            .find(|&i| frame_at(bytes, i).is_some());
+            .find(|&i| frame_at(bytes, i).is_some_and(|(lsn, _, _)| lsn >= floor));
         scan.damage.push(at as u64);
         match resume {
             // The good record after the damage has a higher LSN than any in it.
@@ -664,9 +674,12 @@ fn scan_segment(bytes: &[u8], first_lsn: Lsn, newest: bool) -> Scan {
                 break;
             }
             None => {
-                let after = scan.records.last().map_or(first_lsn, |r| r.lsn + 1);
+                let after = scan
+                    .records
+                    .last()
+                    .map_or(first_lsn, |r| r.lsn.saturating_add(1));
                 let most = ((bytes.len() - at) / HEADER) as u64;
-                scan.lsn_bound = scan.lsn_bound.max(after + most);
+                scan.lsn_bound = scan.lsn_bound.max(after.saturating_add(most));
                 break;
             }
         }
@@ -1079,6 +1092,28 @@ mod tests {
         assert_eq!(lsns(&cleared), vec![1, 3], "the good records stay");
         assert_eq!(wal.append(&[b"four"]).unwrap(), vec![4]);
         assert!(clear_damage(dir.path(), None).unwrap().is_empty());
+    }
+
+    /// A damaged record's payload may hold bytes that frame as a good record (a writer controls
+    /// its prices' bytes); one whose LSN does not rise past the last good one is not a record.
+    #[test]
+    fn a_frame_inside_a_damaged_payload_is_not_replayed() {
+        let mut bytes = Vec::new();
+        encode_frame(1, b"one", &mut bytes);
+        let mut forged = Vec::new();
+        encode_frame(1, b"forged", &mut forged);
+        let second = bytes.len();
+        encode_frame(2, &forged, &mut bytes);
+        bytes[second + 8] ^= 0xff; // the second record's CRC
+        encode_frame(3, b"three", &mut bytes);
+        let scan = scan_segment(&bytes, 1, false);
+        let payloads: Vec<(Lsn, &[u8])> = scan
+            .records
+            .iter()
+            .map(|r| (r.lsn, r.payload.as_slice()))
+            .collect();
+        assert_eq!(payloads, vec![(1, &b"one"[..]), (3, &b"three"[..])]);
+        assert_eq!(scan.damage, vec![second as u64]);
     }
 
     /// A crash part-way through recovery leaves the original, the copy and the recovered

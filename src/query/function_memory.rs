@@ -212,7 +212,11 @@ impl ScalarUDFImpl for CountedOutput {
 /// size is not known before the call (4 bytes for every padded character); saturating, so an
 /// absurd argument asks for `usize::MAX`.
 pub fn estimate(name: &str, args: &[ColumnarValue], rows: usize) -> Option<usize> {
-    let rows = rows.max(1);
+    // An empty batch (a `latest` table with no live rows) produces nothing, and its arrays have
+    // no row to read. Calls with only scalar arguments come with one row.
+    if rows == 0 {
+        return None;
+    }
     let total = match name {
         // repeat(s, n): len(s) × n per row.
         "repeat" => per_row(rows, |row| {
@@ -391,5 +395,16 @@ mod tests {
             estimate("repeat", &[text("ab"), ColumnarValue::Array(counts)], 3),
             Some(2 + 4 + 6)
         );
+    }
+
+    /// `SELECT repeat(symbol, 2) FROM latest` with no live rows calls the function on a batch of
+    /// none: nothing to estimate, and no row 0 to read.
+    #[test]
+    fn an_empty_batch_is_estimated_without_reading_a_row() {
+        let none: ArrayRef = Arc::new(arrow::array::StringArray::from(Vec::<&str>::new()));
+        for name in ["repeat", "replace", "lpad"] {
+            let args = [ColumnarValue::Array(Arc::clone(&none)), int(2), text("x")];
+            assert_eq!(estimate(name, &args, 0), None, "{name}");
+        }
     }
 }
