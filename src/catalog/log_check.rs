@@ -74,7 +74,6 @@ impl Catalog {
     /// entry: maintenance only. Commits are replayed from the first one when the log starts at 1,
     /// so a removal of a file no earlier commit added is found too.
     pub async fn check_log(&self) -> Result<Vec<String>> {
-        let loaded = self.snapshot().seq;
         let mut entries: Vec<(u64, Path)> = Vec::new();
         let mut problems = Vec::new();
         let mut listing = self.store.list(Some(&Path::from(LOG_DIR)));
@@ -92,6 +91,10 @@ impl Catalog {
             }
         }
         entries.sort();
+        // Load what was committed while we listed, so a good entry is never called unreachable.
+        // A refresh that fails on a broken entry is what the checks below name.
+        let _ = self.refresh().await;
+        let loaded = self.snapshot().seq;
         let mut replay = (entries.first().map(|(n, _)| *n) == Some(1)).then(Snapshot::default);
         // Read a few at a time (a remote store answers each GET in a round trip), in order.
         let mut fetched = futures::stream::iter(entries)

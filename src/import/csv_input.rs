@@ -123,6 +123,11 @@ fn push_row(
             expected: n_fields,
         });
     }
+    let slot = match cols.symbol {
+        Some(i) => sink.slot(&rec[i])?,
+        None => 0,
+    };
+    ts_parser.set_series(slot);
     let raw_ts = &rec[cols.ts];
     let ts = ts_parser
         .parse(raw_ts)
@@ -139,10 +144,6 @@ fn push_row(
     let trades = match cols.trades {
         Some(i) => optional_trades(&rec[i])?,
         None => None,
-    };
-    let slot = match cols.symbol {
-        Some(i) => sink.slot(&rec[i])?,
-        None => 0,
     };
     sink.push(slot, ts, open, high, low, close, volume, vwap, trades)
 }

@@ -153,6 +153,12 @@ pub(super) fn read_parquet(
 
         for row in 0..batch.num_rows() {
             let result = (|| -> Result<(), RowError> {
+                let slot = match symbols {
+                    Some(s) if s.is_null(row) => return Err(RowError::Null("symbol")),
+                    Some(s) => sink.slot(s.value(row).as_bytes())?,
+                    None => 0,
+                };
+                ts_parser.set_series(slot);
                 let ts = ts.get(row, &mut ts_parser)?;
                 let o = open.required(row, "open")?;
                 let h = high.required(row, "high")?;
@@ -166,11 +172,6 @@ pub(super) fn read_parquet(
                 let n = match &trades {
                     Some(a) => a.trades(row)?,
                     None => None,
-                };
-                let slot = match symbols {
-                    Some(s) if s.is_null(row) => return Err(RowError::Null("symbol")),
-                    Some(s) => sink.slot(s.value(row).as_bytes())?,
-                    None => 0,
                 };
                 sink.push(slot, ts, o, h, l, c, v, vw, n)
             })();

@@ -117,14 +117,23 @@ pub(crate) struct TsParser {
     /// Offset (local minus UTC, µs) valid for the whole of `cached_day`.
     cached_offset: i64,
     ambiguous: Ambiguous,
-    /// With [`Ambiguous::Infer`]: the last ambiguous local time read, its local day, and
-    /// whether the clock had stepped back (the rows are after the change).
-    infer: Option<(i64, i64, bool)>,
+    /// With [`Ambiguous::Infer`], per series of the input (each symbol is read in its own row
+    /// order): the last ambiguous local time read, its local day, and whether the clock had
+    /// stepped back (the rows are after the change).
+    infer: Vec<Option<(i64, i64, bool)>>,
+    /// The series the next timestamps belong to (an index into `infer`).
+    series: usize,
     /// `None`: by magnitude.
     epoch_unit: Option<EpochUnit>,
 }
 
 impl TsParser {
+    /// Says which series (the input's symbol slot) the next timestamps belong to: `infer` reads
+    /// each series in its own row order, so one symbol's repeated hour never decides another's.
+    pub(crate) fn set_series(&mut self, series: usize) {
+        self.series = series;
+    }
+
     pub(crate) fn new(tz: Tz) -> Self {
         // Other zones without transitions go through the per-day cache, which is nearly as fast.
         let is_utc = matches!(tz, Tz::UTC | Tz::Etc__UTC);
@@ -134,7 +143,8 @@ impl TsParser {
             cached_day: i64::MIN,
             cached_offset: 0,
             ambiguous: Ambiguous::Refuse,
-            infer: None,
+            infer: Vec::new(),
+            series: 0,
             epoch_unit: None,
         }
     }
@@ -236,7 +246,11 @@ impl TsParser {
     /// wall clock stepped back (or repeated) within the same local day's repeated hour.
     fn infer_after_change(&mut self, local_us: i64) -> Result<bool, TsError> {
         let day = local_us.div_euclid(MICROS_PER_DAY);
-        let after = match self.infer {
+        if self.infer.len() <= self.series {
+            self.infer.resize(self.series + 1, None);
+        }
+        let state = &mut self.infer[self.series];
+        let after = match *state {
             Some((last_day, last, after)) if last_day == day && local_us <= last => {
                 if after {
                     return Err(TsError::AmbiguousOrder);
@@ -246,7 +260,7 @@ impl TsParser {
             Some((last_day, _, after)) if last_day == day => after,
             _ => false,
         };
-        self.infer = Some((day, local_us, after));
+        *state = Some((day, local_us, after));
         Ok(after)
     }
 
@@ -876,6 +890,29 @@ mod tests {
         assert_eq!(
             descending.parse(b"2021-11-07 01:57"),
             Err(TsError::AmbiguousOrder)
+        );
+    }
+
+    /// One file of two symbols: A's rows stop inside the first pass, then B's start; B's 01:00
+    /// is its own first pass, not A's clock stepping back.
+    #[test]
+    fn infer_reads_each_series_in_its_own_row_order() {
+        let mut parser = TsParser::new(NY).with(Ambiguous::Infer, None);
+        parser.set_series(0);
+        assert_eq!(
+            parser.parse(b"2021-11-07 01:30"),
+            Ok(utc(2021, 11, 7, 5, 30, 0, 0))
+        );
+        parser.set_series(1);
+        assert_eq!(
+            parser.parse(b"2021-11-07 01:00"),
+            Ok(utc(2021, 11, 7, 5, 0, 0, 0))
+        );
+        parser.set_series(0);
+        assert_eq!(
+            parser.parse(b"2021-11-07 01:00"),
+            Ok(utc(2021, 11, 7, 6, 0, 0, 0)),
+            "A's clock stepped back"
         );
     }
 }
