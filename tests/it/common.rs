@@ -16,6 +16,32 @@ use object_store::{
 };
 use tickvault::model::BARS_SCHEMA;
 
+/// xorshift64*: a seeded generator with no dependency, so a failing case replays from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1) // an all-zero state would stay zero
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// An index into something `len` long.
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+}
+
 pub const DAY: i64 = 86_400_000_000;
 pub const MINUTE: i64 = 60_000_000;
 /// 2021-01-04T00:00:00Z, a Monday.

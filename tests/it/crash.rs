@@ -11,26 +11,11 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::common::Rng;
 use crate::server::spawn_server;
 
 /// (symbol, ts µs)
 type Key = (String, i64);
-
-/// xorshift64*: deterministic from the seed, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const WRITERS: usize = 4;
 const ROUNDS: usize = 20;
@@ -121,7 +106,7 @@ async fn writer(
     next_value: Arc<std::sync::atomic::AtomicU64>,
 ) -> usize {
     let client = reqwest::Client::new();
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let symbol = format!("W{id}");
     let mut acked = 0;
     loop {
@@ -187,7 +172,7 @@ async fn acknowledged_writes_survive_kill_9_at_random_moments() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0);
     println!("crash test seed {seed} (replay with TICKVAULT_CRASH_SEED={seed})");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("data");
     let args = [

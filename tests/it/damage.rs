@@ -12,7 +12,7 @@ use tickvault::batch::{BarBuilder, SeriesBatch, SeriesKey};
 use tickvault::model::{Interval, Symbol};
 use tickvault::{LoadRequest, Store, StoreOptions};
 
-use crate::common::{DAY, MINUTE};
+use crate::common::{DAY, MINUTE, Rng};
 
 /// 2021-01-01T00:00:00Z.
 const T0: i64 = 1_609_459_200_000_000;
@@ -127,18 +127,6 @@ async fn data_files(dir: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// A small deterministic generator (xorshift), so a failure names its seed and repeats.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 fn flip(path: &Path, offset: u64, mask: u8) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[offset as usize] ^= mask;
@@ -154,7 +142,7 @@ async fn flipped_bytes_in_data_files_are_named_never_served() {
     let files = data_files(dir.path()).await;
     assert_eq!(files.len(), 4, "{files:?}");
     let seed = 0x5eed_u64;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let (mut detected, mut trials) = (0, 0);
     for trial in 0..48 {
         let (rel, size) = &files[rng.below(files.len() as u64) as usize];

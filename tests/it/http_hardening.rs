@@ -16,7 +16,7 @@ use tickvault::config::{ByteSize, Config, Token};
 use tickvault::live::LiveOptions;
 use tickvault::{Store, StoreOptions};
 
-use crate::common::{DAY, T2021, bars, row};
+use crate::common::{DAY, Rng, T2021, bars, row};
 use crate::server::{TestServer, expect_error};
 
 const ARROW: &str = "application/vnd.apache.arrow.stream";
@@ -34,22 +34,6 @@ async fn live_server(config: Config, wal: &std::path::Path) -> (TestServer, Arc<
             .unwrap(),
     );
     (TestServer::start(config, Arc::clone(&store)).await, store)
-}
-
-async fn post(
-    server: &TestServer,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> reqwest::Response {
-    server
-        .client
-        .post(server.url(path))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
 }
 
 fn ipc(batches: &[RecordBatch]) -> Vec<u8> {
@@ -143,22 +127,6 @@ fn views_batch() -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
 }
 
-/// xorshift64*: a seeded generator, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arrow_bodies_with_flipped_bits_are_200_or_400_and_the_server_lives() {
     let wal = tempfile::tempdir().unwrap();
@@ -173,7 +141,7 @@ async fn arrow_bodies_with_flipped_bits_are_200_or_400_and_the_server_lives() {
         ipc(&[views_batch()]),
     ];
     for body in &bodies {
-        let r = post(&server, "/v1/write", ARROW, body.clone()).await;
+        let r = server.post("/v1/write", ARROW, body.clone()).await;
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     }
     let (mut ok, mut refused) = (0, 0);
@@ -184,21 +152,21 @@ async fn arrow_bodies_with_flipped_bits_are_200_or_400_and_the_server_lives() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let mut rng = Rng(env("TICKVAULT_FUZZ_SEED", 0x5eed_1234_abcd_0001));
+    let mut rng = Rng::new(env("TICKVAULT_FUZZ_SEED", 0x5eed_1234_abcd_0001));
     let trials = env("TICKVAULT_FUZZ_TRIALS", 2000) as usize;
     for trial in 0..trials {
         let mut body = bodies[trial % bodies.len()].clone();
         // Odd trials flip bits; even ones overwrite bytes with values lengths and counts are
         // made of (all ones, a sign bit, zero, anything).
         for _ in 0..1 + rng.below(4) {
-            let at = rng.below(body.len());
+            let at = rng.index(body.len());
             if trial % 2 == 1 {
                 body[at] ^= 1 << rng.below(8);
             } else {
-                body[at] = [0xff, 0x7f, 0x80, 0x00, rng.next() as u8][rng.below(5)];
+                body[at] = [0xff, 0x7f, 0x80, 0x00, rng.next() as u8][rng.index(5)];
             }
         }
-        let r = post(&server, "/v1/write", ARROW, body).await;
+        let r = server.post("/v1/write", ARROW, body).await;
         let status = r.status();
         let answer: Value = r
             .json()
@@ -299,7 +267,7 @@ async fn lengths_claiming_more_than_the_body_holds_are_refused_before_allocating
     cases.push(("buffer", b));
     for (what, body) in cases {
         let m = expect_error(
-            post(&server, "/v1/write", ARROW, body).await,
+            server.post("/v1/write", ARROW, body).await,
             StatusCode::BAD_REQUEST,
             "invalid_row",
         )
@@ -351,13 +319,9 @@ async fn arrow_writes_are_as_strict_as_ndjson() {
         )
     };
     // Whole microseconds in nanoseconds are fine.
-    let r = post(
-        &server,
-        "/v1/write",
-        ARROW,
-        arrow_rows_body(base_columns(ns(0))),
-    )
-    .await;
+    let r = server
+        .post("/v1/write", ARROW, arrow_rows_body(base_columns(ns(0))))
+        .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     let mut cases: Vec<(Vec<u8>, &[&str])> = Vec::new();
     // A sub-microsecond timestamp is refused, not truncated, by row.
@@ -393,7 +357,7 @@ async fn arrow_writes_are_as_strict_as_ndjson() {
     cases.push((arrow_rows_body(ints), &["\"ts\"", "timestamp"]));
     for (body, wanted) in cases {
         let m = expect_error(
-            post(&server, "/v1/write", ARROW, body).await,
+            server.post("/v1/write", ARROW, body).await,
             StatusCode::BAD_REQUEST,
             "invalid_row",
         )
@@ -409,7 +373,7 @@ async fn arrow_writes_are_as_strict_as_ndjson() {
         row("B", "1d", T2021 + 1, 4.0),
     ]);
     let m = expect_error(
-        post(&server, "/v1/write", ARROW, ipc(&[first, second])).await,
+        server.post("/v1/write", ARROW, ipc(&[first, second])).await,
         StatusCode::BAD_REQUEST,
         "invalid_row",
     )
@@ -637,7 +601,7 @@ async fn latest_never_shows_a_deleted_bar() {
         line("B", "2024-01-03"),
     ]
     .join("\n");
-    let r = post(&server, "/v1/write", NDJSON, body.into_bytes()).await;
+    let r = server.post("/v1/write", NDJSON, body.into_bytes()).await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     assert_eq!(latest_symbols(&server).await.len(), 2);
     // Deleting A's first bar leaves its latest (the 3rd) alone.
@@ -681,7 +645,7 @@ async fn symbols_with_hidden_characters_are_refused_at_every_entrance() {
             r#"{{"symbol":"{symbol}","interval":"1d","ts":"2024-01-02T00:00:00Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}}"#
         );
         let m = expect_error(
-            post(&server, "/v1/write", NDJSON, line.into_bytes()).await,
+            server.post("/v1/write", NDJSON, line.into_bytes()).await,
             StatusCode::BAD_REQUEST,
             "invalid_row",
         )
@@ -689,7 +653,7 @@ async fn symbols_with_hidden_characters_are_refused_at_every_entrance() {
         assert!(m.contains("line 1") && m.contains(code), "{m}");
         let csv = format!("symbol,ts,open,high,low,close,volume\n{symbol},2024-01-02,1,2,1,1,1\n");
         let m = expect_error(
-            post(&server, "/v1/write", "text/csv", csv.into_bytes()).await,
+            server.post("/v1/write", "text/csv", csv.into_bytes()).await,
             StatusCode::BAD_REQUEST,
             "invalid_row",
         )
@@ -697,7 +661,7 @@ async fn symbols_with_hidden_characters_are_refused_at_every_entrance() {
         assert!(m.contains(code), "{m}");
         let arrow = ipc(&[bars(&[row(symbol, "1d", T2021, 1.0)])]);
         let m = expect_error(
-            post(&server, "/v1/write", ARROW, arrow).await,
+            server.post("/v1/write", ARROW, arrow).await,
             StatusCode::BAD_REQUEST,
             "invalid_row",
         )

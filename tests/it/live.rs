@@ -298,22 +298,6 @@ async fn live_server_on(
     (TestServer::start(config, Arc::clone(&store)).await, store)
 }
 
-async fn post(
-    server: &TestServer,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> reqwest::Response {
-    server
-        .client
-        .post(server.url(path))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 const NDJSON: &str = "application/x-ndjson";
 
 fn ndjson_line(symbol: &str, ts: &str, high: f64, low: f64, volume: f64) -> String {
@@ -333,7 +317,7 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
         r#"{"symbol":"MSFT","interval":"1m","ts":1704205800000000000,"open":1,"high":2,"low":1,"close":1.5,"volume":3,"vwap":1.4,"trades":7}"#.to_string(),
     ]
     .join("\n");
-    let r = post(&server, "/v1/write", NDJSON, body.into_bytes()).await;
+    let r = server.post("/v1/write", NDJSON, body.into_bytes()).await;
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["rows"], 3);
@@ -345,16 +329,14 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
     assert_eq!(v[0]["n"], 2);
 
     let csv = "date,open,high,low,close,volume\n2024-01-02 14:32,1,2,1,1.5,10\n";
-    let r = post(
-        &server,
-        "/v1/write?interval=1m&symbol=AAPL",
-        "text/csv",
-        csv.into(),
-    )
-    .await;
+    let r = server
+        .post("/v1/write?interval=1m&symbol=AAPL", "text/csv", csv.into())
+        .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     let csv = "ticker,ts,open,high,low,close,volume\nNVDA,2024-01-02,1,2,1,1.5,10\n";
-    let r = post(&server, "/v1/write", "text/csv; charset=utf-8", csv.into()).await;
+    let r = server
+        .post("/v1/write", "text/csv; charset=utf-8", csv.into())
+        .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
 
     let batch = bars(&[
@@ -367,13 +349,9 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
         w.write(&batch).unwrap();
         w.finish().unwrap();
     }
-    let r = post(
-        &server,
-        "/v1/write",
-        "application/vnd.apache.arrow.stream",
-        ipc,
-    )
-    .await;
+    let r = server
+        .post("/v1/write", "application/vnd.apache.arrow.stream", ipc)
+        .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     let got = contents(&store).await;
     assert_eq!(got.len(), 3 + 1 + 1 + 2);
@@ -448,7 +426,7 @@ async fn write_endpoint_refuses_bad_input_whole() {
         // A good row, then the bad one: nothing of the request is applied.
         let body = format!("{good}\n{bad_line}\n");
         let m = expect_error(
-            post(&server, "/v1/write", NDJSON, body.into_bytes()).await,
+            server.post("/v1/write", NDJSON, body.into_bytes()).await,
             StatusCode::BAD_REQUEST,
             "invalid_row",
         )
@@ -460,58 +438,56 @@ async fn write_endpoint_refuses_bad_input_whole() {
     let csv =
         "symbol,ts,open,high,low,close,volume\nA,2024-01-02,1,2,1,1,1\nA,2024-01-03,NaN,2,1,1,1\n";
     let m = expect_error(
-        post(&server, "/v1/write", "text/csv", csv.into()).await,
+        server.post("/v1/write", "text/csv", csv.into()).await,
         StatusCode::BAD_REQUEST,
         "invalid_row",
     )
     .await;
     assert!(m.contains("line 3"), "{m}");
     let m = expect_error(
-        post(
-            &server,
-            "/v1/write",
-            "text/csv",
-            "ts,open,high,low,close,volume\n2024-01-02,1,2,1,1,1\n".into(),
-        )
-        .await,
+        server
+            .post(
+                "/v1/write",
+                "text/csv",
+                "ts,open,high,low,close,volume\n2024-01-02,1,2,1,1,1\n".into(),
+            )
+            .await,
         StatusCode::BAD_REQUEST,
         "invalid_row",
     )
     .await;
     assert!(m.contains("symbol"), "{m}");
     expect_error(
-        post(
-            &server,
-            "/v1/write",
-            "application/vnd.apache.arrow.stream",
-            b"garbage".to_vec(),
-        )
-        .await,
+        server
+            .post(
+                "/v1/write",
+                "application/vnd.apache.arrow.stream",
+                b"garbage".to_vec(),
+            )
+            .await,
         StatusCode::BAD_REQUEST,
         "invalid_row",
     )
     .await;
     expect_error(
-        post(&server, "/v1/write?interval=7m", "text/csv", "a\n".into()).await,
+        server
+            .post("/v1/write?interval=7m", "text/csv", "a\n".into())
+            .await,
         StatusCode::BAD_REQUEST,
         "invalid_parameter",
     )
     .await;
     expect_error(
-        post(
-            &server,
-            "/v1/write",
-            "application/json",
-            good.clone().into_bytes(),
-        )
-        .await,
+        server
+            .post("/v1/write", "application/json", good.clone().into_bytes())
+            .await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
     )
     .await;
     let huge = format!("{good}\n").repeat(2000);
     expect_error(
-        post(&server, "/v1/write", NDJSON, huge.into_bytes()).await,
+        server.post("/v1/write", NDJSON, huge.into_bytes()).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
     )
@@ -682,7 +658,7 @@ async fn repeated_sql_comes_from_the_cache_until_the_store_changes() {
 
     // A live write changes the answer: the next request computes it again.
     let line = ndjson_line("BBB", "2021-01-04T00:01:00Z", 21.0, 20.0, 5.0);
-    let r = post(&server, "/v1/write", NDJSON, line.into_bytes()).await;
+    let r = server.post("/v1/write", NDJSON, line.into_bytes()).await;
     assert_eq!(r.status(), StatusCode::OK);
     let (hit, after_ingest) = ask(&server, sql, "csv").await;
     assert!(!hit);

@@ -92,6 +92,22 @@ impl TestServer {
         self.get("/v1/status").await.json().await.unwrap()
     }
 
+    /// `POST path` with this content type and body.
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub(crate) async fn post_sql(&self, sql: &str) -> reqwest::Response {
         self.client
             .post(self.url("/v1/sql"))
