@@ -4,6 +4,7 @@
 //! listed by an atomic catalog ([`catalog`]), and queried with SQL through DataFusion
 //! ([`query`]). [`Store`] is the front door.
 
+pub mod actions;
 pub mod batch;
 pub mod calendar;
 pub mod catalog;

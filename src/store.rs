@@ -13,6 +13,7 @@ use datafusion::prelude::{DataFrame, col, lit};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
+use crate::actions::ActionsTable;
 use crate::batch::{SeriesBatch, SeriesKey};
 use crate::catalog::{self, Catalog};
 use crate::import::{self, ImportOptions};
@@ -49,6 +50,8 @@ pub enum Error {
     NoLiveTier,
     #[error(transparent)]
     Preflight(#[from] storage::PreflightError),
+    #[error(transparent)]
+    Actions(#[from] crate::actions::table::Error),
 }
 
 impl From<datafusion::error::DataFusionError> for Error {
@@ -130,6 +133,7 @@ pub struct Store {
     catalog: Arc<Catalog>,
     live: Option<Arc<Live>>,
     engine: QueryEngine,
+    actions: Arc<ActionsTable>,
 }
 
 impl std::fmt::Debug for Store {
@@ -209,6 +213,11 @@ impl Store {
             options.query_memory_limit,
         )
         .await?;
+        let actions = Arc::new(
+            ActionsTable::open(Arc::clone(&object_store), options.read_only)
+                .await
+                .map_err(Error::Actions)?,
+        );
         Ok(Self {
             url: label.to_string(),
             object_store,
@@ -217,6 +226,7 @@ impl Store {
             catalog,
             live,
             engine,
+            actions,
         })
     }
 
@@ -279,6 +289,11 @@ impl Store {
     }
 
     /// The live tier, when the store was opened with one.
+    /// The `corporate_actions` table: splits and dividends that adjusted reads apply.
+    pub fn actions(&self) -> &Arc<ActionsTable> {
+        &self.actions
+    }
+
     pub fn live(&self) -> Option<&Arc<Live>> {
         self.live.as_ref()
     }
