@@ -155,7 +155,7 @@ impl From<crate::sync::syncer::Error> for ApiError {
             E::Store(e) => e.into(),
             E::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", m),
             E::NotTracked(_) => Self::new(StatusCode::NOT_FOUND, "not_tracked", e.to_string()),
-            E::Log(_) => Self::internal(e.to_string()),
+            E::Log(_) | E::Actions(_) => Self::internal(e.to_string()),
         }
     }
 }

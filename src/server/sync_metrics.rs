@@ -68,6 +68,20 @@ pub fn render(app: &App) -> String {
     }
     header(
         &mut out,
+        "tickvault_provider_action_requests_total",
+        "counter",
+        "HTTP requests for corporate actions (also in tickvault_provider_requests_total).",
+    );
+    for p in syncer.providers() {
+        let _ = writeln!(
+            out,
+            "tickvault_provider_action_requests_total{{provider=\"{}\"}} {}",
+            label(&p.name),
+            p.action_requests()
+        );
+    }
+    header(
+        &mut out,
         "tickvault_provider_circuit_open",
         "gauge",
         "1 while the provider's circuit is open or half-open.",

@@ -1,8 +1,14 @@
 //! The stage 2 service: the registry, the ledger and the providers together. It plans what each
 //! tracked series lacks, fetches it chunk by chunk, writes it through the normal write path and
 //! only then records what it learned, so a crash costs at most the chunks in flight.
+//!
+//! Each backfill also refreshes the corporate actions of the symbols it looks at (one events
+//! request per symbol and sync at most, Polygon two: splits and dividends), so a new split is
+//! known without refetching bars, and gives the splits to adapters whose prices come adjusted
+//! (Yahoo) so they return bars as traded.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +17,7 @@ use serde::Serialize;
 
 use super::gaps;
 use super::log::{self, SyncLog};
-use super::provider::{FetchError, FetchRequest, Provider, Upstream, UpstreamPolicy};
+use super::provider::{FetchError, FetchRequest, KnownSplits, Provider, Upstream, UpstreamPolicy};
 use super::registry::{
     Covered, Op, SeriesId, SeriesState, SeriesStatus, SymbolSpec, SyncRun, SyncState,
 };
@@ -27,6 +33,8 @@ pub enum Error {
     Log(#[from] log::Error),
     #[error(transparent)]
     Store(#[from] crate::Error),
+    #[error("storing corporate actions: {0}")]
+    Actions(#[from] crate::actions::table::Error),
     #[error("{0}")]
     Invalid(String),
     #[error("{0} is not tracked")]
@@ -50,6 +58,10 @@ pub struct SyncOptions {
     pub concurrency: usize,
     /// For reads that fill symbols nobody registered.
     pub default_provider: Option<String>,
+    /// A backfill asks again for the corporate actions of a symbol whose events this process
+    /// last read longer ago than this (and always when its provider needs the splits to return
+    /// raw bars of this sync: Yahoo).
+    pub actions_every: Duration,
 }
 
 impl Default for SyncOptions {
@@ -61,6 +73,7 @@ impl Default for SyncOptions {
             settle: Duration::from_secs(3600),
             concurrency: 16,
             default_provider: None,
+            actions_every: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -71,6 +84,8 @@ pub struct ProviderHandle {
     pub name: String,
     pub adapter: Arc<dyn Provider>,
     pub upstream: Upstream,
+    /// Requests for corporate actions since start (also in the upstream's request count).
+    action_requests: AtomicU64,
 }
 
 impl ProviderHandle {
@@ -79,7 +94,13 @@ impl ProviderHandle {
             name: name.to_string(),
             adapter,
             upstream: Upstream::new(name, policy),
+            action_requests: AtomicU64::new(0),
         }
+    }
+
+    /// Requests for corporate actions since start.
+    pub fn action_requests(&self) -> u64 {
+        self.action_requests.load(Ordering::Relaxed)
     }
 }
 
@@ -107,6 +128,16 @@ pub struct BackfillSummary {
     pub failures: Vec<String>,
     /// The ranges fetched, `symbol interval start..end` (RFC 3339).
     pub fetched: Vec<String>,
+    /// Of `requests`, those for corporate actions.
+    pub action_requests: u64,
+    /// Corporate actions new or changed in the store.
+    pub actions_stored: u64,
+    /// Events a provider sent that broke a rule (logged, never stored).
+    pub actions_rejected: u64,
+    /// Events two sources disagree on (logged; the stored one is kept).
+    pub action_disagreements: u64,
+    /// `symbol: error` for each symbol whose events could not be read.
+    pub action_failures: Vec<String>,
     pub duration_ms: f64,
 }
 
@@ -115,6 +146,15 @@ struct SeriesPlan {
     id: SeriesId,
     provider: Arc<ProviderHandle>,
     chunks: Vec<(i64, i64)>,
+    /// The provider's splits of the symbol, read in this sync (for [`Provider::needs_splits`]).
+    splits: Option<Arc<KnownSplits>>,
+}
+
+/// A symbol whose corporate actions a sync asks for, over `[since, today]`.
+struct ActionsTarget {
+    symbol: Symbol,
+    provider: Arc<ProviderHandle>,
+    since: i64,
 }
 
 /// A chunk after its fetch.
@@ -135,6 +175,8 @@ pub struct Syncer {
     reads: Arc<Mutex<HashMap<Symbol, u64>>>,
     /// One backfill at a time; fills on read run beside it.
     backfill_lock: tokio::sync::Mutex<()>,
+    /// When this process last read each symbol's corporate actions (µs UTC).
+    actions_read: Mutex<HashMap<Symbol, i64>>,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -179,6 +221,7 @@ impl Syncer {
             options,
             reads,
             backfill_lock: tokio::sync::Mutex::new(()),
+            actions_read: Mutex::new(HashMap::new()),
         })
     }
 
@@ -366,12 +409,16 @@ impl Syncer {
                 id: id.clone(),
                 provider,
                 chunks,
+                splits: None,
             });
         }
         let mut summary = BackfillSummary {
             series_checked: plans.len(),
             ..Default::default()
         };
+        let since: HashMap<&Symbol, i64> = series.iter().map(|(id, s)| (&id.0, s.since)).collect();
+        let targets = self.actions_targets(&plans, |s| since.get(s).copied(), now);
+        self.read_actions(targets, &mut plans, &mut summary).await?;
         // Series with work to do show as backfilling while it runs.
         let starting: Vec<Op> = plans
             .iter()
@@ -431,12 +478,19 @@ impl Syncer {
                 id,
                 provider,
                 chunks,
+                splits: None,
             });
         }
         let mut summary = BackfillSummary {
             series_checked: plans.len(),
             ..Default::default()
         };
+        let targets = self.actions_targets(
+            &plans,
+            |s| Some(state.symbols.get(s).map_or(start, |spec| spec.since)),
+            now,
+        );
+        self.read_actions(targets, &mut plans, &mut summary).await?;
         self.execute(plans, &mut summary, false).await?;
         summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(summary)
@@ -513,7 +567,7 @@ impl Syncer {
         let results: Vec<_> = futures::stream::iter(series)
             .map(|(id, provider, chunk)| {
                 let failed = Arc::clone(&failed);
-                tokio::spawn(async move { fetch_chunk(id, provider, chunk, failed).await })
+                tokio::spawn(async move { fetch_chunk(id, provider, chunk, None, failed).await })
             })
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
@@ -562,6 +616,150 @@ impl Syncer {
         self.log.commit(ops).await?;
         summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(summary)
+    }
+
+    /// The symbols of `plans` whose corporate actions this sync reads: those whose provider
+    /// serves them and that were not read within `actions_every`, or whose provider needs the
+    /// splits to return raw bars for a chunk of this sync. One per symbol.
+    fn actions_targets(
+        &self,
+        plans: &[SeriesPlan],
+        since: impl Fn(&Symbol) -> Option<i64>,
+        now: i64,
+    ) -> Vec<ActionsTarget> {
+        let read = self.actions_read.lock().expect("actions lock");
+        let every = micros(self.options.actions_every);
+        let mut targets: BTreeMap<&Symbol, ActionsTarget> = BTreeMap::new();
+        for plan in plans {
+            let adapter = &plan.provider.adapter;
+            if !adapter.serves_actions() || targets.contains_key(&plan.id.0) {
+                continue;
+            }
+            let stale = read.get(&plan.id.0).is_none_or(|t| now - t >= every);
+            let needed = adapter.needs_splits() && !plan.chunks.is_empty();
+            if let (true, Some(since)) = (stale || needed, since(&plan.id.0)) {
+                targets.insert(
+                    &plan.id.0,
+                    ActionsTarget {
+                        symbol: plan.id.0.clone(),
+                        provider: Arc::clone(&plan.provider),
+                        since,
+                    },
+                );
+            }
+        }
+        targets.into_values().collect()
+    }
+
+    /// Reads the corporate actions of `targets` (one request per symbol, Polygon two), upserts
+    /// the valid ones into the store in one commit, and hands each symbol's splits to its plans
+    /// when their adapter needs them. A symbol whose events cannot be read is reported in
+    /// `action_failures`; its bars are still fetched (an adapter that needs the splits then
+    /// asks for them itself).
+    async fn read_actions(
+        &self,
+        targets: Vec<ActionsTarget>,
+        plans: &mut [SeriesPlan],
+        summary: &mut BackfillSummary,
+    ) -> Result<()> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let today = chrono::Utc::now().date_naive();
+        let results: Vec<_> = futures::stream::iter(targets)
+            .map(|t| async move {
+                let since = chrono::DateTime::from_timestamp_micros(t.since)
+                    .map_or(chrono::NaiveDate::MIN, |d| d.date_naive());
+                let before = t.provider.upstream.stats().requests;
+                let asked_at = now_us();
+                let result = t
+                    .provider
+                    .adapter
+                    .fetch_actions(&t.provider.upstream, &t.symbol, since.min(today), today)
+                    .await;
+                let requests = match &result {
+                    Ok(f) => u64::from(f.requests),
+                    Err(_) => t.provider.upstream.stats().requests.saturating_sub(before),
+                };
+                t.provider
+                    .action_requests
+                    .fetch_add(requests, Ordering::Relaxed);
+                (t, asked_at, requests, result)
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        let mut events = Vec::new();
+        let mut splits: HashMap<Symbol, Arc<KnownSplits>> = HashMap::new();
+        for (target, asked_at, requests, result) in results {
+            summary.requests += requests;
+            summary.action_requests += requests;
+            let fetched = match result {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!("corporate actions of {}: {e}", target.symbol);
+                    summary
+                        .action_failures
+                        .push(format!("{}: {e}", target.symbol));
+                    continue;
+                }
+            };
+            for rejected in &fetched.rejected {
+                tracing::warn!(
+                    "provider {} sent a corporate action of {} that is refused ({}): {}",
+                    target.provider.name,
+                    target.symbol,
+                    rejected.reason,
+                    rejected.raw
+                );
+            }
+            summary.actions_rejected += fetched.rejected.len() as u64;
+            let mut actions = fetched.actions;
+            // Only the asked symbol's events with an ex-date that has come.
+            actions.retain(|a| a.symbol == target.symbol && a.ex_date <= today);
+            for a in &mut actions {
+                a.source = target.provider.name.clone();
+            }
+            if target.provider.adapter.needs_splits() {
+                splits.insert(
+                    target.symbol.clone(),
+                    Arc::new(KnownSplits::from_actions(&actions, asked_at)),
+                );
+            }
+            self.actions_read
+                .lock()
+                .expect("actions lock")
+                .insert(target.symbol.clone(), asked_at);
+            events.extend(actions);
+        }
+        for plan in plans.iter_mut() {
+            plan.splits = splits.get(&plan.id.0).cloned();
+        }
+        if !events.is_empty() {
+            let merged = self.store.actions().upsert(events).await?;
+            summary.actions_stored += (merged.inserted + merged.updated) as u64;
+            summary.action_disagreements += merged.disagreements.len() as u64;
+            for d in &merged.disagreements {
+                tracing::warn!(
+                    "sources disagree on the {} of {} on {}: {} says {:?}/{:?}, {} says {:?}/{:?}; kept {}",
+                    d.stored.kind,
+                    d.stored.symbol,
+                    d.stored.ex_date,
+                    d.stored.source,
+                    d.stored.ratio,
+                    d.stored.amount,
+                    d.incoming.source,
+                    d.incoming.ratio,
+                    d.incoming.amount,
+                    if d.replaced {
+                        &d.incoming.source
+                    } else {
+                        &d.stored.source
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The chunks one series needs in `range`: expected bars not covered and not stored.
@@ -656,15 +854,20 @@ impl Syncer {
             ctx.remaining.insert(plan.id.clone(), plan.chunks.len());
             ctx.statuses.insert(plan.id.clone(), status);
             for chunk in plan.chunks {
-                jobs.push((plan.id.clone(), Arc::clone(&plan.provider), chunk));
+                jobs.push((
+                    plan.id.clone(),
+                    Arc::clone(&plan.provider),
+                    chunk,
+                    plan.splits.clone(),
+                ));
             }
         }
         self.log.commit(nothing_to_do).await?;
         let failed_set = Arc::clone(&ctx.failed);
         let mut results = futures::stream::iter(jobs)
-            .map(move |(id, provider, chunk)| {
+            .map(move |(id, provider, chunk, splits)| {
                 let failed = Arc::clone(&failed_set);
-                tokio::spawn(async move { fetch_chunk(id, provider, chunk, failed).await })
+                tokio::spawn(async move { fetch_chunk(id, provider, chunk, splits, failed).await })
             })
             .buffer_unordered(self.options.concurrency.max(1));
         let mut batch = WriteBatch::default();
@@ -846,16 +1049,15 @@ async fn fetch_chunk(
     id: SeriesId,
     provider: Arc<ProviderHandle>,
     chunk: (i64, i64),
+    splits: Option<Arc<KnownSplits>>,
     failed: Arc<Mutex<HashSet<SeriesId>>>,
 ) -> Option<ChunkResult> {
     if failed.lock().expect("lock").contains(&id) {
         return None;
     }
     let request = FetchRequest {
-        symbol: id.0.clone(),
-        interval: id.1,
-        start: chunk.0,
-        end: chunk.1,
+        splits,
+        ..FetchRequest::new(id.0.clone(), id.1, chunk.0, chunk.1)
     };
     let before = provider.upstream.stats().requests;
     let fetched = provider.adapter.fetch(&provider.upstream, &request).await;

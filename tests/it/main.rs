@@ -12,6 +12,7 @@ mod live;
 mod pruning;
 mod s3;
 mod server;
+mod split_scenario;
 mod sql;
 mod store;
 mod sync;

@@ -1,5 +1,5 @@
-//! The five APIs of the fake: request parsing, bar selection and paging, answer encoding, and
-//! the faults applied on top.
+//! The five APIs of the fake: request parsing, bar and event selection and paging, answer
+//! encoding, and the faults applied on top.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use chrono_tz::America::New_York;
 use serde_json::{Value, json};
 
 use super::{Fault, LoggedRequest, Shared};
+use crate::actions::{ActionKind, CorporateAction};
 use crate::model::{Interval, MICROS_PER_DAY};
 use crate::sync::provider::RawBar;
 
@@ -31,6 +32,9 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v2/stocks/bars", get(alpaca_multi))
         .route("/v2/stocks/{symbol}/bars", get(alpaca_single))
+        .route("/v3/reference/splits", get(polygon_splits))
+        .route("/v3/reference/dividends", get(polygon_dividends))
+        .route("/v1/corporate-actions", get(alpaca_actions))
         .route("/api/v3/klines", get(binance))
         .route("/csv/{symbol}", get(csv))
         .with_state(shared)
@@ -59,6 +63,25 @@ fn new_york_us(d: NaiveDate, h: u32, m: u32) -> i64 {
         .timestamp_micros()
 }
 
+/// The session open (09:30 New York) of a date: when a split or dividend with that ex-date
+/// takes effect, and the instant Yahoo stamps its events with.
+pub(super) fn session_open_us(d: NaiveDate) -> i64 {
+    new_york_us(d, 9, 30)
+}
+
+/// The trading date of a bar: its date for daily and weekly bars, the New York date of its open
+/// time for intraday ones.
+pub(super) fn trading_date(interval: Interval, ts: i64) -> NaiveDate {
+    if interval.is_intraday() {
+        chrono::DateTime::from_timestamp_micros(ts)
+            .expect("timestamp in range")
+            .with_timezone(&New_York)
+            .date_naive()
+    } else {
+        utc_date(ts)
+    }
+}
+
 /// What a request asked for, for the log and fault matching.
 struct Asked {
     provider: &'static str,
@@ -66,6 +89,7 @@ struct Asked {
     interval: Option<Interval>,
     start: Option<i64>,
     end: Option<i64>,
+    actions: bool,
 }
 
 /// An answer before faults that act on the transport.
@@ -185,6 +209,7 @@ async fn serve(
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_default(),
+        actions: asked.actions,
     });
     if let Some(Fault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
@@ -226,6 +251,14 @@ async fn serve(
     response
 }
 
+/// How an API serves prices.
+#[derive(Debug, Clone, Copy)]
+enum Prices {
+    Raw,
+    /// Split-adjusted as of this instant.
+    SplitAdjustedAsOf(i64),
+}
+
 /// Rows of a series with their API stamps, `lo <= stamp <= hi`, sorted.
 fn select(
     shared: &Shared,
@@ -234,12 +267,34 @@ fn select(
     stamp: impl Fn(i64) -> i64,
     lo: i64,
     hi: i64,
+    prices: Prices,
 ) -> Vec<(i64, RawBar)> {
     let data = shared.data.lock().expect("data lock");
-    data.bars(symbol, interval)
-        .iter()
-        .map(|b| (stamp(b.ts), b.clone()))
+    let bars = match prices {
+        Prices::Raw => data.bars(symbol, interval).to_vec(),
+        Prices::SplitAdjustedAsOf(now) => data.split_adjusted(symbol, interval, now),
+    };
+    bars.into_iter()
+        .map(|b| (stamp(b.ts), b))
         .filter(|(t, _)| (lo..=hi).contains(t))
+        .collect()
+}
+
+/// The events of `symbol` public at the fake's now with ex-date in `[from, to]`.
+fn public_events(
+    shared: &Shared,
+    symbol: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Vec<CorporateAction> {
+    let now = shared.now();
+    shared
+        .data
+        .lock()
+        .expect("data lock")
+        .public_actions(symbol, now)
+        .into_iter()
+        .filter(|a| (from..=to).contains(&a.ex_date))
         .collect()
 }
 
@@ -296,12 +351,64 @@ fn yahoo_error(status: StatusCode, code: &str, description: String) -> Reply {
     )
 }
 
+/// The `events` object of a chart: the public events with session-open stamps in `[lo, hi]`
+/// seconds, dividend amounts split-adjusted as of the fake's now like the prices.
+fn yahoo_events(shared: &Shared, symbol: &str, lo: i64, hi: i64) -> Value {
+    let now = shared.now();
+    let data = shared.data.lock().expect("data lock");
+    let (mut splits, mut dividends) = (serde_json::Map::new(), serde_json::Map::new());
+    for a in data.public_actions(symbol, now) {
+        let stamp = session_open_us(a.ex_date).div_euclid(1_000_000);
+        if !(lo..=hi).contains(&stamp) {
+            continue;
+        }
+        match (a.kind, a.ratio, a.amount) {
+            (ActionKind::Split, Some(ratio), _) => {
+                // Yahoo writes a ratio as whole numbers: 4:1, 1:10, 3:2.
+                let (numerator, denominator) = whole_ratio(ratio);
+                splits.insert(
+                    stamp.to_string(),
+                    json!({"date": stamp, "numerator": numerator, "denominator": denominator,
+                           "splitRatio": format!("{numerator}:{denominator}")}),
+                );
+            }
+            (ActionKind::Dividend, _, Some(amount)) => {
+                let factor = data.split_factor(symbol, a.ex_date, now);
+                dividends.insert(
+                    stamp.to_string(),
+                    json!({"amount": amount / factor, "date": stamp}),
+                );
+            }
+            _ => {}
+        }
+    }
+    let mut events = json!({});
+    if !splits.is_empty() {
+        events["splits"] = Value::Object(splits);
+    }
+    if !dividends.is_empty() {
+        events["dividends"] = Value::Object(dividends);
+    }
+    events
+}
+
+/// A ratio as the smallest whole numerator and denominator (up to 1000).
+fn whole_ratio(ratio: f64) -> (f64, f64) {
+    (1..=1000)
+        .map(|d| (ratio * d as f64, d as f64))
+        .find(|(n, _)| (n - n.round()).abs() < 1e-9)
+        .map(|(n, d)| (n.round(), d))
+        .unwrap_or((ratio, 1.0))
+}
+
 async fn yahoo(
     State(shared): St,
     Path(symbol): Path<String>,
     Query(p): Params,
     uri: Uri,
 ) -> Response {
+    // `1mo` and `3mo` charts are how adapters read events: answered with events only.
+    let events_only = matches!(p.get("interval").map(String::as_str), Some("1mo" | "3mo"));
     let interval = p.get("interval").and_then(|i| yahoo_interval(i));
     let (p1, p2) = (number(&p, "period1"), number(&p, "period2"));
     let asked = Asked {
@@ -310,8 +417,9 @@ async fn yahoo(
         interval,
         start: p1.map(|s| s * 1_000_000),
         end: p2.map(|s| s * 1_000_000),
+        actions: events_only,
     };
-    let (Some(interval), Some(p1), Some(p2)) = (interval, p1, p2) else {
+    let (true, Some(p1), Some(p2)) = (interval.is_some() || events_only, p1, p2) else {
         let err = yahoo_error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Unprocessable Entity",
@@ -320,11 +428,15 @@ async fn yahoo(
         return serve(&shared, asked, &uri, |_| err).await;
     };
     let limit_days = match interval {
-        Interval::M1 => Some(7),
-        Interval::M5 | Interval::M15 | Interval::M30 => Some(60),
-        Interval::H1 => Some(730),
+        Some(Interval::M1) => Some(7),
+        Some(Interval::M5 | Interval::M15 | Interval::M30) => Some(60),
+        Some(Interval::H1) => Some(730),
         _ => None,
     };
+    let with_events = p
+        .get("events")
+        .is_some_and(|e| e.contains("split") || e.contains("div"));
+    let now = shared.now();
     let shared2 = Arc::clone(&shared);
     serve(&shared, asked, &uri, move |shape| {
         if let Some(days) = limit_days
@@ -347,14 +459,18 @@ async fn yahoo(
                 "No data found, symbol may be delisted".into(),
             );
         }
-        let rows = select(
-            &shared2,
-            &symbol,
-            interval,
-            |ts| yahoo_stamp(interval, ts),
-            p1 * 1_000_000,
-            p2 * 1_000_000 - 1,
-        );
+        let rows = match interval {
+            Some(interval) if !events_only => select(
+                &shared2,
+                &symbol,
+                interval,
+                |ts| yahoo_stamp(interval, ts),
+                p1 * 1_000_000,
+                p2 * 1_000_000 - 1,
+                Prices::SplitAdjustedAsOf(now),
+            ),
+            _ => Vec::new(),
+        };
         let rows = shape.apply(rows);
         let mut meta = json!({
             "currency": "USD", "symbol": shape.symbol(&symbol), "exchangeName": "NMS",
@@ -379,6 +495,12 @@ async fn yahoo(
                 }],
                 "adjclose": [{"adjclose": col(|b| b.close)}],
             });
+        }
+        if with_events {
+            let events = yahoo_events(&shared2, &symbol, p1, p2);
+            if events.as_object().is_some_and(|e| !e.is_empty()) {
+                result["events"] = events;
+            }
         }
         meta["regularMarketPrice"] = json!(rows.last().map(|(_, b)| b.close));
         result["meta"] = meta;
@@ -441,6 +563,7 @@ async fn polygon(
         interval,
         start: from.map(|ms| ms * 1000),
         end: to.map(|ms| (ms + 1) * 1000),
+        actions: false,
     };
     let (reply_asked, early) = match (interval, from, to) {
         _ if p.get("apiKey").is_none_or(|k| k.is_empty()) => (
@@ -463,6 +586,13 @@ async fn polygon(
     let (interval, from, to) = (interval.unwrap(), from.unwrap(), to.unwrap());
     let limit = number(&p, "limit").unwrap_or(5000).clamp(1, 50_000) as usize;
     let page = limit.min(shared.page_size("polygon", 50_000));
+    // Polygon adjusts unless asked `adjusted=false`.
+    let adjusted = p.get("adjusted").is_none_or(|a| a != "false");
+    let prices = if adjusted {
+        Prices::SplitAdjustedAsOf(shared.now())
+    } else {
+        Prices::Raw
+    };
     let shared2 = Arc::clone(&shared);
     serve(&shared, reply_asked, &uri, move |shape| {
         let rows = select(
@@ -472,10 +602,11 @@ async fn polygon(
             |ts| polygon_stamp_ms(interval, ts),
             from,
             to,
+            prices,
         );
         let next = rows.get(page).map(|(t, _)| {
             format!(
-                "{}/v2/aggs/ticker/{}/range/{n}/{unit}/{t}/{to}?cursor=fake{t}&adjusted=true&sort=asc&limit={limit}",
+                "{}/v2/aggs/ticker/{}/range/{n}/{unit}/{t}/{to}?cursor=fake{t}&adjusted={adjusted}&sort=asc&limit={limit}",
                 shared2.base_url,
                 crate::sync::provider::encode_symbol(&symbol)
             )
@@ -490,7 +621,7 @@ async fn polygon(
             .collect();
         let mut v = json!({
             "ticker": shape.symbol(&symbol), "queryCount": results.len(),
-            "resultsCount": results.len(), "adjusted": true, "status": "OK",
+            "resultsCount": results.len(), "adjusted": adjusted, "status": "OK",
             "request_id": "fake", "count": results.len(),
         });
         if !results.is_empty() {
@@ -579,6 +710,7 @@ async fn alpaca(
         interval,
         start,
         end: end.map(|e| e + 1),
+        actions: false,
     };
     let keyed = ["APCA-API-KEY-ID", "APCA-API-SECRET-KEY"]
         .iter()
@@ -608,6 +740,7 @@ async fn alpaca(
             |ts| alpaca_stamp(interval, ts),
             from,
             to,
+            Prices::Raw,
         );
         let next = rows.get(page).map(|(t, _)| format!("fake{t}"));
         let rows = shape.apply(rows.into_iter().take(page).collect());
@@ -632,6 +765,194 @@ async fn alpaca(
             json!({"bars": bars, "symbol": answered, "next_page_token": next})
         };
         Reply::json(StatusCode::OK, &v)
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Corporate actions: Polygon reference endpoints, Alpaca /v1/corporate-actions
+
+fn ymd(s: Option<&String>) -> Option<NaiveDate> {
+    s.and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+}
+
+/// Offset of the page a cursor or page token names (`fake<offset>`).
+fn page_offset(token: Option<&String>) -> usize {
+    token
+        .and_then(|t| t.strip_prefix("fake"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn polygon_splits(State(shared): St, Query(p): Params, uri: Uri) -> Response {
+    polygon_reference(shared, p, uri, ActionKind::Split).await
+}
+
+async fn polygon_dividends(State(shared): St, Query(p): Params, uri: Uri) -> Response {
+    polygon_reference(shared, p, uri, ActionKind::Dividend).await
+}
+
+async fn polygon_reference(
+    shared: Arc<Shared>,
+    p: HashMap<String, String>,
+    uri: Uri,
+    kind: ActionKind,
+) -> Response {
+    let (path, date_field) = match kind {
+        ActionKind::Split => ("/v3/reference/splits", "execution_date"),
+        ActionKind::Dividend => ("/v3/reference/dividends", "ex_dividend_date"),
+    };
+    let symbol = p.get("ticker").cloned().unwrap_or_default();
+    let from = ymd(p.get(&format!("{date_field}.gte"))).unwrap_or(NaiveDate::MIN);
+    let to = ymd(p.get(&format!("{date_field}.lte"))).unwrap_or(NaiveDate::MAX);
+    let asked = Asked {
+        provider: "polygon",
+        symbol: symbol.clone(),
+        interval: None,
+        start: p.get(&format!("{date_field}.gte")).and(Some(date_us(from))),
+        end: p
+            .get(&format!("{date_field}.lte"))
+            .and(Some(date_us(to) + MICROS_PER_DAY)),
+        actions: true,
+    };
+    if p.get("apiKey").is_none_or(|k| k.is_empty()) {
+        let reply = Reply::json(
+            StatusCode::UNAUTHORIZED,
+            &json!({"status": "ERROR", "request_id": "fake",
+                    "error": "API Key was not provided"}),
+        );
+        return serve(&shared, asked, &uri, |_| reply).await;
+    }
+    let limit = number(&p, "limit").unwrap_or(10).clamp(1, 1000) as usize;
+    let page = limit.min(shared.page_size("polygon", 1000));
+    let offset = page_offset(p.get("cursor"));
+    let shared2 = Arc::clone(&shared);
+    serve(&shared, asked, &uri, move |shape| {
+        let events: Vec<CorporateAction> = public_events(&shared2, &symbol, from, to)
+            .into_iter()
+            .filter(|a| a.kind == kind)
+            .collect();
+        let results: Vec<Value> = if shape.empty {
+            Vec::new()
+        } else {
+            events
+                .iter()
+                .skip(offset)
+                .take(page)
+                .map(|a| {
+                    let ticker = shape.symbol(&symbol);
+                    match kind {
+                        ActionKind::Split => {
+                            let (to, from) = whole_ratio(a.ratio.unwrap_or(1.0));
+                            json!({"execution_date": a.ex_date.to_string(), "split_from": from,
+                                   "split_to": to, "ticker": ticker})
+                        }
+                        ActionKind::Dividend => json!({
+                            "cash_amount": a.amount, "dividend_type": "CD",
+                            "ex_dividend_date": a.ex_date.to_string(), "ticker": ticker}),
+                    }
+                })
+                .collect()
+        };
+        let mut v = json!({"results": results, "status": "OK", "request_id": "fake"});
+        if events.len() > offset + page && !shape.empty {
+            let keep: Vec<String> = p
+                .iter()
+                .filter(|(k, _)| k.as_str() != "apiKey" && k.as_str() != "cursor")
+                .map(|(k, v)| format!("{k}={}", crate::sync::provider::encode_symbol(v)))
+                .collect();
+            v["next_url"] = json!(format!(
+                "{}{path}?cursor=fake{}&{}",
+                shared2.base_url,
+                offset + page,
+                keep.join("&")
+            ));
+        }
+        Reply::json(StatusCode::OK, &v)
+    })
+    .await
+}
+
+async fn alpaca_actions(
+    State(shared): St,
+    Query(p): Params,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let symbol = p
+        .get("symbols")
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("")
+        .to_string();
+    let from = ymd(p.get("start")).unwrap_or(NaiveDate::MIN);
+    let to = ymd(p.get("end")).unwrap_or(NaiveDate::MAX);
+    let asked = Asked {
+        provider: "alpaca",
+        symbol: symbol.clone(),
+        interval: None,
+        start: p.get("start").and(Some(date_us(from))),
+        end: p.get("end").and(Some(date_us(to) + MICROS_PER_DAY)),
+        actions: true,
+    };
+    let keyed = ["APCA-API-KEY-ID", "APCA-API-SECRET-KEY"]
+        .iter()
+        .all(|h| headers.get(*h).is_some_and(|v| !v.is_empty()));
+    if !keyed {
+        let reply = Reply::json(StatusCode::UNAUTHORIZED, &json!({"message": "forbidden."}));
+        return serve(&shared, asked, &uri, |_| reply).await;
+    }
+    let types: Vec<String> = p
+        .get("types")
+        .map(|t| t.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let wants = |t: &str| types.is_empty() || types.iter().any(|x| x == t);
+    let limit = number(&p, "limit").unwrap_or(100).clamp(1, 1000) as usize;
+    let page = limit.min(shared.page_size("alpaca", 1000));
+    let offset = page_offset(p.get("page_token"));
+    let shared2 = Arc::clone(&shared);
+    serve(&shared, asked, &uri, move |shape| {
+        let events: Vec<(&'static str, CorporateAction)> =
+            public_events(&shared2, &symbol, from, to)
+                .into_iter()
+                .filter_map(|a| {
+                    let list = match (a.kind, a.ratio) {
+                        (ActionKind::Split, Some(r)) if r >= 1.0 => "forward_splits",
+                        (ActionKind::Split, _) => "reverse_splits",
+                        (ActionKind::Dividend, _) => "cash_dividends",
+                    };
+                    let t = &list[..list.len() - 1];
+                    wants(t).then_some((list, a))
+                })
+                .collect();
+        let mut by_kind = serde_json::Map::new();
+        if !shape.empty {
+            for (list, a) in events.iter().skip(offset).take(page) {
+                let row = match a.kind {
+                    ActionKind::Split => {
+                        let (new, old) = whole_ratio(a.ratio.unwrap_or(1.0));
+                        json!({"symbol": shape.symbol(&symbol), "new_rate": new, "old_rate": old,
+                               "ex_date": a.ex_date.to_string(),
+                               "process_date": a.ex_date.to_string()})
+                    }
+                    ActionKind::Dividend => json!({
+                        "symbol": shape.symbol(&symbol), "rate": a.amount, "special": false,
+                        "foreign": false, "ex_date": a.ex_date.to_string(),
+                        "process_date": a.ex_date.to_string()}),
+                };
+                by_kind
+                    .entry(list.to_string())
+                    .or_insert_with(|| Value::Array(Vec::new()))
+                    .as_array_mut()
+                    .expect("array")
+                    .push(row);
+            }
+        }
+        let next = (events.len() > offset + page && !shape.empty)
+            .then(|| format!("fake{}", offset + page));
+        Reply::json(
+            StatusCode::OK,
+            &json!({"corporate_actions": by_kind, "next_page_token": next}),
+        )
     })
     .await
 }
@@ -667,6 +988,7 @@ async fn binance(State(shared): St, Query(p): Params, uri: Uri) -> Response {
         interval,
         start: start_ms.map(|ms| ms * 1000),
         end: end_ms.map(|ms| (ms + 1) * 1000),
+        actions: false,
     };
     let known = shared.data.lock().expect("data lock").has_symbol(&symbol);
     let invalid_symbol = json!({"code": -1121, "msg": "Invalid symbol."});
@@ -695,6 +1017,7 @@ async fn binance(State(shared): St, Query(p): Params, uri: Uri) -> Response {
             |ts| ts,
             start_ms.map_or(i64::MIN, |ms| ms * 1000),
             end_ms.map_or(i64::MAX, |ms| ms * 1000 + 999),
+            Prices::Raw,
         );
         let rows = shape.apply(rows.into_iter().take(page).collect());
         let step_ms = interval.micros() / 1000;
@@ -748,6 +1071,7 @@ async fn csv(
         interval: Some(interval),
         start: s.map(date_us),
         end: e.map(|e| date_us(e) + MICROS_PER_DAY),
+        actions: false,
     };
     let shared2 = Arc::clone(&shared);
     serve(&shared, asked, &uri, move |shape| {
@@ -758,6 +1082,7 @@ async fn csv(
             |ts| ts,
             s.map_or(i64::MIN, date_us),
             e.map_or(i64::MAX, |e| date_us(e) + MICROS_PER_DAY - 1),
+            Prices::Raw,
         );
         let rows = shape.apply(rows);
         if rows.is_empty() {

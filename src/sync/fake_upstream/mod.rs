@@ -20,6 +20,19 @@
 //! The request log records each request's symbol, interval and asked range as a half-open
 //! `[start, end)` in µs: inclusive upper bounds (Polygon `to`, Alpaca `end`, Binance
 //! `endTime`, CSV `e`) are turned exclusive by adding their unit (1 ms, 1 µs, 1 ms, 1 day).
+//!
+//! Bars are held as traded (raw), with each symbol's corporate actions, and the fake has its own
+//! "now" (the real clock unless a test sets it). An event is public once its ex-date's session
+//! opens (09:30 New York) at or before that now. Like the real APIs:
+//! - Yahoo serves prices split-adjusted as of its now (prices divided by the ratios of every
+//!   public split after the bar, volume multiplied), and the public events of the asked range
+//!   in `events` (dividend amounts split-adjusted too). A chart asked at `interval=1mo` or
+//!   `3mo` (what adapters use to read events) answers events only.
+//! - Polygon aggregates honour `adjusted` (default `true`, split-adjusted as of its now);
+//!   `/v3/reference/splits` and `/v3/reference/dividends` (`ticker`, date `.gte`/`.lte`,
+//!   `limit`) page by `next_url`.
+//! - Alpaca bars are raw; `/v1/corporate-actions` (`symbols`, `types`, `start`, `end`,
+//!   `limit`) pages by `next_page_token`.
 
 mod apis;
 #[cfg(test)]
@@ -31,14 +44,19 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
+
+use crate::actions::{ActionKind, CorporateAction};
 use crate::model::Interval;
 use crate::sync::provider::RawBar;
 
 /// Bars the fake serves: per (symbol, interval), sorted by open time (our convention: daily
-/// bars at 00:00 UTC, weekly on Monday 00:00 UTC).
+/// bars at 00:00 UTC, weekly on Monday 00:00 UTC), as traded; and each symbol's corporate
+/// actions.
 #[derive(Debug, Clone, Default)]
 pub struct FakeData {
     series: BTreeMap<(String, Interval), Vec<RawBar>>,
+    actions: BTreeMap<String, Vec<CorporateAction>>,
 }
 
 impl FakeData {
@@ -81,6 +99,52 @@ impl FakeData {
         Ok(data)
     }
 
+    /// Sets a symbol's corporate actions (any order).
+    pub fn set_actions(&mut self, symbol: &str, mut actions: Vec<CorporateAction>) {
+        actions.sort_by_key(|a| (a.ex_date, a.kind));
+        self.actions.insert(symbol.to_string(), actions);
+    }
+
+    /// A symbol's corporate actions, public or not yet, in ex-date order.
+    pub fn actions(&self, symbol: &str) -> &[CorporateAction] {
+        self.actions.get(symbol).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The actions of `symbol` public at `now`: those whose ex-date session opened by then.
+    fn public_actions(&self, symbol: &str, now: i64) -> Vec<CorporateAction> {
+        self.actions(symbol)
+            .iter()
+            .filter(|a| apis::session_open_us(a.ex_date) <= now)
+            .cloned()
+            .collect()
+    }
+
+    /// The product of the ratios of the splits public at `now` with ex-date after `date`: what
+    /// an API that adjusts as of `now` divides the prices of a bar of `date` by.
+    fn split_factor(&self, symbol: &str, date: NaiveDate, now: i64) -> f64 {
+        self.actions(symbol)
+            .iter()
+            .filter(|a| {
+                a.kind == ActionKind::Split
+                    && a.ex_date > date
+                    && apis::session_open_us(a.ex_date) <= now
+            })
+            .filter_map(|a| a.ratio)
+            .product()
+    }
+
+    /// A series as an API that adjusts for splits as of `now` serves it (Yahoo; Polygon's
+    /// `adjusted=true`): prices divided by the later splits, volume multiplied.
+    pub fn split_adjusted(&self, symbol: &str, interval: Interval, now: i64) -> Vec<RawBar> {
+        self.bars(symbol, interval)
+            .iter()
+            .map(|b| {
+                let date = apis::trading_date(interval, b.ts);
+                adjust_bar(b, self.split_factor(symbol, date, now))
+            })
+            .collect()
+    }
+
     /// Symbols with at least one series, sorted.
     pub fn symbols(&self) -> Vec<String> {
         let mut out: Vec<String> = self.series.keys().map(|(s, _)| s.clone()).collect();
@@ -107,6 +171,22 @@ impl FakeData {
             .map(|(s, _)| s)
             .find(|s| normalize(s) == asked)
             .cloned()
+    }
+}
+
+/// A bar with its prices divided by `factor` and its volume multiplied by it.
+fn adjust_bar(b: &RawBar, factor: f64) -> RawBar {
+    if factor == 1.0 {
+        return b.clone();
+    }
+    RawBar {
+        open: b.open / factor,
+        high: b.high / factor,
+        low: b.low / factor,
+        close: b.close / factor,
+        volume: b.volume * factor,
+        vwap: b.vwap.map(|v| v / factor),
+        ..b.clone()
     }
 }
 
@@ -178,6 +258,8 @@ pub struct LoggedRequest {
     pub status: u16,
     pub at: Instant,
     pub path_and_query: String,
+    /// Whether it asked for corporate actions rather than bars.
+    pub actions: bool,
 }
 
 /// A fault to inject into matching requests.
@@ -246,9 +328,18 @@ struct Shared {
     log: Mutex<Vec<LoggedRequest>>,
     faults: Mutex<Vec<FaultRule>>,
     page_sizes: Mutex<HashMap<String, usize>>,
+    /// The fake's now (µs UTC); `None` follows the real clock.
+    now: Mutex<Option<i64>>,
 }
 
 impl Shared {
+    fn now(&self) -> i64 {
+        self.now
+            .lock()
+            .expect("now lock")
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros())
+    }
+
     /// The fault for this request: the first matching rule with uses left, which loses one.
     fn take_fault(&self, provider: &str, symbol: &str) -> Option<Fault> {
         let mut rules = self.faults.lock().expect("faults lock");
@@ -295,6 +386,7 @@ impl FakeUpstream {
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
             page_sizes: Mutex::new(HashMap::new()),
+            now: Mutex::new(None),
         });
         let app = apis::router(Arc::clone(&shared));
         let task = tokio::spawn(async move {
@@ -317,6 +409,57 @@ impl FakeUpstream {
             .lock()
             .expect("data lock")
             .insert(symbol, interval, bars);
+    }
+
+    /// Replaces a symbol's corporate actions.
+    pub fn set_actions(&self, symbol: &str, actions: Vec<CorporateAction>) {
+        self.shared
+            .data
+            .lock()
+            .expect("data lock")
+            .set_actions(symbol, actions);
+    }
+
+    /// Moves the fake's clock (µs UTC): events whose ex-date session opened by then are
+    /// public, and adjusted prices are adjusted as of then.
+    pub fn set_now(&self, now: i64) {
+        *self.shared.now.lock().expect("now lock") = Some(now);
+    }
+
+    /// The fake's now (µs UTC).
+    pub fn now(&self) -> i64 {
+        self.shared.now()
+    }
+
+    /// The bars of a series as traded.
+    pub fn raw_bars(&self, symbol: &str, interval: Interval) -> Vec<RawBar> {
+        self.shared
+            .data
+            .lock()
+            .expect("data lock")
+            .bars(symbol, interval)
+            .to_vec()
+    }
+
+    /// The bars of a series as Yahoo (and Polygon `adjusted=true`) serve them now:
+    /// split-adjusted as of the fake's now.
+    pub fn split_adjusted_bars(&self, symbol: &str, interval: Interval) -> Vec<RawBar> {
+        let now = self.now();
+        self.shared
+            .data
+            .lock()
+            .expect("data lock")
+            .split_adjusted(symbol, interval, now)
+    }
+
+    /// The corporate actions of a symbol public at the fake's now.
+    pub fn public_actions(&self, symbol: &str) -> Vec<CorporateAction> {
+        let now = self.now();
+        self.shared
+            .data
+            .lock()
+            .expect("data lock")
+            .public_actions(symbol, now)
     }
 
     /// Every request so far, in arrival order.

@@ -7,10 +7,11 @@ use std::time::Duration;
 use chrono::{Datelike, NaiveDate, Weekday};
 
 use super::*;
+use crate::actions::{ActionKind, CorporateAction};
 use crate::model::{MICROS_PER_DAY, Symbol};
 use crate::sync::provider::{
-    FetchError, FetchRequest, Fetched, Provider, ProviderConfig, ProviderKind, Upstream,
-    UpstreamPolicy, build,
+    FetchError, FetchRequest, Fetched, KnownSplits, Provider, ProviderConfig, ProviderKind,
+    Upstream, UpstreamPolicy, build,
 };
 
 const KINDS: [ProviderKind; 5] = [
@@ -94,12 +95,18 @@ fn adapter(fake: &FakeUpstream, kind: ProviderKind) -> Arc<dyn Provider> {
     .unwrap()
 }
 
+/// A request whose caller already knows the symbol's splits (none: these tests are about
+/// ranges, paging and faults; the fake holds no events unless a test adds them), so Yahoo makes
+/// no events request of its own.
 fn req(symbol: &str, interval: Interval, start: NaiveDate, end: NaiveDate) -> FetchRequest {
     FetchRequest {
-        symbol: Symbol::new(symbol).unwrap(),
-        interval,
-        start: apis::date_us(start),
-        end: apis::date_us(end),
+        splits: Some(Arc::new(KnownSplits::default())),
+        ..FetchRequest::new(
+            Symbol::new(symbol).unwrap(),
+            interval,
+            apis::date_us(start),
+            apis::date_us(end),
+        )
     }
 }
 
@@ -467,4 +474,308 @@ async fn new_data_and_missing_keys() {
         .await
         .unwrap_err();
     assert!(matches!(err, FetchError::Invalid(_)), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Corporate actions and adjusted prices
+
+fn split(symbol: &str, date: NaiveDate, ratio: f64) -> CorporateAction {
+    CorporateAction::split(Symbol::new(symbol).unwrap(), date, ratio, "truth", 0).unwrap()
+}
+
+fn dividend(symbol: &str, date: NaiveDate, amount: f64) -> CorporateAction {
+    CorporateAction::dividend(Symbol::new(symbol).unwrap(), date, amount, "truth", 0).unwrap()
+}
+
+/// AAPL's 2021 bars with a 4:1 split on 2021-06-01 (and a 1:2 reverse one on 2021-09-01 that is
+/// not public yet), a dividend on 2021-03-01 and one on 2021-07-01; the fake's now is
+/// 2021-08-01.
+async fn fake_with_actions() -> FakeUpstream {
+    let fake = fake().await;
+    fake.set_actions(
+        "AAPL",
+        vec![
+            split("AAPL", day(2021, 6, 1), 4.0),
+            split("AAPL", day(2021, 9, 1), 0.5),
+            dividend("AAPL", day(2021, 3, 1), 0.8),
+            dividend("AAPL", day(2021, 7, 1), 0.25),
+        ],
+    );
+    fake.set_now(apis::date_us(day(2021, 8, 1)));
+    fake
+}
+
+/// OHLCV of bars, for exact comparison.
+fn ohlcv(bars: &[RawBar]) -> Vec<(i64, [f64; 5])> {
+    bars.iter()
+        .map(|b| (b.ts, [b.open, b.high, b.low, b.close, b.volume]))
+        .collect()
+}
+
+fn within(bars: &[RawBar], r: &FetchRequest) -> Vec<RawBar> {
+    let mut out: Vec<RawBar> = bars
+        .iter()
+        .filter(|b| b.ts >= r.start && b.ts < r.end)
+        .cloned()
+        .collect();
+    out.sort_by_key(|b| b.ts);
+    out
+}
+
+#[tokio::test]
+async fn yahoo_serves_prices_adjusted_as_of_its_now_and_the_adapter_returns_them_raw() {
+    let fake = fake_with_actions().await;
+    let raw = fake.raw_bars("AAPL", Interval::D1);
+    let adjusted = fake.split_adjusted_bars("AAPL", Interval::D1);
+    // Before the public split: divided by 4; after it (and the split not public yet): as is.
+    let at = |bars: &[RawBar], d: NaiveDate| {
+        bars.iter()
+            .find(|b| b.ts == apis::date_us(d))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        at(&adjusted, day(2021, 5, 28)).close,
+        at(&raw, day(2021, 5, 28)).close / 4.0
+    );
+    assert_eq!(
+        at(&adjusted, day(2021, 5, 28)).volume,
+        at(&raw, day(2021, 5, 28)).volume * 4.0
+    );
+    assert_eq!(
+        at(&adjusted, day(2021, 6, 1)).close,
+        at(&raw, day(2021, 6, 1)).close
+    );
+    assert_eq!(
+        at(&adjusted, day(2021, 9, 2)).close,
+        at(&raw, day(2021, 9, 2)).close
+    );
+
+    // A range before the split, no splits known by the caller: the adapter asks for the events
+    // up to now (one more request) and returns the bars as traded.
+    let p = adapter(&fake, ProviderKind::Yahoo);
+    let up = Upstream::new("yahoo", policy());
+    let january = FetchRequest::new(
+        Symbol::new("AAPL").unwrap(),
+        Interval::D1,
+        apis::date_us(day(2021, 1, 1)),
+        apis::date_us(day(2021, 2, 1)),
+    );
+    let got = p.fetch(&up, &january).await.unwrap();
+    assert_eq!(got.requests, 2);
+    let log = fake.requests();
+    assert_eq!(log.iter().filter(|l| l.actions).count(), 1, "{log:?}");
+    assert_eq!(
+        ohlcv(&within(&got.bars, &january)),
+        ohlcv(&within(&raw, &january))
+    );
+
+    // The splits the caller read this sync: no request of its own.
+    fake.clear_log();
+    let known = FetchRequest {
+        splits: Some(Arc::new(KnownSplits {
+            as_of: fake.now(),
+            splits: vec![(day(2021, 6, 1), 4.0)],
+        })),
+        ..january.clone()
+    };
+    let got = p.fetch(&up, &known).await.unwrap();
+    assert_eq!((got.requests, fake.requests().len()), (1, 1));
+    assert_eq!(
+        ohlcv(&within(&got.bars, &january)),
+        ohlcv(&within(&raw, &january))
+    );
+
+    // Without any split the bars would stay divided by 4: what the adapter must not store.
+    let blind = FetchRequest {
+        splits: Some(Arc::new(KnownSplits::default())),
+        ..january.clone()
+    };
+    let got = p.fetch(&up, &blind).await.unwrap();
+    assert_eq!(
+        ohlcv(&within(&got.bars, &january)),
+        ohlcv(&within(&adjusted, &january))
+    );
+
+    // A range that spans the split: the chart's own events are enough.
+    let spring = FetchRequest {
+        splits: Some(Arc::new(KnownSplits::default())),
+        ..FetchRequest::new(
+            Symbol::new("AAPL").unwrap(),
+            Interval::D1,
+            apis::date_us(day(2021, 5, 1)),
+            apis::date_us(day(2021, 8, 1)),
+        )
+    };
+    let got = p.fetch(&up, &spring).await.unwrap();
+    assert_eq!(
+        ohlcv(&within(&got.bars, &spring)),
+        ohlcv(&within(&raw, &spring))
+    );
+}
+
+#[tokio::test]
+async fn polygon_honours_adjusted_and_every_api_serves_the_public_events() {
+    let fake = fake_with_actions().await;
+    let raw = fake.raw_bars("AAPL", Interval::D1);
+    let adjusted = fake.split_adjusted_bars("AAPL", Interval::D1);
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        let url = format!("{}{path}", fake.base_url());
+        async move {
+            let r = client
+                .get(url)
+                .header("APCA-API-KEY-ID", "k")
+                .header("APCA-API-SECRET-KEY", "s")
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let (from, to) = (
+        apis::date_us(day(2021, 5, 28)) / 1000,
+        apis::date_us(day(2021, 5, 28)) / 1000,
+    );
+    for (flag, want) in [("true", &adjusted), ("false", &raw), ("", &adjusted)] {
+        let query = if flag.is_empty() {
+            String::new()
+        } else {
+            format!("&adjusted={flag}")
+        };
+        let v = get(format!(
+            "/v2/aggs/ticker/AAPL/range/1/day/{}/{}?apiKey=k{query}",
+            from - 86_400_000,
+            to + 86_400_000
+        ))
+        .await;
+        let close = v["results"][0]["c"].as_f64().unwrap();
+        let want = want
+            .iter()
+            .find(|b| b.ts == apis::date_us(day(2021, 5, 27)))
+            .unwrap()
+            .close;
+        assert_eq!(close, want, "adjusted={flag}");
+    }
+
+    // Polygon: splits and dividends, paged by next_url; the 0.5 split is not public yet.
+    fake.set_page_size("polygon", 1);
+    let v = get("/v3/reference/dividends?ticker=AAPL&apiKey=k".into()).await;
+    assert_eq!(v["results"][0]["cash_amount"], 0.8);
+    let next = v["next_url"].as_str().unwrap().to_string();
+    assert!(!next.contains("apiKey"), "{next}");
+    let path = next.strip_prefix(&fake.base_url()).unwrap().to_string();
+    let v = get(format!("{path}&apiKey=k")).await;
+    assert_eq!(v["results"][0]["ex_dividend_date"], "2021-07-01");
+    assert!(v["next_url"].is_null());
+    let v = get("/v3/reference/splits?ticker=AAPL&apiKey=k".into()).await;
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (
+            v["results"][0]["split_from"].as_f64(),
+            v["results"][0]["split_to"].as_f64()
+        ),
+        (Some(1.0), Some(4.0))
+    );
+
+    // Alpaca: one page per event here, raw amounts.
+    fake.set_page_size("alpaca", 10);
+    let v =
+        get("/v1/corporate-actions?symbols=AAPL&types=forward_split,cash_dividend".into()).await;
+    assert_eq!(v["corporate_actions"]["forward_splits"][0]["new_rate"], 4.0);
+    assert_eq!(v["corporate_actions"]["cash_dividends"][0]["rate"], 0.8);
+
+    // Yahoo: events of the chart's range; the dividend before the split is divided by it.
+    let period = |d: NaiveDate| apis::date_us(d) / 1_000_000;
+    let v = get(format!(
+        "/v8/finance/chart/AAPL?period1={}&period2={}&interval=1mo&events=div,split",
+        period(day(2021, 1, 1)),
+        period(day(2022, 1, 1))
+    ))
+    .await;
+    let events = &v["chart"]["result"][0]["events"];
+    let dividends: Vec<f64> = events["dividends"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|d| d["amount"].as_f64().unwrap())
+        .collect();
+    assert!(
+        dividends.contains(&0.2) && dividends.contains(&0.25),
+        "{events}"
+    );
+    assert_eq!(events["splits"].as_object().unwrap().len(), 1, "{events}");
+    assert!(v["chart"]["result"][0]["timestamp"].is_null());
+
+    // Moving the fake's now makes the reverse split public and changes Yahoo's prices.
+    fake.set_now(apis::date_us(day(2021, 12, 1)));
+    assert_eq!(fake.public_actions("AAPL").len(), 4);
+    let adjusted_now = fake.split_adjusted_bars("AAPL", Interval::D1);
+    let jan4 = |bars: &[RawBar]| bars[0].close;
+    assert_eq!(jan4(&adjusted_now), jan4(&raw) / 4.0 / 0.5);
+}
+
+#[tokio::test]
+async fn every_adapter_reads_the_events_through_the_fake() {
+    let fake = fake_with_actions().await;
+    fake.set_page_size("polygon", 1);
+    fake.set_page_size("alpaca", 1);
+    let aapl = Symbol::new("AAPL").unwrap();
+    for (kind, requests) in [
+        (ProviderKind::Yahoo, 1),
+        // Splits: one page; dividends: two pages of one.
+        (ProviderKind::Polygon, 3),
+        // Three events, one a page.
+        (ProviderKind::Alpaca, 3),
+    ] {
+        fake.clear_log();
+        let p = adapter(&fake, kind);
+        let up = Upstream::new(p.kind(), policy());
+        assert!(p.serves_actions());
+        let got = p
+            .fetch_actions(&up, &aapl, day(2021, 1, 1), day(2021, 12, 31))
+            .await
+            .unwrap();
+        assert_eq!(got.requests, requests, "{kind:?}");
+        assert_eq!(fake.requests().len(), requests as usize, "{kind:?}");
+        assert!(fake.requests().iter().all(|l| l.actions && l.status == 200));
+        assert!(got.rejected.is_empty(), "{kind:?} {:?}", got.rejected);
+        let mut events: Vec<(NaiveDate, ActionKind, Option<f64>, Option<f64>)> = got
+            .actions
+            .iter()
+            .map(|a| (a.ex_date, a.kind, a.ratio, a.amount))
+            .collect();
+        events.sort_by_key(|e| (e.0, e.1));
+        assert_eq!(
+            events,
+            vec![
+                (day(2021, 3, 1), ActionKind::Dividend, None, Some(0.8)),
+                (day(2021, 6, 1), ActionKind::Split, Some(4.0), None),
+                (day(2021, 7, 1), ActionKind::Dividend, None, Some(0.25)),
+            ],
+            "{kind:?}"
+        );
+    }
+    for kind in [ProviderKind::Binance, ProviderKind::Csv] {
+        let p = adapter(&fake, kind);
+        assert!(!p.serves_actions());
+        let up = Upstream::new(p.kind(), policy());
+        let err = p
+            .fetch_actions(&up, &aapl, day(2021, 1, 1), day(2021, 12, 31))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Invalid(_)), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn polygon_asks_for_bars_as_traded() {
+    let fake = fake_with_actions().await;
+    let r = req("AAPL", Interval::D1, day(2021, 1, 1), day(2021, 2, 1));
+    let got = fetch(&fake, ProviderKind::Polygon, &r).await.unwrap();
+    let log = fake.requests();
+    assert!(log[0].path_and_query.contains("adjusted=false"), "{log:?}");
+    let raw = fake.raw_bars("AAPL", Interval::D1);
+    assert_eq!(ohlcv(&within(&got.bars, &r)), ohlcv(&within(&raw, &r)));
 }

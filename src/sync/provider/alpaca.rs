@@ -2,16 +2,28 @@
 //! `APCA-API-KEY-ID` / `APCA-API-SECRET-KEY` headers, paginated by `next_page_token`.
 //!
 //! Daily and weekly bars are stamped 00:00 New York (`2021-02-01T05:00:00Z`) and mapped to
-//! 00:00 UTC of that date (weekly: its Monday).
+//! 00:00 UTC of that date (weekly: its Monday). Bars are asked `adjustment=raw`: as traded.
+//!
+//! Corporate actions: `/v1/corporate-actions?symbols&types&start&end`, paginated by
+//! `next_page_token`: forward and reverse splits (`old_rate` shares become `new_rate`) and cash
+//! dividends (`rate` per share), each on its `ex_date`.
 
+use chrono::NaiveDate;
 use serde_json::Value;
 
 use super::convert::{UNLIMITED_RANGE, encode, join, map_midnight_stamp, ohlcv_row, rfc3339};
-use super::{FetchError, FetchRequest, Fetched, Provider, RawBar, Rejected, Upstream};
-use crate::model::Interval;
+use super::{
+    FetchError, FetchRequest, Fetched, FetchedActions, Provider, RawBar, Rejected, Upstream,
+};
+use crate::actions::{CorporateAction, parse_ex_date};
+use crate::model::{Interval, Symbol};
 
 /// Rows per page Alpaca serves at most (`limit=10000`).
 pub(crate) const PAGE_LIMIT: usize = 10_000;
+/// Events per page of `/v1/corporate-actions` (its maximum).
+const ACTIONS_LIMIT: usize = 1000;
+/// The kinds of corporate action tickvault stores.
+const ACTION_TYPES: &str = "forward_split,reverse_split,cash_dividend";
 const MAX_PAGES: u32 = 10_000;
 
 #[derive(Debug)]
@@ -99,6 +111,148 @@ impl Provider for Alpaca {
             url = format!("{first}&page_token={}", encode(&token));
         }
     }
+
+    fn serves_actions(&self) -> bool {
+        true
+    }
+
+    async fn fetch_actions(
+        &self,
+        up: &Upstream,
+        symbol: &Symbol,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<FetchedActions, FetchError> {
+        let (Some(key), Some(secret)) = (self.key.as_deref(), self.secret.as_deref()) else {
+            return Err(FetchError::Invalid(
+                "alpaca needs api_key and api_secret".into(),
+            ));
+        };
+        let headers = [("APCA-API-KEY-ID", key), ("APCA-API-SECRET-KEY", secret)];
+        let first = join(
+            &self.base_url,
+            &format!(
+                "/v1/corporate-actions?symbols={}&types={}&start={start}&end={end}\
+                 &limit={ACTIONS_LIMIT}&sort=asc",
+                encode(symbol.as_str()),
+                encode(ACTION_TYPES),
+            ),
+        );
+        let recorded_at = chrono::Utc::now().timestamp_micros();
+        let mut url = first.clone();
+        let mut out = FetchedActions::default();
+        loop {
+            let page = up
+                .get(&url, &headers, |body| {
+                    parse_actions(body, symbol, self.kind(), recorded_at)
+                })
+                .await?;
+            out.requests += 1;
+            out.actions.extend(page.actions);
+            out.rejected.extend(page.rejected);
+            let Some(token) = page.next_page_token else {
+                return Ok(out);
+            };
+            if out.requests >= MAX_PAGES {
+                return Err(FetchError::Malformed {
+                    url,
+                    message: format!("next_page_token still present after {MAX_PAGES} pages"),
+                });
+            }
+            url = format!("{first}&page_token={}", encode(&token));
+        }
+    }
+}
+
+/// One page of `/v1/corporate-actions`: the asked symbol's events.
+#[derive(Debug, Default)]
+pub(crate) struct ActionsPage {
+    pub actions: Vec<CorporateAction>,
+    pub rejected: Vec<Rejected>,
+    pub next_page_token: Option<String>,
+}
+
+/// Parses a page of `/v1/corporate-actions` (`{"corporate_actions": {"forward_splits": [..],
+/// "reverse_splits": [..], "cash_dividends": [..], ...}, "next_page_token"}`). Other kinds and
+/// other symbols are skipped; rows that break a rule are rejected with it.
+pub(crate) fn parse_actions(
+    body: &[u8],
+    symbol: &Symbol,
+    source: &str,
+    recorded_at: i64,
+) -> Result<ActionsPage, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("not corporate actions JSON: {e}"))?;
+    if !v.is_object() {
+        return Err("corporate actions answer is not an object".into());
+    }
+    let actions = match &v["corporate_actions"] {
+        Value::Object(by_kind) => Some(by_kind),
+        Value::Null => None,
+        _ => return Err("`corporate_actions` is not an object".into()),
+    };
+    let mut page = ActionsPage {
+        next_page_token: v["next_page_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
+        ..ActionsPage::default()
+    };
+    for kind in ["forward_splits", "reverse_splits", "cash_dividends"] {
+        let rows = match actions.and_then(|a| a.get(kind)) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(rows)) => rows,
+            Some(_) => return Err(format!("corporate_actions.{kind} is not an array")),
+        };
+        for row in rows {
+            if !row["symbol"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case(symbol.as_str()))
+            {
+                continue;
+            }
+            let ex_date = row["ex_date"]
+                .as_str()
+                .ok_or_else(|| "no `ex_date`".to_string())
+                .and_then(|d| parse_ex_date(d).map_err(|r| r.to_string()));
+            let built = ex_date.and_then(|d| {
+                if kind == "cash_dividends" {
+                    match row["rate"].as_f64() {
+                        Some(amount) => CorporateAction::dividend(
+                            symbol.clone(),
+                            d,
+                            amount,
+                            source,
+                            recorded_at,
+                        )
+                        .map_err(|r| r.to_string()),
+                        None => Err("`rate` is not a number".into()),
+                    }
+                } else {
+                    match (row["new_rate"].as_f64(), row["old_rate"].as_f64()) {
+                        (Some(new), Some(old)) => CorporateAction::split(
+                            symbol.clone(),
+                            d,
+                            new / old,
+                            source,
+                            recorded_at,
+                        )
+                        .map_err(|r| r.to_string()),
+                        _ => Err("`new_rate` or `old_rate` is not a number".into()),
+                    }
+                }
+            });
+            match built {
+                Ok(action) => page.actions.push(action),
+                Err(reason) => page.rejected.push(Rejected {
+                    ts: None,
+                    raw: row.to_string(),
+                    reason,
+                }),
+            }
+        }
+    }
+    Ok(page)
 }
 
 #[derive(Debug, Default)]
@@ -176,12 +330,7 @@ mod tests {
     }
 
     fn req(symbol: &str, interval: Interval) -> FetchRequest {
-        FetchRequest {
-            symbol: Symbol::new(symbol).unwrap(),
-            interval,
-            start: 0,
-            end: 0,
-        }
+        FetchRequest::new(Symbol::new(symbol).unwrap(), interval, 0, 0)
     }
 
     fn us(s: &str) -> i64 {
@@ -274,5 +423,77 @@ mod tests {
         assert_eq!(page.bars.len(), 1);
         assert_eq!(page.rejected[0].ts, Some(us("2021-02-02T00:00:00Z")));
         assert!(parse_bars(body, &req("MSFT", Interval::D1)).is_err());
+    }
+
+    fn actions(name: &str, symbol: &str) -> ActionsPage {
+        parse_actions(&fixture(name), &Symbol::new(symbol).unwrap(), "alpaca", 3).unwrap()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        parse_ex_date(s).unwrap()
+    }
+
+    #[test]
+    fn corporate_actions_of_the_recorded_answers() {
+        let first = "alpaca-py__test_get_corporate_actions__1.json";
+        // 1 new share for 50 old: a reverse split.
+        let mnts = actions(first, "MNTS");
+        assert_eq!(
+            (mnts.actions[0].ex_date, mnts.actions[0].ratio),
+            (date("2023-08-24"), Some(0.02))
+        );
+        let sre = actions(first, "SRE");
+        assert_eq!(
+            (
+                sre.actions[0].ex_date,
+                sre.actions[0].ratio,
+                sre.actions[0].recorded_at
+            ),
+            (date("2023-08-22"), Some(2.0), 3)
+        );
+        let fcf = actions(first, "FCF");
+        assert_eq!(
+            (fcf.actions[0].ex_date, fcf.actions[0].amount),
+            (date("2023-05-04"), Some(0.125))
+        );
+        assert_eq!(
+            fcf.next_page_token.as_deref(),
+            Some("MDA3Q1ZSMDIwfDIwMjQtMDItMTV8NjBiZjkxYzItMDc0Ni00ZDliLThjOWUtYTgwYmIzMDhmZDkx")
+        );
+        // Stock dividends, unit splits, mergers and the rest are not stored.
+        for other in [
+            "MSBC", "TPBAU", "LVRO", "JUPW", "SRM", "GLOP", "EXR", "ORPHY", "IFN",
+        ] {
+            let page = actions(first, other);
+            assert!(
+                page.actions.is_empty() && page.rejected.is_empty(),
+                "{other}"
+            );
+        }
+        let last = actions("alpaca-py__test_get_corporate_actions__2.json", "ZMTBY");
+        assert_eq!(last.actions[0].amount, Some(0.086928));
+        assert!(last.next_page_token.is_none());
+    }
+
+    #[test]
+    fn bad_corporate_actions_are_rejected_one_by_one() {
+        let body = br#"{"corporate_actions":{
+            "forward_splits":[{"symbol":"X","new_rate":2,"old_rate":1,"ex_date":"2023-08-22"},
+                              {"symbol":"X","new_rate":2,"old_rate":0,"ex_date":"2023-08-23"},
+                              {"symbol":"X","new_rate":2,"old_rate":1,"ex_date":"someday"}],
+            "reverse_splits":[{"symbol":"X","new_rate":0,"old_rate":10,"ex_date":"2023-08-24"}],
+            "cash_dividends":[{"symbol":"X","rate":-0.1,"ex_date":"2023-05-04"},
+                              {"symbol":"X","ex_date":"2023-05-05"}]},
+            "next_page_token":null}"#;
+        let page = parse_actions(body, &Symbol::new("X").unwrap(), "alpaca", 0).unwrap();
+        assert_eq!(page.actions.len(), 1);
+        let reasons: Vec<&str> = page.rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 5, "{reasons:?}");
+        assert!(reasons[0].contains("split ratio inf"), "{reasons:?}");
+        assert!(reasons[1].contains("not a date"), "{reasons:?}");
+        assert!(reasons[2].contains("split ratio 0"), "{reasons:?}");
+        assert!(reasons[3].contains("amount -0.1"), "{reasons:?}");
+        assert!(reasons[4].contains("`rate`"), "{reasons:?}");
+        assert!(parse_actions(b"[]", &Symbol::new("X").unwrap(), "alpaca", 0).is_err());
     }
 }

@@ -147,12 +147,7 @@ mod tests {
     use crate::model::Symbol;
 
     fn req() -> FetchRequest {
-        FetchRequest {
-            symbol: Symbol::new("ADA-BTC").unwrap(),
-            interval: Interval::M1,
-            start: 0,
-            end: 0,
-        }
+        FetchRequest::new(Symbol::new("ADA-BTC").unwrap(), Interval::M1, 0, 0)
     }
 
     /// The recorded ADABTC klines (CSV, the 12 fields in kline order) as the JSON the API

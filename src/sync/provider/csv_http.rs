@@ -199,12 +199,12 @@ mod tests {
     use crate::model::Symbol;
 
     fn req(interval: Interval) -> FetchRequest {
-        FetchRequest {
-            symbol: Symbol::new("^SPX").unwrap(),
+        FetchRequest::new(
+            Symbol::new("^SPX").unwrap(),
             interval,
-            start: 1_612_137_600_000_000,
-            end: 1_612_137_600_000_000 + 3 * crate::model::MICROS_PER_DAY,
-        }
+            1_612_137_600_000_000,
+            1_612_137_600_000_000 + 3 * crate::model::MICROS_PER_DAY,
+        )
     }
 
     #[test]

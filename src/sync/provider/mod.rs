@@ -14,10 +14,12 @@ mod yahoo;
 
 use std::sync::Arc;
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 pub use super::settings::ProviderConfig;
 pub use super::upstream::{FetchError, Upstream, UpstreamPolicy};
+use crate::actions::CorporateAction;
 use crate::model::{Interval, Symbol};
 
 pub use alpaca::Alpaca;
@@ -29,12 +31,62 @@ pub use yahoo::Yahoo;
 pub(crate) use convert::encode as encode_symbol;
 
 /// Bars of one series with open time in `[start, end)` (µs UTC): one provider-sized chunk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FetchRequest {
     pub symbol: Symbol,
     pub interval: Interval,
     pub start: i64,
     pub end: i64,
+    /// The provider's own splits of the symbol, when the caller already asked for them in this
+    /// sync. An adapter whose prices come split-adjusted as of the request
+    /// ([`Provider::needs_splits`]) needs every split after its bars to return them raw; without
+    /// these (or when they are not recent enough) it asks for them itself.
+    pub splits: Option<Arc<KnownSplits>>,
+}
+
+impl FetchRequest {
+    pub fn new(symbol: Symbol, interval: Interval, start: i64, end: i64) -> Self {
+        Self {
+            symbol,
+            interval,
+            start,
+            end,
+            splits: None,
+        }
+    }
+}
+
+/// Splits of one symbol as one provider knew them at `as_of`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KnownSplits {
+    /// When the provider was asked (µs UTC): splits whose ex-date session opened later are
+    /// not in `splits`.
+    pub as_of: i64,
+    /// Ex-date and ratio (new shares per old).
+    pub splits: Vec<(NaiveDate, f64)>,
+}
+
+impl KnownSplits {
+    /// The splits among `actions` (events of one symbol), known as of `as_of`.
+    pub fn from_actions<'a>(
+        actions: impl IntoIterator<Item = &'a CorporateAction>,
+        as_of: i64,
+    ) -> Self {
+        let splits = actions
+            .into_iter()
+            .filter_map(|a| Some((a.ex_date, a.ratio?)))
+            .collect();
+        Self { as_of, splits }
+    }
+}
+
+/// What one [`Provider::fetch_actions`] found: valid events of the asked symbol, the events the
+/// rules refused (never stored), and HTTP requests made.
+#[derive(Debug, Default)]
+pub struct FetchedActions {
+    pub actions: Vec<CorporateAction>,
+    pub rejected: Vec<Rejected>,
+    pub requests: u32,
 }
 
 /// One bar as a provider reported it, mapped to the `bars` conventions (open time in µs UTC,
@@ -86,6 +138,33 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// Fetches the bars of `req`, following the API's pagination. Every request goes through
     /// `upstream`.
     async fn fetch(&self, upstream: &Upstream, req: &FetchRequest) -> Result<Fetched, FetchError>;
+
+    /// Whether the API serves corporate actions ([`Provider::fetch_actions`]).
+    fn serves_actions(&self) -> bool {
+        false
+    }
+
+    /// Whether the API's prices are split-adjusted as of the request, so [`Provider::fetch`]
+    /// needs every split after its bars ([`FetchRequest::splits`]) to return them raw.
+    fn needs_splits(&self) -> bool {
+        false
+    }
+
+    /// The splits and cash dividends of `symbol` with ex-date in `[start, end]`, following the
+    /// API's pagination, as raw per-share values (a dividend before a later split is not
+    /// divided by it). Events the rules refuse are in `rejected`.
+    async fn fetch_actions(
+        &self,
+        _upstream: &Upstream,
+        symbol: &Symbol,
+        _start: NaiveDate,
+        _end: NaiveDate,
+    ) -> Result<FetchedActions, FetchError> {
+        Err(FetchError::Invalid(format!(
+            "{} does not serve corporate actions (asked for {symbol})",
+            self.kind()
+        )))
+    }
 }
 
 /// Which adapter a configured provider uses.
