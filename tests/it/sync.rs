@@ -137,9 +137,11 @@ async fn new_symbols_are_backfilled_completely_and_a_second_sync_fetches_nothing
     }
     let first = syncer.backfill(&BackfillRequest::default()).await.unwrap();
     assert!(first.failures.is_empty(), "{:?}", first.failures);
-    // Yahoo serves a daily history in one request: one per symbol.
-    assert_eq!(fake.requests().len(), 3);
-    assert_eq!(first.requests, 3);
+    // Yahoo serves a daily history in one request, and the symbol's corporate actions (the
+    // splits after the bars, to return them as traded) in one more: two per symbol.
+    assert_eq!(fake.requests().len(), 6);
+    assert_eq!(fake.requests().iter().filter(|r| r.actions).count(), 3);
+    assert_eq!((first.requests, first.action_requests), (6, 3));
     let stored = contents(&store).await;
     for s in SYMBOLS {
         assert_eq!(only(&stored, s), upstream(&data, s, Interval::D1), "{s}");
@@ -147,9 +149,10 @@ async fn new_symbols_are_backfilled_completely_and_a_second_sync_fetches_nothing
     }
     assert_eq!(first.rows, 3 * 5402);
 
+    // Nothing to fetch, and the events were read within `actions_every`.
     let second = syncer.backfill(&BackfillRequest::default()).await.unwrap();
     assert_eq!(second.requests, 0, "{second:?}");
-    assert_eq!(fake.requests().len(), 3);
+    assert_eq!(fake.requests().len(), 6);
     // The registry, ledger and run history are SQL tables.
     let n = store
         .query("SELECT count(*) AS n FROM symbols WHERE state = 'fresh'")
@@ -200,8 +203,12 @@ async fn a_deleted_range_is_healed_by_fetching_exactly_that_range() {
     assert_eq!(contents(&store).await.len(), before.len() - 4);
     fake.clear_log();
     let heal = syncer.backfill(&BackfillRequest::default()).await.unwrap();
-    let log = fake.requests();
-    assert_eq!(log.len(), 1, "{log:?}");
+    // One chart request, and one events request for the splits after the range (Yahoo's
+    // prices are adjusted as of the request).
+    let all = fake.requests();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all[0].actions && all[0].symbol == "AAPL", "{all:?}");
+    let log: Vec<_> = all.into_iter().filter(|r| !r.actions).collect();
     assert_eq!(log[0].symbol, "AAPL");
     // Exactly the deleted trading days, from the Monday to the end of the Friday bar.
     assert!(log[0].start.unwrap() <= day(2020, 11, 23), "{:?}", log[0]);
@@ -292,8 +299,10 @@ async fn holidays_and_known_empty_minutes_are_fetched_once_then_never_again() {
     };
     let first = syncer.backfill(&range).await.unwrap();
     assert!(first.failures.is_empty(), "{:?}", first.failures);
-    // Yahoo serves 1m bars 7 days a request: 26 days from the first session minute.
-    assert_eq!(fake.requests().len(), 4, "{:?}", first.fetched);
+    // Yahoo serves 1m bars 7 days a request: 26 days from the first session minute; and the
+    // events in one more.
+    assert_eq!(fake.requests().len(), 4 + 1, "{:?}", first.fetched);
+    assert_eq!(first.action_requests, 1);
     // Some session minutes had no trades: the calendar expects them, upstream has none.
     let expected = Calendar::UsEquity.expected_bars(Interval::M1, start, end);
     let have: std::collections::HashSet<i64> = minutes.iter().map(|b| b.ts).collect();
@@ -303,6 +312,7 @@ async fn holidays_and_known_empty_minutes_are_fetched_once_then_never_again() {
     let asked: Vec<(i64, i64)> = fake
         .requests()
         .iter()
+        .filter(|r| !r.actions)
         .map(|r| (r.start.unwrap(), r.end.unwrap()))
         .collect();
     let in_asked = minutes
@@ -354,14 +364,15 @@ async fn a_failing_symbol_leaves_the_others_fresh_and_recovers_with_backoff() {
     assert_eq!(status.state, SeriesState::Failing);
     assert_eq!(status.attempts, 1);
     assert!(status.last_error.as_deref().unwrap().contains("500"));
-    // One request and one retry, no more.
+    // One request and one retry, no more (for bars; the events request failed the same way).
     let msft_requests = || {
         fake.requests()
             .iter()
-            .filter(|r| r.symbol == "MSFT")
+            .filter(|r| r.symbol == "MSFT" && !r.actions)
             .count()
     };
     assert_eq!(msft_requests(), 2);
+    assert_eq!(run.action_failures.len(), 1, "{run:?}");
 
     // Within its backoff a failing symbol is not asked again.
     syncer.backfill(&BackfillRequest::default()).await.unwrap();
@@ -420,14 +431,16 @@ async fn the_circuit_opens_on_repeated_failures_and_closes_after_a_good_trial() 
     }));
     let run = syncer.backfill(&BackfillRequest::default()).await.unwrap();
     assert_eq!(run.failures.len(), 5);
-    // Three requests opened the circuit; the other two symbols failed fast without a request.
+    // Three requests (the events of the first three symbols) opened the circuit; the other
+    // events requests and every chart failed fast without a request.
     assert_eq!(fake.requests().len(), 3);
+    assert_eq!(run.action_failures.len(), 5, "{run:?}");
     assert!(
         run.failures
             .iter()
             .filter(|f| f.contains("circuit open"))
             .count()
-            == 2,
+            == 5,
         "{run:?}"
     );
     let provider = syncer.providers().next().unwrap();
@@ -729,9 +742,10 @@ mod http {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(state, "fresh");
-        // Later runs find nothing to fetch: one request in all, and only busy runs are history.
+        // Later runs find nothing to fetch: one chart and one events request in all, and only
+        // busy runs are history.
         tokio::time::sleep(Duration::from_millis(700)).await;
-        assert_eq!(fake.requests().len(), 1);
+        assert_eq!(fake.requests().len(), 2);
         let status = json(server.get("/v1/sync/status").await).await;
         assert!(
             status["jobs"]["backfill"]["runs"].as_u64().unwrap() >= 3,
@@ -743,7 +757,7 @@ mod http {
             .text()
             .await
             .unwrap();
-        assert_eq!(runs, r#"[{"job":"backfill","rows":75,"requests":1}]"#);
+        assert_eq!(runs, r#"[{"job":"backfill","rows":75,"requests":2}]"#);
         server.stop().await;
     }
 
@@ -815,7 +829,9 @@ mod http {
         assert_eq!(r.status(), StatusCode::CREATED);
         let run = json(post("/v1/sync/backfill", None).await.unwrap()).await;
         assert_eq!(run["rows"], 5402);
-        assert_eq!(run["requests"], 1);
+        // The chart and the events.
+        assert_eq!(run["requests"], 2);
+        assert_eq!(run["action_requests"], 1);
         let listed = json(server.get("/v1/symbols").await).await;
         assert_eq!(listed[0]["symbol"], "AAPL");
         assert_eq!(listed[0]["rows"], 5402);
@@ -824,13 +840,17 @@ mod http {
         assert_eq!(listed[0]["sync"]["last_bar"], "2021-04-21T00:00:00Z");
 
         let status = json(server.get("/v1/sync/status").await).await;
-        assert_eq!(status["providers"]["yahoo"]["requests"], 1);
+        assert_eq!(status["providers"]["yahoo"]["requests"], 2);
         assert_eq!(status["providers"]["yahoo"]["circuit"], "closed");
         assert_eq!(status["jobs"]["backfill"]["runs"], 1);
         assert_eq!(status["jobs"]["backfill"]["enabled"], false);
         let metrics = server.get("/metrics").await.text().await.unwrap();
         assert!(
-            metrics.contains("tickvault_provider_requests_total{provider=\"yahoo\"} 1"),
+            metrics.contains("tickvault_provider_requests_total{provider=\"yahoo\"} 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("tickvault_provider_action_requests_total{provider=\"yahoo\"} 1"),
             "{metrics}"
         );
         assert!(
@@ -846,7 +866,7 @@ mod http {
             .unwrap();
         assert_eq!(
             runs,
-            r#"[{"job":"backfill","outcome":"ok","rows":5402,"requests":1}]"#
+            r#"[{"job":"backfill","outcome":"ok","rows":5402,"requests":2}]"#
         );
 
         // Delete a range: exactly that range comes back on the next stage 2 run.
@@ -859,7 +879,8 @@ mod http {
             .unwrap();
         assert_eq!(json(deleted).await["rows_deleted"], 10);
         let run = json(post("/v1/sync/backfill", None).await.unwrap()).await;
-        assert_eq!(run["requests"], 1);
+        // The range, and the splits after it.
+        assert_eq!(run["requests"], 2);
         assert_eq!(
             run["fetched"],
             json!(["AAPL 1d 2020-03-02T00:00:00Z..2020-03-14T00:00:00Z"])
@@ -873,7 +894,7 @@ mod http {
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(
             r.headers()["x-tickvault-fill"],
-            "requests=1; rows=19; chunks=1; failures=0"
+            "requests=2; rows=19; chunks=1; failures=0"
         );
         assert_eq!(r.text().await.unwrap().lines().count(), 1 + 19);
         let r = server.get(url).await;
@@ -887,7 +908,7 @@ mod http {
             .await;
         assert_eq!(
             r.headers()["x-tickvault-fill"],
-            "requests=1; rows=4; chunks=1; failures=0"
+            "requests=2; rows=4; chunks=1; failures=0"
         );
 
         // A forced range is fetched again even though it is stored.
@@ -900,7 +921,7 @@ mod http {
             .unwrap(),
         )
         .await;
-        assert_eq!(run["requests"], 1);
+        assert_eq!(run["requests"], 2);
         assert_eq!(run["rows"], 5);
 
         // Stop tracking: the bars stay; a second removal is a clear 404.
@@ -959,7 +980,9 @@ async fn the_library_loader_fills_only_what_is_missing() {
     };
     let (filled, stream) = syncer.load_bars(&request, true).await.unwrap();
     let filled = filled.unwrap();
-    assert_eq!((filled.requests, filled.rows), (2, 2 * 23));
+    // A chart each, and each symbol's splits and dividends (two Polygon endpoints).
+    assert_eq!((filled.requests, filled.rows), (2 + 4, 2 * 23));
+    assert_eq!(filled.action_requests, 4);
     let batches: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(stream)
         .await
         .unwrap();
