@@ -199,6 +199,15 @@ pub fn print_summary(s: &BackfillSummary) {
     for f in &s.failures {
         println!("FAILED {f}");
     }
+    if s.action_requests > 0 || !s.action_failures.is_empty() {
+        println!(
+            "corporate actions: {} requests, {} new or changed, {} refused, {} disagreements",
+            s.action_requests, s.actions_stored, s.actions_rejected, s.action_disagreements
+        );
+    }
+    for f in &s.action_failures {
+        println!("EVENTS FAILED {f}");
+    }
 }
 
 pub async fn delete_cmd(

@@ -421,8 +421,13 @@ async fn symbols_backfill_and_delete_from_the_command_line() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("intervals"));
     let out = ok(&run(&["backfill"]).await);
+    // The chart and the symbol's corporate actions.
     assert!(
-        out.starts_with("checked 1 series, fetched 1 (1 chunks, 1 requests): 75 rows"),
+        out.starts_with("checked 1 series, fetched 1 (1 chunks, 2 requests): 75 rows"),
+        "{out}"
+    );
+    assert!(
+        out.contains("corporate actions: 1 requests, 0 new or changed, 0 refused"),
         "{out}"
     );
     let out = ok(&run(&[
@@ -436,14 +441,16 @@ async fn symbols_backfill_and_delete_from_the_command_line() {
     .await);
     assert!(out.contains("deleted 19 rows of AAPL 1d"), "{out}");
     let out = ok(&run(&["backfill"]).await);
-    assert!(out.contains("1 requests): 19 rows"), "{out}");
+    assert!(out.contains("2 requests): 19 rows"), "{out}");
     let out = ok(&run(&["symbols", "list"]).await);
     assert!(
         out.contains("AAPL\t1d\tyahoo\tus-equity\tfresh\t2021-04-21T00:00:00Z"),
         "{out}"
     );
     assert_eq!(sql_csv(&store, "SELECT count(*) AS n FROM bars"), "n\n75\n");
-    assert_eq!(fake.requests().len(), 2);
+    // Each backfill (a process of its own) asked for the bars and for the events once.
+    assert_eq!(fake.requests().len(), 4);
+    assert_eq!(fake.requests().iter().filter(|r| r.actions).count(), 2);
     let out = ok(&run(&["symbols", "remove", "AAPL", "--purge"]).await);
     assert!(out.contains("deleted 75 rows"), "{out}");
     assert_eq!(sql_csv(&store, "SELECT count(*) AS n FROM bars"), "n\n0\n");
