@@ -275,7 +275,7 @@ fn date_of(v: &Value) -> Result<NaiveDate, String> {
 pub(crate) fn dedup_splits(
     mut splits: Vec<CorporateAction>,
 ) -> (Vec<CorporateAction>, Vec<Rejected>) {
-    splits.sort_by(|a, b| b.ex_date.cmp(&a.ex_date));
+    splits.sort_by_key(|s| std::cmp::Reverse(s.ex_date));
     let mut kept: Vec<CorporateAction> = Vec::new();
     let mut dropped = Vec::new();
     for split in splits {
