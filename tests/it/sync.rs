@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tickvault::Store;
+use tickvault::actions::{ActionKind, CorporateAction};
 use tickvault::calendar::Calendar;
 use tickvault::model::{Interval, Symbol};
 use tickvault::sync::fake_upstream::{FakeData, FakeUpstream, Fault, FaultRule};
@@ -566,6 +567,113 @@ async fn every_provider_backfills_the_same_bars() {
         let run = syncer.backfill(&BackfillRequest::default()).await.unwrap();
         assert!(run.failures.is_empty(), "{kind:?}: {run:?}");
         assert_eq!(contents(&store).await, want, "{kind:?}");
+    }
+}
+
+/// AAPL's splits and dividends as Alpha Vantage's file lists them (`split_coefficient`,
+/// `dividend_amount`), with one bad split and one bad dividend a provider might send.
+fn aapl_actions() -> (Vec<CorporateAction>, Vec<CorporateAction>) {
+    let text = std::fs::read_to_string(fixtures().join("DA-AAPL-T-2021-04-21.csv")).unwrap();
+    let aapl = Symbol::new("AAPL").unwrap();
+    let mut good = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let date = chrono::NaiveDate::parse_from_str(f[0], "%Y-%m-%d").unwrap();
+        let (dividend, split): (f64, f64) = (f[7].parse().unwrap(), f[8].parse().unwrap());
+        if split != 1.0 {
+            good.push(CorporateAction::split(aapl.clone(), date, split, "av", 0).unwrap());
+        }
+        if dividend != 0.0 {
+            good.push(CorporateAction::dividend(aapl.clone(), date, dividend, "av", 0).unwrap());
+        }
+    }
+    let bad_split = CorporateAction {
+        ratio: Some(-4.0),
+        ..CorporateAction::split(aapl.clone(), day_date(2021, 1, 4), 4.0, "av", 0).unwrap()
+    };
+    let bad_dividend = CorporateAction {
+        amount: Some(-1.0),
+        ..CorporateAction::dividend(aapl, day_date(2021, 1, 5), 1.0, "av", 0).unwrap()
+    };
+    (good, vec![bad_split, bad_dividend])
+}
+
+fn day_date(y: i32, m: u32, d: u32) -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+#[tokio::test]
+async fn every_provider_stores_aapl_as_traded_across_its_four_splits() {
+    let data = daily_data();
+    let fake = FakeUpstream::start(data.clone()).await.unwrap();
+    let (good, bad) = aapl_actions();
+    let splits: Vec<(chrono::NaiveDate, Option<f64>)> = good
+        .iter()
+        .filter(|a| a.kind == ActionKind::Split)
+        .map(|a| (a.ex_date, a.ratio))
+        .collect();
+    // 2:1 in 2000 and 2005, 7:1 in 2014 (7.00000700001 in the file), 4:1 in 2020.
+    assert_eq!(
+        splits,
+        vec![
+            (day_date(2000, 6, 21), Some(2.0)),
+            (day_date(2005, 2, 28), Some(2.0)),
+            (day_date(2014, 6, 9), Some(7.0)),
+            (day_date(2020, 8, 31), Some(4.0)),
+        ]
+    );
+    let dividends = good.len() - splits.len();
+    fake.set_actions("AAPL", good.iter().chain(&bad).cloned().collect());
+    // Yahoo divides AAPL's 1999 prices by 2 x 2 x 7 x 4 = 112.
+    let first_raw = data.bars("AAPL", Interval::D1)[0].close;
+    assert_eq!(
+        fake.split_adjusted_bars("AAPL", Interval::D1)[0].close,
+        first_raw / 112.0
+    );
+    let want = upstream(&data, "AAPL", Interval::D1);
+    for (kind, requests) in [
+        (ProviderKind::Yahoo, 2),
+        // Splits and dividends are two endpoints.
+        (ProviderKind::Polygon, 3),
+        // Two chunks of 9,000 days.
+        (ProviderKind::Alpaca, 3),
+    ] {
+        let store = memory_store().await;
+        let syncer = syncer(Arc::clone(&store), &fake, kind).await;
+        track(&syncer, "AAPL", Interval::D1, day(1999, 11, 1)).await;
+        let run = syncer.backfill(&BackfillRequest::default()).await.unwrap();
+        assert!(run.failures.is_empty(), "{kind:?}: {run:?}");
+        assert!(run.action_failures.is_empty(), "{kind:?}: {run:?}");
+        assert_eq!(run.requests, requests, "{kind:?}: {run:?}");
+        // Every bar as traded, whatever basis the provider serves.
+        let got = contents(&store).await;
+        assert_eq!(got.len(), want.len(), "{kind:?}");
+        // Yahoo's prices carry 7 significant digits (32-bit floats), so un-adjusted ones are
+        // rounded to those: Alpha Vantage's 161.059998 comes back as 161.06.
+        let digits = if kind == ProviderKind::Yahoo {
+            5e-7
+        } else {
+            0.0
+        };
+        for ((key, close), (_, traded)) in got.iter().zip(&want) {
+            assert!(
+                (close - traded).abs() <= digits * traded.abs(),
+                "{kind:?}: the close of {key:?} is {close}, as traded {traded}"
+            );
+        }
+        // The events are stored, the two bad ones refused and counted.
+        assert_eq!(run.actions_rejected, 2, "{kind:?}: {run:?}");
+        assert_eq!(run.actions_stored as usize, good.len(), "{kind:?}: {run:?}");
+        let stored = store.actions().snapshot();
+        let stored = stored.for_symbol(&Symbol::new("AAPL").unwrap());
+        assert_eq!(stored.len(), good.len(), "{kind:?}");
+        for (s, g) in stored.iter().zip(&good) {
+            assert_eq!((s.ex_date, s.kind, s.ratio), (g.ex_date, g.kind, g.ratio));
+            let (a, b) = (s.amount.unwrap_or(0.0), g.amount.unwrap_or(0.0));
+            assert!((a - b).abs() <= 1e-9 * b.abs(), "{kind:?}: {s:?} vs {g:?}");
+            assert_eq!(s.source, "up");
+        }
+        assert!(dividends > 30, "{dividends}");
     }
 }
 
