@@ -22,9 +22,10 @@ use super::registry::{
     Covered, Op, SeriesId, SeriesState, SeriesStatus, SymbolSpec, SyncRun, SyncState,
 };
 use super::validate::{Checked, check_fetched};
+use crate::actions::{ActionKind, CorporateAction, check_amount_below_close};
 use crate::batch::{SeriesBatch, SeriesKey};
 use crate::calendar::Calendar;
-use crate::model::{Interval, Symbol};
+use crate::model::{Interval, MICROS_PER_DAY, Symbol};
 use crate::{LoadRequest, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +196,14 @@ fn rfc3339(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         .unwrap_or_else(|| us.to_string())
+}
+
+/// 00:00 UTC of a date, µs.
+fn date_us(d: chrono::NaiveDate) -> i64 {
+    d.and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
+        .timestamp_micros()
 }
 
 fn micros(d: Duration) -> i64 {
@@ -418,7 +427,7 @@ impl Syncer {
         };
         let since: HashMap<&Symbol, i64> = series.iter().map(|(id, s)| (&id.0, s.since)).collect();
         let targets = self.actions_targets(&plans, |s| since.get(s).copied(), now);
-        self.read_actions(targets, &mut plans, &mut summary).await?;
+        let events = self.read_actions(targets, &mut plans, &mut summary).await;
         // Series with work to do show as backfilling while it runs.
         let starting: Vec<Op> = plans
             .iter()
@@ -433,6 +442,8 @@ impl Syncer {
             .collect();
         self.log.commit(starting).await?;
         let outcome = self.execute(plans, &mut summary, true).await;
+        // Stored after the bars, so dividends are checked against the closes just fetched.
+        self.store_actions(events, &mut summary).await?;
         summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         outcome.map(|_| summary)
     }
@@ -490,8 +501,9 @@ impl Syncer {
             |s| Some(state.symbols.get(s).map_or(start, |spec| spec.since)),
             now,
         );
-        self.read_actions(targets, &mut plans, &mut summary).await?;
+        let events = self.read_actions(targets, &mut plans, &mut summary).await;
         self.execute(plans, &mut summary, false).await?;
+        self.store_actions(events, &mut summary).await?;
         summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(summary)
     }
@@ -651,19 +663,18 @@ impl Syncer {
         targets.into_values().collect()
     }
 
-    /// Reads the corporate actions of `targets` (one request per symbol, Polygon two), upserts
-    /// the valid ones into the store in one commit, and hands each symbol's splits to its plans
-    /// when their adapter needs them. A symbol whose events cannot be read is reported in
-    /// `action_failures`; its bars are still fetched (an adapter that needs the splits then
-    /// asks for them itself).
+    /// Reads the corporate actions of `targets` (one request per symbol, Polygon two), hands
+    /// each symbol's splits to its plans when their adapter needs them, and returns the valid
+    /// events to store. A symbol whose events cannot be read is reported in `action_failures`;
+    /// its bars are still fetched (an adapter that needs the splits then asks for them itself).
     async fn read_actions(
         &self,
         targets: Vec<ActionsTarget>,
         plans: &mut [SeriesPlan],
         summary: &mut BackfillSummary,
-    ) -> Result<()> {
+    ) -> Vec<CorporateAction> {
         if targets.is_empty() {
-            return Ok(());
+            return Vec::new();
         }
         let today = chrono::Utc::now().date_naive();
         let results: Vec<_> = futures::stream::iter(targets)
@@ -735,6 +746,19 @@ impl Syncer {
         for plan in plans.iter_mut() {
             plan.splits = splits.get(&plan.id.0).cloned();
         }
+        events
+    }
+
+    /// Upserts provider events into the store in one commit, after refusing each dividend that
+    /// is not below the stored daily close of the last session before its ex-date (checked
+    /// where that close is stored).
+    async fn store_actions(
+        &self,
+        mut events: Vec<CorporateAction>,
+        summary: &mut BackfillSummary,
+    ) -> Result<()> {
+        let refused = self.check_dividends(&mut events).await?;
+        summary.actions_rejected += refused as u64;
         if !events.is_empty() {
             let merged = self.store.actions().upsert(events).await?;
             summary.actions_stored += (merged.inserted + merged.updated) as u64;
@@ -760,6 +784,90 @@ impl Syncer {
             }
         }
         Ok(())
+    }
+
+    /// Removes the dividends among `events` whose amount is not below the stored raw daily close
+    /// of the last session before their ex-date (the back-adjustment factor 1 - amount/close
+    /// would be <= 0), logging each; returns how many. Dividends with no stored close within two
+    /// weeks before them are kept unchecked.
+    async fn check_dividends(&self, events: &mut Vec<CorporateAction>) -> Result<usize> {
+        const LOOKBACK_DAYS: i64 = 14;
+        let mut by_symbol: BTreeMap<Symbol, (chrono::NaiveDate, chrono::NaiveDate)> =
+            BTreeMap::new();
+        for e in events.iter().filter(|e| e.kind == ActionKind::Dividend) {
+            let span = by_symbol
+                .entry(e.symbol.clone())
+                .or_insert((e.ex_date, e.ex_date));
+            span.0 = span.0.min(e.ex_date);
+            span.1 = span.1.max(e.ex_date);
+        }
+        let mut closes: HashMap<Symbol, BTreeMap<i64, f64>> = HashMap::new();
+        for (symbol, (first, last)) in by_symbol {
+            let start = date_us(first) - LOOKBACK_DAYS * MICROS_PER_DAY;
+            closes.insert(
+                symbol.clone(),
+                self.stored_closes(&symbol, start, date_us(last)).await?,
+            );
+        }
+        let before = events.len();
+        events.retain(|e| {
+            let (ActionKind::Dividend, Some(amount)) = (e.kind, e.amount) else {
+                return true;
+            };
+            let ex = date_us(e.ex_date);
+            let previous = closes
+                .get(&e.symbol)
+                .and_then(|c| c.range(ex - LOOKBACK_DAYS * MICROS_PER_DAY..ex).next_back());
+            match previous.map(|(_, close)| check_amount_below_close(amount, *close)) {
+                Some(Err(rule)) => {
+                    tracing::warn!(
+                        "provider {} sent a dividend of {} on {} that is refused: {rule}",
+                        e.source,
+                        e.symbol,
+                        e.ex_date
+                    );
+                    false
+                }
+                _ => true,
+            }
+        });
+        Ok(before - events.len())
+    }
+
+    /// Closes of the stored daily bars of a symbol with open time in `[start, end)`, by ts.
+    async fn stored_closes(
+        &self,
+        symbol: &Symbol,
+        start: i64,
+        end: i64,
+    ) -> Result<BTreeMap<i64, f64>> {
+        let batches = self
+            .store
+            .load_bars_collect(&LoadRequest {
+                symbols: vec![symbol.to_string()],
+                interval: Interval::D1,
+                start: Some(start),
+                end: Some(end),
+                columns: Some(vec!["ts".into(), "close".into()]),
+            })
+            .await?;
+        let mut out = BTreeMap::new();
+        for b in &batches {
+            let ts = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+                .expect("ts column");
+            let close = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<arrow::array::Float64Array>()
+                .expect("close column");
+            for i in 0..b.num_rows() {
+                out.insert(ts.value(i), close.value(i));
+            }
+        }
+        Ok(out)
     }
 
     /// The chunks one series needs in `range`: expected bars not covered and not stored.

@@ -571,7 +571,8 @@ async fn every_provider_backfills_the_same_bars() {
 }
 
 /// AAPL's splits and dividends as Alpha Vantage's file lists them (`split_coefficient`,
-/// `dividend_amount`), with one bad split and one bad dividend a provider might send.
+/// `dividend_amount`), and three bad events a provider might send: a split of ratio -4, a
+/// dividend of -1 and one of 500 (above the close before it).
 fn aapl_actions() -> (Vec<CorporateAction>, Vec<CorporateAction>) {
     let text = std::fs::read_to_string(fixtures().join("DA-AAPL-T-2021-04-21.csv")).unwrap();
     let aapl = Symbol::new("AAPL").unwrap();
@@ -593,9 +594,12 @@ fn aapl_actions() -> (Vec<CorporateAction>, Vec<CorporateAction>) {
     };
     let bad_dividend = CorporateAction {
         amount: Some(-1.0),
-        ..CorporateAction::dividend(aapl, day_date(2021, 1, 5), 1.0, "av", 0).unwrap()
+        ..CorporateAction::dividend(aapl.clone(), day_date(2021, 1, 5), 1.0, "av", 0).unwrap()
     };
-    (good, vec![bad_split, bad_dividend])
+    // Valid on its own, but above the close before it (131.01 on 2021-01-05).
+    let above_close =
+        CorporateAction::dividend(aapl, day_date(2021, 1, 6), 500.0, "av", 0).unwrap();
+    (good, vec![bad_split, bad_dividend, above_close])
 }
 
 fn day_date(y: i32, m: u32, d: u32) -> chrono::NaiveDate {
@@ -661,8 +665,8 @@ async fn every_provider_stores_aapl_as_traded_across_its_four_splits() {
                 "{kind:?}: the close of {key:?} is {close}, as traded {traded}"
             );
         }
-        // The events are stored, the two bad ones refused and counted.
-        assert_eq!(run.actions_rejected, 2, "{kind:?}: {run:?}");
+        // The events are stored, the three bad ones refused and counted.
+        assert_eq!(run.actions_rejected, 3, "{kind:?}: {run:?}");
         assert_eq!(run.actions_stored as usize, good.len(), "{kind:?}: {run:?}");
         let stored = store.actions().snapshot();
         let stored = stored.for_symbol(&Symbol::new("AAPL").unwrap());
