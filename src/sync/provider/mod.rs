@@ -39,8 +39,10 @@ pub struct FetchRequest {
     pub end: i64,
     /// The provider's own splits of the symbol, when the caller already asked for them in this
     /// sync. An adapter whose prices come split-adjusted as of the request
-    /// ([`Provider::needs_splits`]) needs every split after its bars to return them raw; without
-    /// these (or when they are not recent enough) it asks for them itself.
+    /// ([`Provider::needs_splits`]) needs every split after its bars to return them raw: it
+    /// trusts these as they are (a split whose ex-date session opens during the sync is missed
+    /// for the ranges fetched after it), and without them asks for the splits itself unless
+    /// its answer reaches the moment of the request.
     pub splits: Option<Arc<KnownSplits>>,
 }
 
