@@ -53,6 +53,10 @@ pub struct Config {
     /// Bars that ended less than this ago and came back empty are asked again next sync
     /// instead of being recorded as known-empty (vendors publish late).
     pub settle: Seconds,
+    /// Stage 2 reads a tracked symbol's corporate actions again when it last read them longer
+    /// ago than this (and in every sync that fetches Yahoo bars of it: their prices come
+    /// split-adjusted and the splits after them make them raw again).
+    pub actions_every: Seconds,
     /// How often the newest bars of tracked intraday symbols are fetched into the live tier.
     pub live_interval: Seconds,
     /// Jobs that do not run on their own (still runnable by hand): any of `transfer`,
@@ -110,6 +114,7 @@ impl Default for Config {
             retry_base: Seconds(60.0),
             retry_max: Seconds(3600.0),
             settle: Seconds(3600.0),
+            actions_every: Seconds(24.0 * 3600.0),
             live_interval: Seconds(900.0),
             disabled_jobs: Vec::new(),
             default_provider: None,
@@ -390,6 +395,9 @@ pub struct Overrides {
     /// Empty answers for bars that ended less than this ago are asked again, e.g. 1h.
     #[arg(long, env = "TICKVAULT_SETTLE")]
     pub settle: Option<Seconds>,
+    /// Corporate actions of a tracked symbol are read again after this, e.g. 24h.
+    #[arg(long, env = "TICKVAULT_ACTIONS_EVERY")]
+    pub actions_every: Option<Seconds>,
     /// How often the newest intraday bars are fetched into the live tier, e.g. 15m.
     #[arg(long, env = "TICKVAULT_LIVE_INTERVAL")]
     pub live_interval: Option<Seconds>,
@@ -498,6 +506,7 @@ impl Config {
             (o.retry_max, &mut config.retry_max),
             (o.live_interval, &mut config.live_interval),
             (o.settle, &mut config.settle),
+            (o.actions_every, &mut config.actions_every),
         ];
         for (value, slot) in durations {
             if let Some(v) = value {
@@ -570,6 +579,7 @@ impl Config {
             ("retry_base", self.retry_base),
             ("retry_max", self.retry_max),
             ("live_interval", self.live_interval),
+            ("actions_every", self.actions_every),
         ] {
             if v.0.is_nan() || v.0 <= 0.0 {
                 return Err(Error::Invalid(format!("{name} must be positive")));
@@ -719,6 +729,7 @@ impl Config {
             retry_base: self.retry_base.duration(),
             retry_max: self.retry_max.duration(),
             settle: self.settle.duration(),
+            actions_every: self.actions_every.duration(),
             default_provider: self.default_provider.clone(),
             ..Default::default()
         }
@@ -894,5 +905,28 @@ mod tests {
             ..Config::default()
         };
         smallest.validate().unwrap();
+    }
+
+    #[test]
+    fn actions_every_reaches_stage_2() {
+        let dir = std::env::temp_dir().join(format!("tv-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tickvault.toml");
+        std::fs::write(&path, "actions_every = \"6h\"\n").unwrap();
+        let c = Config::load(Some(&path), None, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.sync_options().actions_every,
+            Duration::from_secs(6 * 3600)
+        );
+        let default = Config::default().sync_options().actions_every;
+        assert_eq!(default, Duration::from_secs(24 * 3600));
+        let overrides = Overrides {
+            actions_every: Some(Seconds(0.0)),
+            ..Default::default()
+        };
+        let e = Config::load(Some(&path), None, &overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("actions_every must be positive"), "{e}");
     }
 }
