@@ -78,7 +78,7 @@ def duck_times(store, runs):
     import duckdb
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    glob = os.path.join(store, "bars/interval=1m/*/*/*.parquet")
+    glob = os.path.join(store, "bars/timeframe=1m/*/*/*.parquet")
     con.execute(f"CREATE VIEW bars AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true)")
     res = {}
     for name, sql in DUCK.items():

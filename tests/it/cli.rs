@@ -306,7 +306,7 @@ fn symbols_are_stored_path_safe() {
     )
     .unwrap();
     ok(&tickvault(&store, &["import", csv.to_str().unwrap()]));
-    let dirs: Vec<String> = std::fs::read_dir(store.join("bars/interval=1d"))
+    let dirs: Vec<String> = std::fs::read_dir(store.join("bars/timeframe=1d"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -419,7 +419,11 @@ async fn symbols_backfill_and_delete_from_the_command_line() {
     // A bad request names the field and registers nothing.
     let bad = run(&["symbols", "add", "MSFT", "--interval", "2d"]).await;
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("intervals"));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("timeframes: unknown timeframe \"2d\""),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     let out = ok(&run(&["backfill"]).await);
     assert!(
         out.starts_with("checked 1 series, fetched 1 (1 chunks, 1 requests): 75 rows"),

@@ -180,7 +180,7 @@ async fn bad_rows_are_refused_whole_and_the_tier_is_capped() {
     assert!(e.contains("row 2") && e.contains("00:00 UTC"), "{e}");
     bad = bars(&[row("A", "1x", T2021, 1.0)]);
     let e = store.ingest_batch(&bad).await.unwrap_err().to_string();
-    assert!(e.contains("row 1") && e.contains("interval"), "{e}");
+    assert!(e.contains("row 1: unknown timeframe \"1x\""), "{e}");
     assert_eq!(store.live().unwrap().read().rows(), 0);
 
     // Past the cap, writes are refused as busy until a transfer frees the tier.
@@ -302,7 +302,7 @@ const NDJSON: &str = "application/x-ndjson";
 
 fn ndjson_line(symbol: &str, ts: &str, high: f64, low: f64, volume: f64) -> String {
     format!(
-        r#"{{"symbol":"{symbol}","interval":"1m","ts":"{ts}","open":{low},"high":{high},"low":{low},"close":{low},"volume":{volume}}}"#
+        r#"{{"symbol":"{symbol}","timeframe":"1m","ts":"{ts}","open":{low},"high":{high},"low":{low},"close":{low},"volume":{volume}}}"#
     )
 }
 
@@ -313,7 +313,7 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
     let body = [
         ndjson_line("AAPL", "2024-01-02T14:30:00Z", 2.0, 1.0, 10.0),
         ndjson_line("AAPL", "2024-01-02T14:31:00Z", 2.0, 1.0, 10.0),
-        // epoch nanoseconds
+        // epoch nanoseconds; `interval`, the old name of `timeframe`, is still read
         r#"{"symbol":"MSFT","interval":"1m","ts":1704205800000000000,"open":1,"high":2,"low":1,"close":1.5,"volume":3,"vwap":1.4,"trades":7}"#.to_string(),
     ]
     .join("\n");
@@ -330,9 +330,33 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
 
     let csv = "date,open,high,low,close,volume\n2024-01-02 14:32,1,2,1,1.5,10\n";
     let r = server
+        .post("/v1/write?timeframe=1m&symbol=AAPL", "text/csv", csv.into())
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    // The old parameter name still works; both names with different values are refused.
+    let csv = "date,open,high,low,close,volume\n2024-01-02 14:33,1,2,1,1.5,10\n";
+    let r = server
         .post("/v1/write?interval=1m&symbol=AAPL", "text/csv", csv.into())
         .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let m = expect_error(
+        server
+            .post(
+                "/v1/write?timeframe=1d&interval=1m&symbol=AAPL",
+                "text/csv",
+                csv.into(),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    )
+    .await;
+    assert!(m.contains("disagree"), "{m}");
+    let r = server
+        .post_sql("SELECT count(*) AS n FROM bars WHERE symbol = 'AAPL' AND timeframe = '1m'")
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v[0]["n"], 4);
     let csv = "ticker,ts,open,high,low,close,volume\nNVDA,2024-01-02,1,2,1,1.5,10\n";
     let r = server
         .post("/v1/write", "text/csv; charset=utf-8", csv.into())
@@ -354,7 +378,7 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
         .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     let got = contents(&store).await;
-    assert_eq!(got.len(), 3 + 1 + 1 + 2);
+    assert_eq!(got.len(), 3 + 2 + 1 + 2);
     assert_eq!(
         got[&("SPY".to_string(), "1d".to_string(), T2021 + DAY)],
         5.0
@@ -417,7 +441,7 @@ async fn write_endpoint_refuses_bad_input_whole() {
             ndjson_line("", "2024-01-02T14:31:00Z", 2.0, 1.0, 1.0),
             "symbol",
         ),
-        (good.replace("\"1m\"", "\"2m\""), "interval"),
+        (good.replace("\"1m\"", "\"2m\""), "unknown timeframe \"2m\""),
         (good.replace(",\"volume\":10", ""), "volume"),
         (good.replace("\"open\":1", "\"open\":\"x\""), "expected f64"),
         ("not json".to_string(), "line 2"),
@@ -471,7 +495,7 @@ async fn write_endpoint_refuses_bad_input_whole() {
     .await;
     expect_error(
         server
-            .post("/v1/write?interval=7m", "text/csv", "a\n".into())
+            .post("/v1/write?timeframe=7m", "text/csv", "a\n".into())
             .await,
         StatusCode::BAD_REQUEST,
         "invalid_parameter",

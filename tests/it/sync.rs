@@ -770,9 +770,19 @@ mod http {
                 "unknown provider \"nope\"",
             ),
             (
+                json!({"symbol": "AAPL", "timeframes": ["2d"]}),
+                "invalid_parameter",
+                "timeframes: unknown timeframe \"2d\"",
+            ),
+            (
                 json!({"symbol": "AAPL", "intervals": ["2d"]}),
                 "invalid_parameter",
-                "intervals",
+                "timeframes: unknown timeframe \"2d\"",
+            ),
+            (
+                json!({"symbol": "AAPL", "timeframes": ["1d"], "intervals": ["1m"]}),
+                "invalid_parameter",
+                "timeframes: timeframes [\"1d\"] and intervals [\"1m\"] disagree",
             ),
             (
                 json!({"symbol": "AAPL", "calendar": "moon"}),
@@ -785,7 +795,7 @@ mod http {
                 "since",
             ),
             (
-                json!({"symbol": "AAPL", "intervals": ["4h"]}),
+                json!({"symbol": "AAPL", "timeframes": ["4h"]}),
                 "invalid_request",
                 "does not serve 4h",
             ),
@@ -835,7 +845,7 @@ mod http {
         );
         assert!(
             metrics.contains(
-                "tickvault_symbol_freshness_lag_seconds{symbol=\"AAPL\",interval=\"1d\"}"
+                "tickvault_symbol_freshness_lag_seconds{symbol=\"AAPL\",timeframe=\"1d\"}"
             )
         );
         let runs = server
@@ -853,7 +863,7 @@ mod http {
         let before = contents(&store).await;
         let deleted = server
             .client
-            .delete(server.url("/v1/bars/AAPL?interval=1d&start=2020-03-02&end=2020-03-14"))
+            .delete(server.url("/v1/bars/AAPL?timeframe=1d&start=2020-03-02&end=2020-03-14"))
             .send()
             .await
             .unwrap();
