@@ -15,3 +15,4 @@ mod server;
 mod sql;
 mod store;
 mod sync;
+mod timeframe;
