@@ -121,7 +121,14 @@ pub struct ImportArgs {
     /// to 2286 in each) and other integers are refused.
     #[arg(long, value_parser = ["s", "ms", "us", "ns"])]
     pub epoch_unit: Option<String>,
-    /// Files or directories (searched recursively for .csv, .csv.gz and .parquet).
+    /// Read every file as this format, whatever its name, and take every file of a directory
+    /// (not only .csv, .csv.gz and .parquet): for vendors' .txt or .dat files. CSV files may be
+    /// gzip-compressed (told by their first bytes). Without it, a file named here is read
+    /// whatever its name (its first bytes tell Parquet, gzip CSV or CSV apart).
+    #[arg(long, value_parser = ["csv", "parquet"])]
+    pub format: Option<String>,
+    /// Files or directories (searched recursively for .csv, .csv.gz and .parquet, or for every
+    /// file with --format).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 }
@@ -389,6 +396,12 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         .map(str::parse::<import::EpochUnit>)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let format = args
+        .format
+        .as_deref()
+        .map(str::parse::<import::InputFormat>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let opts = Arc::new(ImportOptions {
         interval,
         symbol,
@@ -396,10 +409,17 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         tz,
         ambiguous,
         epoch_unit,
+        format,
     });
-    let files = import::collect_inputs(&args.paths)?;
+    let files = import::collect_inputs_as(&args.paths, format)?;
     if files.is_empty() {
-        bail!("no .csv, .csv.gz or .parquet files found in the given paths");
+        match format {
+            Some(_) => bail!("no files found in the given paths"),
+            None => bail!(
+                "no .csv, .csv.gz or .parquet files found in the given paths (--format csv or \
+                 --format parquet reads every file of a directory, whatever its name)"
+            ),
+        }
     }
     let progress = progress_bar(files.len() as u64);
     let result = store.import_files(&files, opts, || progress.inc(1)).await;
