@@ -114,9 +114,9 @@ def main():
     imports = []
     if not a.skip_import:
         imports.append(bench_import("real daily S&P 500 (504 files)", os.path.join(a.work, "store_daily"),
-                                    ["--interval", "1d", "--symbol-pattern", "DA-(.+)-T-", DAILY]))
+                                    ["--timeframe", "1d", "--symbol-pattern", "DA-(.+)-T-", DAILY]))
         imports.append(bench_import("synthetic 1m (50 symbols x 3 years)", minute_store,
-                                    ["--interval", "1m", csv_dir]))
+                                    ["--timeframe", "1m", csv_dir]))
     ticks = cpu_ticks()
     bench = run(["cargo", "bench", "--bench", "queries", "--bench", "http_load", "--", "--store", minute_store, "--runs", str(a.runs), "--json"],
                 cwd=ROOT).stdout
