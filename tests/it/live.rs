@@ -279,7 +279,7 @@ proptest! {
 
 // ---- over HTTP ----
 
-async fn live_server(config: Config, wal: &Path) -> (TestServer, Arc<Store>) {
+pub(crate) async fn live_server(config: Config, wal: &Path) -> (TestServer, Arc<Store>) {
     live_server_on(Arc::new(InMemory::new()), config, wal).await
 }
 
@@ -329,34 +329,11 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
     assert_eq!(v[0]["n"], 2);
 
     let csv = "date,open,high,low,close,volume\n2024-01-02 14:32,1,2,1,1.5,10\n";
-    let r = server
-        .post("/v1/write?timeframe=1m&symbol=AAPL", "text/csv", csv.into())
-        .await;
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
-    // The old parameter name still works; both names with different values are refused.
-    let csv = "date,open,high,low,close,volume\n2024-01-02 14:33,1,2,1,1.5,10\n";
+    // `interval`, the old name of `timeframe`, is still accepted.
     let r = server
         .post("/v1/write?interval=1m&symbol=AAPL", "text/csv", csv.into())
         .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
-    let m = expect_error(
-        server
-            .post(
-                "/v1/write?timeframe=1d&interval=1m&symbol=AAPL",
-                "text/csv",
-                csv.into(),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_parameter",
-    )
-    .await;
-    assert!(m.contains("disagree"), "{m}");
-    let r = server
-        .post_sql("SELECT count(*) AS n FROM bars WHERE symbol = 'AAPL' AND timeframe = '1m'")
-        .await;
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v[0]["n"], 4);
     let csv = "ticker,ts,open,high,low,close,volume\nNVDA,2024-01-02,1,2,1,1.5,10\n";
     let r = server
         .post("/v1/write", "text/csv; charset=utf-8", csv.into())
@@ -378,7 +355,7 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
         .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     let got = contents(&store).await;
-    assert_eq!(got.len(), 3 + 2 + 1 + 2);
+    assert_eq!(got.len(), 3 + 1 + 1 + 2);
     assert_eq!(
         got[&("SPY".to_string(), "1d".to_string(), T2021 + DAY)],
         5.0

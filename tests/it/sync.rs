@@ -152,7 +152,7 @@ async fn new_symbols_are_backfilled_completely_and_a_second_sync_fetches_nothing
     assert_eq!(fake.requests().len(), 3);
     // The registry, ledger and run history are SQL tables.
     let n = store
-        .query("SELECT count(*) AS n FROM symbols WHERE state = 'fresh'")
+        .query("SELECT count(*) AS n FROM symbols WHERE state = 'fresh' AND timeframe = '1d'")
         .await
         .unwrap();
     assert_eq!(
@@ -164,7 +164,9 @@ async fn new_symbols_are_backfilled_completely_and_a_second_sync_fetches_nothing
         3
     );
     let covered = store
-        .query("SELECT count(*) FROM coverage WHERE has_data AND source = 'up'")
+        .query(
+            "SELECT count(*) FROM coverage WHERE has_data AND source = 'up' AND timeframe = '1d'",
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -505,7 +507,7 @@ async fn bad_rows_from_upstream_go_to_quarantine_never_into_bars() {
     let run = syncer.backfill(&BackfillRequest::default()).await.unwrap();
     assert_eq!(run.quarantined, 1, "{run:?}");
     let q = store
-        .query("SELECT symbol, reason, provider FROM quarantine")
+        .query("SELECT symbol, reason, provider FROM quarantine WHERE timeframe = '1d'")
         .await
         .unwrap();
     let text = arrow::util::pretty::pretty_format_batches(&q)

@@ -379,3 +379,50 @@ async fn http_reads_take_timeframe_and_still_interval() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn http_writes_take_timeframe_and_still_interval() {
+    use reqwest::StatusCode;
+    let wal = tempfile::tempdir().unwrap();
+    let (server, _store) =
+        crate::live::live_server(tickvault::config::Config::default(), wal.path()).await;
+    let csv = |minute: u32| {
+        format!("date,open,high,low,close,volume\n2024-01-02 14:{minute},1,2,1,1.5,10\n")
+    };
+    for (query, minute) in [
+        ("timeframe=1m", 30),
+        ("interval=1m", 31),
+        ("timeframe=1m&interval=1m", 32),
+    ] {
+        let r = server
+            .post(
+                &format!("/v1/write?{query}&symbol=A"),
+                "text/csv",
+                csv(minute).into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{query}");
+    }
+    let m = crate::server::expect_error(
+        server
+            .post(
+                "/v1/write?timeframe=1m&interval=1d&symbol=A",
+                "text/csv",
+                csv(33).into_bytes(),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    )
+    .await;
+    assert!(
+        m.starts_with("timeframe: timeframe \"1m\" and interval \"1d\" disagree"),
+        "{m}"
+    );
+    let r = server
+        .post_sql("SELECT count(*) AS n FROM bars WHERE symbol = 'A' AND timeframe = '1m'")
+        .await;
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v[0]["n"], 3);
+    server.stop().await;
+}
