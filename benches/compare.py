@@ -78,7 +78,7 @@ def duck_times(store, runs):
     import duckdb
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    glob = os.path.join(store, "bars/interval=1m/*/*/*.parquet")
+    glob = os.path.join(store, "bars/timeframe=1m/*/*/*.parquet")
     con.execute(f"CREATE VIEW bars AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true)")
     res = {}
     for name, sql in DUCK.items():
@@ -114,9 +114,9 @@ def main():
     imports = []
     if not a.skip_import:
         imports.append(bench_import("real daily S&P 500 (504 files)", os.path.join(a.work, "store_daily"),
-                                    ["--interval", "1d", "--symbol-pattern", "DA-(.+)-T-", DAILY]))
+                                    ["--timeframe", "1d", "--symbol-pattern", "DA-(.+)-T-", DAILY]))
         imports.append(bench_import("synthetic 1m (50 symbols x 3 years)", minute_store,
-                                    ["--interval", "1m", csv_dir]))
+                                    ["--timeframe", "1m", csv_dir]))
     ticks = cpu_ticks()
     bench = run(["cargo", "bench", "--bench", "queries", "--bench", "http_load", "--", "--store", minute_store, "--runs", str(a.runs), "--json"],
                 cwd=ROOT).stdout

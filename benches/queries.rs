@@ -15,20 +15,20 @@ use tickvault::{LoadRequest, Store};
 const QUERIES: &[(&str, &str)] = &[
     (
         "one_symbol_one_day",
-        "SELECT * FROM bars WHERE symbol = 'AAAK' AND \"interval\" = '1m' \
+        "SELECT * FROM bars WHERE symbol = 'AAAK' AND timeframe = '1m' \
          AND ts >= '2022-06-15T00:00:00Z' AND ts < '2022-06-16T00:00:00Z' ORDER BY ts",
     ),
     (
         "one_symbol_year_daily",
         "SELECT date_trunc('day', ts) AS day, first_value(open ORDER BY ts) AS open, max(high) AS high, \
          min(low) AS low, last_value(close ORDER BY ts) AS close, sum(volume) AS volume \
-         FROM bars WHERE symbol = 'AAAK' AND \"interval\" = '1m' \
+         FROM bars WHERE symbol = 'AAAK' AND timeframe = '1m' \
          AND ts >= '2022-01-01T00:00:00Z' AND ts < '2023-01-01T00:00:00Z' GROUP BY 1 ORDER BY 1",
     ),
     (
         "last_close_every_symbol_one_day",
         "SELECT symbol, last_value(close ORDER BY ts) AS close FROM bars \
-         WHERE \"interval\" = '1m' AND ts >= '2022-06-15T00:00:00Z' AND ts < '2022-06-16T00:00:00Z' \
+         WHERE timeframe = '1m' AND ts >= '2022-06-15T00:00:00Z' AND ts < '2022-06-16T00:00:00Z' \
          GROUP BY symbol ORDER BY symbol",
     ),
     (
@@ -39,7 +39,7 @@ const QUERIES: &[(&str, &str)] = &[
         "daily_vwap_one_month",
         "SELECT symbol, date_trunc('day', ts) AS day, \
          sum((high + low + close) / 3 * volume) / sum(volume) AS vwap FROM bars \
-         WHERE \"interval\" = '1m' AND ts >= '2022-06-01T00:00:00Z' AND ts < '2022-07-01T00:00:00Z' \
+         WHERE timeframe = '1m' AND ts >= '2022-06-01T00:00:00Z' AND ts < '2022-07-01T00:00:00Z' \
          GROUP BY 1, 2 ORDER BY 1, 2",
     ),
     (

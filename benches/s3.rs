@@ -20,7 +20,7 @@ use tickvault::import::ImportOptions;
 use tickvault::storage::{RequestCounts, StoreSettings};
 use tickvault::{LoadRequest, Store, StoreOptions};
 
-const ONE_DAY: &str = "SELECT * FROM bars WHERE symbol = 'AAAK' AND \"interval\" = '1m' \
+const ONE_DAY: &str = "SELECT * FROM bars WHERE symbol = 'AAAK' AND timeframe = '1m' \
      AND ts >= '2022-06-15T00:00:00Z' AND ts < '2022-06-16T00:00:00Z' ORDER BY ts";
 
 fn load_request() -> LoadRequest {
@@ -173,6 +173,7 @@ async fn bench(csv: &Path, runs: usize) {
         tz: chrono_tz::UTC,
         ambiguous: Default::default(),
         epoch_unit: None,
+        format: None,
     });
     println!("| import into | rows | time | rows/s | PUTs | MB written |");
     println!("|---|---:|---:|---:|---:|---:|");

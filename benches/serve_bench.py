@@ -20,7 +20,7 @@ PORT = 18080
 BASE = f"http://127.0.0.1:{PORT}"
 TEN = ["AAAA", "AAAB", "AAAC", "AAAD", "AAAE", "AAAF", "AAAG", "AAAH", "AAAI", "AAAJ"]
 # The same query as the `queries` bench's one_symbol_one_day.
-ONE_DAY_SQL = ("SELECT * FROM bars WHERE symbol = 'AAAK' AND \"interval\" = '1m' "
+ONE_DAY_SQL = ("SELECT * FROM bars WHERE symbol = 'AAAK' AND timeframe = '1m' "
                "AND ts >= '2022-06-15T00:00:00Z' AND ts < '2022-06-16T00:00:00Z' ORDER BY ts")
 
 
@@ -83,7 +83,7 @@ def main():
     try:
         # 1. The backtest loader over HTTP beside DuckDB.
         url = f"{BASE}/v1/bars?" + urllib.parse.urlencode(
-            {"symbols": ",".join(TEN), "interval": "1m", "start": "2022-01-01", "end": "2023-01-01", "format": "arrow"})
+            {"symbols": ",".join(TEN), "timeframe": "1m", "start": "2022-01-01", "end": "2023-01-01", "format": "arrow"})
         runs = [fetch(url) for _ in range(a.runs + 1)][1:]
         size = runs[0][0]
         ours = statistics.median(s for _, s in runs)
@@ -92,7 +92,7 @@ def main():
             rows = pa.ipc.open_stream(r.read()).read_all().num_rows
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        glob = os.path.join(store, "bars/interval=1m/*/*/*.parquet")
+        glob = os.path.join(store, "bars/timeframe=1m/*/*/*.parquet")
         con.execute(f"CREATE VIEW bars AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true)")
         inlist = ",".join(f"'{s}'" for s in TEN)
         duck_sql = (f"SELECT * FROM bars WHERE symbol IN ({inlist}) AND ts >= TIMESTAMPTZ '2022-01-01 00:00:00+00' "

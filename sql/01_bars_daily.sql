@@ -1,9 +1,9 @@
--- Daily OHLCV resampled from intraday bars: one row per symbol, source interval and UTC day.
+-- Daily OHLCV resampled from intraday bars: one row per symbol, source timeframe and UTC day.
 -- Filter on symbol to prune files; filter on day through ts in your own query for speed.
 CREATE VIEW bars_daily AS
 SELECT
     symbol,
-    "interval" AS source_interval,
+    timeframe AS source_timeframe,
     date_trunc('day', ts) AS day,
     first_value(open ORDER BY ts) AS open,
     max(high) AS high,
@@ -13,5 +13,5 @@ SELECT
     sum(coalesce(vwap, (high + low + close) / 3) * volume) / nullif(sum(volume), 0) AS vwap,
     count(*) AS bars
 FROM bars
-WHERE "interval" IN ('1m', '5m', '15m', '30m', '1h', '4h')
-GROUP BY symbol, "interval", date_trunc('day', ts);
+WHERE timeframe IN ('1m', '5m', '15m', '30m', '1h', '4h')
+GROUP BY symbol, timeframe, date_trunc('day', ts);

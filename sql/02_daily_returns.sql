@@ -7,4 +7,4 @@ SELECT
     close / lag(close) OVER (PARTITION BY symbol ORDER BY ts) - 1 AS simple_return,
     ln(close / lag(close) OVER (PARTITION BY symbol ORDER BY ts)) AS log_return
 FROM bars
-WHERE "interval" = '1d';
+WHERE timeframe = '1d';

@@ -7,5 +7,5 @@ SELECT
     sum(coalesce(vwap, (high + low + close) / 3) * volume) / nullif(sum(volume), 0) AS vwap,
     sum(volume) AS volume
 FROM bars
-WHERE "interval" IN ('1m', '5m', '15m', '30m', '1h', '4h')
+WHERE timeframe IN ('1m', '5m', '15m', '30m', '1h', '4h')
 GROUP BY symbol, date_trunc('day', ts);

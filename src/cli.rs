@@ -48,7 +48,7 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Run a read-only SQL query over `bars` and the views from sql/.
     Sql(SqlArgs),
-    /// Rows, files, bytes and time range per interval and symbol.
+    /// Rows, files, bytes and time range per timeframe and symbol.
     Stats(StatsArgs),
     /// Merge partitions that have several files into one file each.
     Compact,
@@ -96,8 +96,9 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Bar interval of the imported rows: 1m 5m 15m 30m 1h 4h 1d 1w.
-    #[arg(long, default_value = "1d")]
+    /// Timeframe (bar size) of the imported rows: 1m 5m 15m 30m 1h 4h 1d 1w (`--interval` is
+    /// its old name).
+    #[arg(long = "timeframe", alias = "interval", default_value = "1d")]
     pub interval: String,
     /// Symbol for files without a symbol column.
     #[arg(long, conflicts_with = "symbol_pattern")]
@@ -120,7 +121,14 @@ pub struct ImportArgs {
     /// to 2286 in each) and other integers are refused.
     #[arg(long, value_parser = ["s", "ms", "us", "ns"])]
     pub epoch_unit: Option<String>,
-    /// Files or directories (searched recursively for .csv, .csv.gz and .parquet).
+    /// Read every file as this format, whatever its name, and take every file of a directory
+    /// (not only .csv, .csv.gz and .parquet): for vendors' .txt or .dat files. CSV files may be
+    /// gzip-compressed (told by their first bytes). Without it, a file named here is read
+    /// whatever its name (its first bytes tell Parquet, gzip CSV or CSV apart).
+    #[arg(long, value_parser = ["csv", "parquet"])]
+    pub format: Option<String>,
+    /// Files or directories (searched recursively for .csv, .csv.gz and .parquet, or for every
+    /// file with --format).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 }
@@ -140,8 +148,8 @@ pub struct IngestArgs {
     /// Body format [default: by the file name, .csv is csv, anything else ndjson].
     #[arg(long, value_parser = ["ndjson", "csv"])]
     pub format: Option<String>,
-    /// CSV: the bars' interval (NDJSON rows carry their own).
-    #[arg(long)]
+    /// CSV: the bars' timeframe (NDJSON rows carry their own; `--interval` is its old name).
+    #[arg(long = "timeframe", alias = "interval")]
     pub interval: Option<String>,
     /// CSV without a symbol column: the symbol.
     #[arg(long)]
@@ -364,7 +372,7 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
     let interval: Interval = args
         .interval
         .parse()
-        .map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--timeframe: {e}"))?;
     let symbol = args
         .symbol
         .as_deref()
@@ -388,6 +396,12 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         .map(str::parse::<import::EpochUnit>)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let format = args
+        .format
+        .as_deref()
+        .map(str::parse::<import::InputFormat>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let opts = Arc::new(ImportOptions {
         interval,
         symbol,
@@ -395,10 +409,17 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         tz,
         ambiguous,
         epoch_unit,
+        format,
     });
-    let files = import::collect_inputs(&args.paths)?;
+    let files = import::collect_inputs_as(&args.paths, format)?;
     if files.is_empty() {
-        bail!("no .csv, .csv.gz or .parquet files found in the given paths");
+        match format {
+            Some(_) => bail!("no files found in the given paths"),
+            None => bail!(
+                "no .csv, .csv.gz or .parquet files found in the given paths (--format csv or \
+                 --format parquet reads every file of a directory, whatever its name)"
+            ),
+        }
     }
     let progress = progress_bar(files.len() as u64);
     let result = store.import_files(&files, opts, || progress.inc(1)).await;
@@ -475,13 +496,13 @@ fn stats_cmd(store: &Store, args: StatsArgs) -> anyhow::Result<i32> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     writeln!(
         out,
-        "{:<8} {:<16} {:>12} {:>6} {:>14}  {:<20}  {:<20}",
-        "interval", "symbol", "rows", "files", "bytes", "first", "last"
+        "{:<9} {:<16} {:>12} {:>6} {:>14}  {:<20}  {:<20}",
+        "timeframe", "symbol", "rows", "files", "bytes", "first", "last"
     )?;
     for s in &stats {
         writeln!(
             out,
-            "{:<8} {:<16} {:>12} {:>6} {:>14}  {:<20}  {:<20}",
+            "{:<9} {:<16} {:>12} {:>6} {:>14}  {:<20}  {:<20}",
             s.interval.as_str(),
             s.symbol.as_str(),
             s.rows,

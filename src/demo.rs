@@ -107,10 +107,10 @@ pub fn examples(base: &str) -> String {
   curl '{base}/v1/symbols'
   curl '{base}/v1/bars/AAPL?start=2021-04-01&end=2021-04-22'
   curl '{base}/v1/bars?symbols=AAPL,MSFT,NVDA&start=2021-01-01&format=csv'
-  curl '{base}/v1/sql' --data-binary "SELECT symbol, max(close) AS high FROM bars WHERE ts >= '2020-01-01' GROUP BY symbol ORDER BY high DESC"
+  curl '{base}/v1/sql' --data-binary "SELECT symbol, max(close) AS high FROM bars WHERE timeframe = '1d' AND ts >= '2020-01-01' GROUP BY symbol ORDER BY high DESC"
   curl '{base}/v1/sql?q=SELECT+*+FROM+daily_returns+WHERE+symbol=%27TSLA%27+ORDER+BY+day+DESC+LIMIT+5'
   python3 -c "import pyarrow as pa, urllib.request as u; t = pa.ipc.open_stream(u.urlopen('{base}/v1/bars?symbols=AAPL,MSFT&format=arrow')).read_all(); print(t.num_rows, 'rows'); print(t.slice(t.num_rows - 2))"
-  curl '{base}/v1/write' -H 'Content-Type: application/x-ndjson' --data-binary '{{"symbol":"AAPL","interval":"1d","ts":"2021-04-22","open":134.0,"high":135.5,"low":131.9,"close":132.0,"volume":84000000}}'
+  curl '{base}/v1/write' -H 'Content-Type: application/x-ndjson' --data-binary '{{"symbol":"AAPL","timeframe":"1d","ts":"2021-04-22","open":134.0,"high":135.5,"low":131.9,"close":132.0,"volume":84000000}}'
   curl '{base}/v1/sql' --data-binary "SELECT * FROM latest"
   curl '{base}/metrics'
 "#

@@ -250,7 +250,7 @@ pub enum Rule {
     NegativeVolume(f64),
     #[error("trades {0} is negative")]
     NegativeTrades(i64),
-    #[error("unknown interval {0:?} (expected one of 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w)")]
+    #[error("unknown timeframe {0:?} (expected one of 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w)")]
     UnknownInterval(String),
     #[error("{}", misaligned_message(*.0))]
     Misaligned(Interval),
@@ -344,14 +344,30 @@ pub fn year_of(ts_us: i64) -> i32 {
 }
 
 pub const COL_SYMBOL: &str = "symbol";
-pub const COL_INTERVAL: &str = "interval";
+pub const COL_TIMEFRAME: &str = "timeframe";
 pub const COL_TS: &str = "ts";
+
+/// The timeframe a request gives under either name: `timeframe`, or `interval` (its name before
+/// the column was renamed, still accepted from HTTP and the CLI). Both given and different is an
+/// error naming both; the same value twice is fine.
+pub fn either_timeframe<'a>(
+    timeframe: Option<&'a str>,
+    interval: Option<&'a str>,
+) -> Result<Option<&'a str>, String> {
+    match (timeframe, interval) {
+        (Some(t), Some(i)) if t != i => Err(format!(
+            "timeframe {t:?} and interval {i:?} disagree (interval is the old name of \
+             timeframe; give one)"
+        )),
+        (t, i) => Ok(t.or(i)),
+    }
+}
 
 pub fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// The value columns as stored in every Parquet file (symbol and interval live in the path).
+/// The value columns as stored in every Parquet file (symbol and timeframe live in the path).
 pub static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new(COL_TS, ts_type(), false),
@@ -365,11 +381,12 @@ pub static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// The logical `bars` table: symbol, interval, then the file columns.
+/// The logical `bars` table: symbol, timeframe (the bar size; `Interval` in the code), then the
+/// file columns.
 pub static BARS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
         Field::new(COL_SYMBOL, DataType::Utf8, false),
-        Field::new(COL_INTERVAL, DataType::Utf8, false),
+        Field::new(COL_TIMEFRAME, DataType::Utf8, false),
     ];
     fields.extend(FILE_SCHEMA.fields().iter().map(|f| f.as_ref().clone()));
     Arc::new(Schema::new(fields))
@@ -380,6 +397,23 @@ mod tests {
     use super::*;
 
     const T0: i64 = 1_609_459_200_000_000; // 2021-01-01T00:00:00Z, a Friday
+
+    #[test]
+    fn either_timeframe_name() {
+        assert_eq!(either_timeframe(Some("1d"), None), Ok(Some("1d")));
+        assert_eq!(either_timeframe(None, Some("1m")), Ok(Some("1m")));
+        assert_eq!(either_timeframe(Some("1m"), Some("1m")), Ok(Some("1m")));
+        assert_eq!(either_timeframe(None, None), Ok(None));
+        let e = either_timeframe(Some("1d"), Some("1m")).unwrap_err();
+        assert!(
+            e.contains("timeframe \"1d\" and interval \"1m\" disagree"),
+            "{e}"
+        );
+        assert_eq!(
+            "2m".parse::<Interval>().unwrap_err().to_string(),
+            "unknown timeframe \"2m\" (expected one of 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w)"
+        );
+    }
 
     #[test]
     fn interval_round_trips() {

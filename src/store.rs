@@ -19,7 +19,7 @@ use crate::catalog::{self, Catalog};
 use crate::import::{self, ImportOptions};
 use crate::live::{self, Live, LiveOptions};
 use crate::maintenance::{self, CheckReport, CompactSummary, GcSummary, SeriesStats};
-use crate::model::{BARS_SCHEMA, Interval, Symbol};
+use crate::model::{BARS_SCHEMA, COL_TIMEFRAME, Interval, Symbol};
 use crate::query::{self, QueryEngine};
 use crate::storage::{
     self, DiskCache, OpenedStore, RequestCounts, RequestStats, StoreSettings, StoreUrl,
@@ -452,7 +452,7 @@ impl Store {
                 Some("UTC".into()),
             ))
         };
-        let mut predicate = col("interval").eq(lit(req.interval.as_str())).and(
+        let mut predicate = col(COL_TIMEFRAME).eq(lit(req.interval.as_str())).and(
             col("symbol").in_list(req.symbols.iter().map(|s| lit(s.as_str())).collect(), false),
         );
         if let Some(start) = req.start {

@@ -75,7 +75,7 @@ fn ndjson_body(symbol: &str, first_ts: i64, n: usize) -> Bytes {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let (c, v) = (close[i], volume[i]);
         out.push_str(&format!(
-            "{{\"symbol\":\"{symbol}\",\"interval\":\"1m\",\"ts\":\"{ts}\",\"open\":{c},\"high\":{:.2},\"low\":{:.2},\"close\":{c},\"volume\":{v}}}\n",
+            "{{\"symbol\":\"{symbol}\",\"timeframe\":\"1m\",\"ts\":\"{ts}\",\"open\":{c},\"high\":{:.2},\"low\":{:.2},\"close\":{c},\"volume\":{v}}}\n",
             c + 0.05,
             c - 0.05
         ));
@@ -204,7 +204,7 @@ pub fn visible_latency(args: &[String]) {
             let body = ndjson_body("VISIBLE", ts, 1);
             let rfc = chrono::DateTime::from_timestamp_micros(ts).unwrap().to_rfc3339();
             let sql = format!(
-                "SELECT count(*) AS n FROM bars WHERE symbol = 'VISIBLE' AND \"interval\" = '1m' AND ts = '{rfc}'"
+                "SELECT count(*) AS n FROM bars WHERE symbol = 'VISIBLE' AND timeframe = '1m' AND ts = '{rfc}'"
             );
             let t0 = Instant::now();
             let r = client

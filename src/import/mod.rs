@@ -20,7 +20,15 @@
 //!    `DA-AAPL-T-2021-04-21.csv` into `AAPL`; a file name it does not match is an error;
 //! 4. the nearest `symbol=S` directory above the file (hive partitioning, as written by
 //!    `gen_bars.py`: `symbol=AAPL/year=2021/part-0.parquet`), `S` percent-decoded;
-//! 5. the file stem: the name without `.csv`, `.csv.gz` or `.parquet`.
+//! 5. the file stem: the name without `.csv`, `.csv.gz` or `.parquet` (else without its last
+//!    extension, after a `.gz`: `aapl.us.txt` gives `aapl.us`).
+//!
+//! # File formats
+//! A file's name says its format when it ends `.csv`, `.csv.gz` or `.parquet`. Otherwise its
+//! first bytes do: Parquet's magic `PAR1`, gzip's `1f 8b` (gzip-compressed CSV), else CSV. So a
+//! file named directly is read whatever its extension (Stooq's `.txt`, a `.dat`, no extension).
+//! [`ImportOptions::format`] (`--format csv|parquet`) reads every file as that format, whatever
+//! its name; a CSV file that starts with gzip's magic is decompressed first.
 //!
 //! # Timestamps
 //! See [`parse_timestamp`]. Naive date-times are local times in [`ImportOptions::tz`]; bare
@@ -76,6 +84,30 @@ pub struct ImportOptions {
     pub ambiguous: Ambiguous,
     /// `--epoch-unit`: the unit of epoch integers (default: by magnitude, where unambiguous).
     pub epoch_unit: Option<EpochUnit>,
+    /// `--format`: read every file as this format, whatever its name (default: by the name, else
+    /// by the file's first bytes).
+    pub format: Option<InputFormat>,
+}
+
+/// A format `--format` can force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// CSV, gzip-compressed or not (told by the file's first bytes).
+    Csv,
+    Parquet,
+}
+
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "csv" => Ok(InputFormat::Csv),
+            "parquet" => Ok(InputFormat::Parquet),
+            other => Err(format!(
+                "unknown format {other:?} (expected csv or parquet)"
+            )),
+        }
+    }
 }
 
 impl Default for ImportOptions {
@@ -88,6 +120,7 @@ impl Default for ImportOptions {
             tz: Tz::UTC,
             ambiguous: Ambiguous::Refuse,
             epoch_unit: None,
+            format: None,
         }
     }
 }
@@ -160,8 +193,6 @@ pub enum ImportError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: unsupported file type (expected .csv, .csv.gz or .parquet)", .0.display())]
-    Unsupported(PathBuf),
     /// Not readable as its format claims (corrupt Parquet, a CSV without a header, ...).
     #[error("{}: {message}", path.display())]
     Malformed { path: PathBuf, message: String },
@@ -250,14 +281,64 @@ fn format_of(path: &Path) -> Option<Format> {
         .map(|&(_, f)| f)
 }
 
+const PARQUET_MAGIC: &[u8] = b"PAR1";
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+
+/// The format a file is read as: `forced` if given (CSV gzip-compressed if it starts like
+/// gzip), else by its name, else by its first bytes (see the module docs).
+fn resolve_format(path: &Path, forced: Option<InputFormat>) -> Result<Format, ImportError> {
+    let starts_with = |magic: &[u8]| -> Result<bool, ImportError> {
+        use std::io::Read;
+        let mut head = [0u8; 4];
+        let mut file = std::fs::File::open(path).map_err(ImportError::io(path))?;
+        let mut n = 0;
+        while n < magic.len() {
+            match file.read(&mut head[n..magic.len()]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ImportError::io(path)(e)),
+            }
+        }
+        Ok(&head[..n] == magic)
+    };
+    let csv = || -> Result<Format, ImportError> {
+        Ok(if starts_with(GZIP_MAGIC)? {
+            Format::CsvGz
+        } else {
+            Format::Csv
+        })
+    };
+    match forced {
+        Some(InputFormat::Parquet) => Ok(Format::Parquet),
+        Some(InputFormat::Csv) => csv(),
+        None => match format_of(path) {
+            Some(f) => Ok(f),
+            None if starts_with(PARQUET_MAGIC)? => Ok(Format::Parquet),
+            None => csv(),
+        },
+    }
+}
+
 /// Expands files and directories into the input files to read.
 ///
 /// Directories are walked recursively for files ending `.csv`, `.csv.gz` or `.parquet`
 /// (case-insensitive), skipping hidden entries (names starting with `.`); each directory's files
 /// are sorted by path. Arguments keep their order (later files win on duplicate timestamps when
 /// imported in this order) and a file reached twice is listed once. A path that does not exist is
-/// an error naming it, as is a file named directly that has none of those extensions.
+/// an error naming it. A file named directly is taken whatever its name (its first bytes tell
+/// its format).
 pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
+    collect_inputs_as(paths, None)
+}
+
+/// [`collect_inputs`], where a `format` (`--format`) makes a directory give every regular file
+/// in it (hidden entries still skipped), whatever its name.
+pub fn collect_inputs_as(
+    paths: &[PathBuf],
+    format: Option<InputFormat>,
+) -> Result<Vec<PathBuf>, ImportError> {
+    let any_name = format.is_some();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for path in paths {
@@ -270,12 +351,10 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
         })?;
         let mut found = Vec::new();
         if meta.is_dir() {
-            walk(path, &mut found)?;
+            walk(path, any_name, &mut found)?;
             found.sort();
-        } else if format_of(path).is_some() {
-            found.push(path.clone());
         } else {
-            return Err(ImportError::Unsupported(path.clone()));
+            found.push(path.clone());
         }
         for f in found {
             if seen.insert(f.clone()) {
@@ -286,7 +365,7 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImportError> {
+fn walk(dir: &Path, any_name: bool, out: &mut Vec<PathBuf>) -> Result<(), ImportError> {
     for entry in std::fs::read_dir(dir).map_err(ImportError::io(dir))? {
         let entry = entry.map_err(ImportError::io(dir))?;
         if entry.file_name().to_string_lossy().starts_with('.') {
@@ -295,8 +374,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImportError> {
         let path = entry.path();
         let meta = std::fs::metadata(&path).map_err(ImportError::io(&path))?;
         if meta.is_dir() {
-            walk(&path, out)?;
-        } else if format_of(&path).is_some() {
+            walk(&path, any_name, out)?;
+        } else if meta.is_file() && (any_name || format_of(&path).is_some()) {
             out.push(path);
         }
     }
@@ -326,11 +405,10 @@ pub fn repeated_keys(series: &[SeriesBatch]) -> usize {
 /// appearance, rows in file order (the writer sorts and dedupes later, later rows winning). A
 /// file without data rows gives no batches.
 pub fn read_file(path: &Path, opts: &ImportOptions) -> Result<Vec<SeriesBatch>, ImportError> {
-    match format_of(path) {
-        Some(Format::Csv) => csv_input::read_csv(path, opts, false),
-        Some(Format::CsvGz) => csv_input::read_csv(path, opts, true),
-        Some(Format::Parquet) => parquet_input::read_parquet(path, opts),
-        None => Err(ImportError::Unsupported(path.to_path_buf())),
+    match resolve_format(path, opts.format)? {
+        Format::Csv => csv_input::read_csv(path, opts, false),
+        Format::CsvGz => csv_input::read_csv(path, opts, true),
+        Format::Parquet => parquet_input::read_parquet(path, opts),
     }
 }
 
@@ -523,7 +601,8 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
-/// The file name without `.csv`, `.csv.gz` or `.parquet` (or its last extension otherwise).
+/// The file name without `.csv`, `.csv.gz` or `.parquet` (or its last extension otherwise, after
+/// a `.gz`).
 fn file_stem(name: &str) -> &str {
     let lower = name.to_ascii_lowercase();
     for (ext, _) in EXTENSIONS {
@@ -531,6 +610,10 @@ fn file_stem(name: &str) -> &str {
             return &name[..name.len() - ext.len()];
         }
     }
+    let name = match lower.strip_suffix(".gz") {
+        Some(rest) if !rest.is_empty() => &name[..rest.len()],
+        _ => name,
+    };
     match name.rfind('.') {
         Some(i) if i > 0 => &name[..i],
         _ => name,

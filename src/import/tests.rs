@@ -346,20 +346,125 @@ fn collect_inputs_walks_sorted() {
         e.to_string(),
         format!("{}: no such file or directory", missing.display())
     );
+    // A file named directly is taken whatever its name.
     let txt = d.join("notes.txt");
     assert_eq!(
-        collect_inputs(std::slice::from_ref(&txt))
-            .unwrap_err()
-            .to_string(),
-        format!(
-            "{}: unsupported file type (expected .csv, .csv.gz or .parquet)",
-            txt.display()
-        )
+        collect_inputs(std::slice::from_ref(&txt)).unwrap(),
+        std::slice::from_ref(&txt)
     );
-    assert!(matches!(
-        read_file(&txt, &opts(Interval::D1)),
-        Err(ImportError::Unsupported(_))
-    ));
+    // With a format, a directory gives every regular file but hidden ones.
+    let got = collect_inputs_as(&[d.join("b")], Some(InputFormat::Csv)).unwrap();
+    let rel: Vec<String> = got
+        .iter()
+        .map(|p| {
+            p.strip_prefix(d)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    assert_eq!(
+        rel,
+        ["b/a.CSV", "b/c/data.gz", "b/c/deep.csv.gz", "b/z.csv"]
+    );
+    assert_eq!(
+        collect_inputs_as(&[d.to_path_buf()], Some(InputFormat::Parquet))
+            .unwrap()
+            .len(),
+        7
+    );
+}
+
+/// Stooq's daily file of AAPL as its site serves it (`aapl.us.txt`: a CSV by another name).
+const STOOQ_LIKE: &str = "Date,Open,High,Low,Close,Volume\n\
+                          2021-01-04,133.52,133.6116,126.76,129.41,143301887\n\
+                          2021-01-05,128.89,131.74,128.43,131.01,97664898\n";
+
+fn gzip(path: &Path, bytes: &[u8]) {
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap();
+}
+
+#[test]
+fn a_file_of_any_name_is_read_by_its_first_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let days = [utc(2021, 1, 4, 0, 0), utc(2021, 1, 5, 0, 0)];
+    let txt = write(d, "aapl.us.txt", STOOQ_LIKE);
+    let b = single(&txt, &opts(Interval::D1));
+    assert_eq!(b.key.symbol.as_str(), "aapl.us");
+    assert_eq!(tss(&b), days);
+    assert_eq!(f64s(&b, "close"), [129.41, 131.01]);
+    // gzip by its magic, whatever the name; the stem drops .gz and the extension before it.
+    let gz = d.join("aapl.us.txt.gz");
+    gzip(&gz, STOOQ_LIKE.as_bytes());
+    let g = single(&gz, &opts(Interval::D1));
+    assert_eq!(g.key.symbol.as_str(), "aapl.us");
+    assert_eq!(g.batch, b.batch);
+    let dat = d.join("AAPL.dat");
+    gzip(&dat, STOOQ_LIKE.as_bytes());
+    assert_eq!(single(&dat, &opts(Interval::D1)).batch, b.batch);
+    // Parquet by its magic; a file without an extension is fine too.
+    let pq = d.join("AAPL");
+    write_parquet(
+        &pq,
+        vec![
+            (
+                "date",
+                Arc::new(Date32Array::from(vec![18631, 18632])) as ArrayRef,
+            ),
+            ("open", f64_array(&[133.52, 128.89])),
+            ("high", f64_array(&[133.6116, 131.74])),
+            ("low", f64_array(&[126.76, 128.43])),
+            ("close", f64_array(&[129.41, 131.01])),
+            ("volume", f64_array(&[143301887.0, 97664898.0])),
+        ],
+    );
+    let p = single(&pq, &opts(Interval::D1));
+    assert_eq!(p.key.symbol.as_str(), "AAPL");
+    assert_eq!(p.batch, b.batch);
+    // A known name still decides: a .csv is CSV even if it holds something else.
+    let fake = d.join("X.csv");
+    std::fs::copy(&pq, &fake).unwrap();
+    assert!(read_file(&fake, &opts(Interval::D1)).is_err());
+    // An empty file of another name is an (empty) CSV without a header: named in the error.
+    let empty = write(d, "empty.txt", "");
+    assert!(err(&empty, &opts(Interval::D1)).starts_with(&format!("{}:", empty.display())));
+}
+
+#[test]
+fn a_forced_format_reads_every_file_as_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let txt = write(d, "in/aapl.us.txt", STOOQ_LIKE);
+    let gz = d.join("in/msft.us.txt.gz");
+    gzip(&gz, STOOQ_LIKE.as_bytes());
+    write(d, "in/.listing", "not data");
+    let csv = ImportOptions {
+        format: Some(InputFormat::Csv),
+        ..opts(Interval::D1)
+    };
+    let files = collect_inputs_as(&[d.join("in")], csv.format).unwrap();
+    assert_eq!(files, [txt.clone(), gz.clone()]);
+    for f in &files {
+        assert_eq!(single(f, &csv).batch.num_rows(), 2, "{}", f.display());
+    }
+    // Without --format the directory offers nothing to import.
+    assert!(collect_inputs(&[d.join("in")]).unwrap().is_empty());
+    // Forced Parquet: a CSV is refused as a corrupt Parquet file, named.
+    let parquet = ImportOptions {
+        format: Some(InputFormat::Parquet),
+        ..opts(Interval::D1)
+    };
+    let e = err(&txt, &parquet);
+    assert!(e.starts_with(&format!("{}: ", txt.display())), "{e}");
+    assert_eq!("csv".parse(), Ok(InputFormat::Csv));
+    assert_eq!("parquet".parse(), Ok(InputFormat::Parquet));
+    assert!("txt".parse::<InputFormat>().is_err());
 }
 
 #[test]

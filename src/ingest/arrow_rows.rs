@@ -16,7 +16,12 @@ use arrow::datatypes::{DataType, Float64Type, Int64Type, Schema, TimeUnit};
 use arrow::util::display::array_value_to_string;
 
 use crate::batch::{SeriesBatch, SeriesKey};
-use crate::model::{BARS_SCHEMA, FILE_SCHEMA, Interval, Rule, Symbol, check_bar};
+use crate::model::{
+    BARS_SCHEMA, COL_SYMBOL, COL_TIMEFRAME, FILE_SCHEMA, Interval, Rule, Symbol, check_bar,
+};
+
+/// The name of the `timeframe` column before it was renamed, still accepted in place of it.
+const LEGACY_TIMEFRAME: &str = "interval";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -59,8 +64,12 @@ pub fn check_columns(schema: &Schema) -> Result<Columns, Error> {
         .map(|f| f.name().as_str())
         .collect();
     let mut at: Vec<Option<usize>> = vec![None; known.len()];
+    let mut given: Vec<&str> = vec![""; known.len()];
     for (i, field) in schema.fields().iter().enumerate() {
-        let name = field.name().as_str();
+        let name = match field.name().as_str() {
+            LEGACY_TIMEFRAME => COL_TIMEFRAME,
+            name => name,
+        };
         let k = known.iter().position(|k| *k == name).ok_or_else(|| {
             Error::Column(format!(
                 "unknown column {name:?} (bars has {})",
@@ -68,24 +77,34 @@ pub fn check_columns(schema: &Schema) -> Result<Columns, Error> {
             ))
         })?;
         if at[k].replace(i).is_some() {
+            if given[k] != field.name() {
+                return Err(Error::Column(format!(
+                    "columns {:?} and {:?} both give the timeframe ({LEGACY_TIMEFRAME:?} is its \
+                     old name); give one",
+                    given[k],
+                    field.name()
+                )));
+            }
             return Err(Error::Column(format!("column {name:?} appears twice")));
         }
+        given[k] = field.name();
         let dt = field.data_type();
         let fits = match name {
-            "symbol" | "interval" => is_text(dt),
+            COL_SYMBOL | COL_TIMEFRAME => is_text(dt),
             "ts" => matches!(dt, DataType::Timestamp(..)),
             "trades" => dt.is_integer(),
             _ => dt.is_integer() || dt.is_floating(),
         };
         if !fits {
             let wanted = match name {
-                "symbol" | "interval" => "text",
+                COL_SYMBOL | COL_TIMEFRAME => "text",
                 "ts" => "a timestamp (any unit)",
                 "trades" => "an integer",
                 _ => "a number",
             };
             return Err(Error::Column(format!(
-                "column {name:?} is {dt}; it must be {wanted}"
+                "column {:?} is {dt}; it must be {wanted}",
+                field.name()
             )));
         }
     }
@@ -99,7 +118,7 @@ pub fn check_columns(schema: &Schema) -> Result<Columns, Error> {
         |name: &str| find(name).ok_or_else(|| Error::Column(format!("missing column {name:?}")));
     Ok(Columns {
         symbol: required("symbol")?,
-        interval: required("interval")?,
+        interval: required(COL_TIMEFRAME)?,
         ts: required("ts")?,
         values: [
             required(VALUES[0])?,
@@ -121,7 +140,7 @@ pub fn split_bars(batch: &RecordBatch) -> Result<Vec<SeriesBatch>, Error> {
         |name: &str, e: arrow::error::ArrowError| Error::Column(format!("column {name:?}: {e}"));
     let text = |i: usize, name: &str| Text::new(batch.column(i)).map_err(|e| column_error(name, e));
     let symbols = text(cols.symbol, "symbol")?;
-    let intervals = text(cols.interval, "interval")?;
+    let intervals = text(cols.interval, COL_TIMEFRAME)?;
     let ts_raw = batch.column(cols.ts);
     let DataType::Timestamp(unit, _) = ts_raw.data_type() else {
         unreachable!("checked by check_columns")
@@ -166,7 +185,7 @@ pub fn split_bars(batch: &RecordBatch) -> Result<Vec<SeriesBatch>, Error> {
         };
         let null = |name: &str| bad(format!("{name} is null"));
         let symbol = symbols.get(row).ok_or_else(|| null("symbol"))?;
-        let interval = intervals.get(row).ok_or_else(|| null("interval"))?;
+        let interval = intervals.get(row).ok_or_else(|| null(COL_TIMEFRAME))?;
         let key = match &last {
             Some((prev, key))
                 if symbols.get(*prev) == Some(symbol) && intervals.get(*prev) == Some(interval) =>
@@ -334,7 +353,7 @@ mod tests {
         let minutes: Vec<i64> = (0..n as i64).map(|i| T0 + 60 * i).collect();
         vec![
             ("symbol", Arc::new(StringArray::from(vec!["A"; n]))),
-            ("interval", Arc::new(StringArray::from(vec!["1m"; n]))),
+            ("timeframe", Arc::new(StringArray::from(vec!["1m"; n]))),
             ("ts", Arc::new(TimestampSecondArray::from(minutes))),
             ("open", Arc::new(Float32Array::from(vec![1.0; n]))),
             ("high", Arc::new(Int32Array::from(vec![2; n]))),
@@ -416,9 +435,31 @@ mod tests {
         c[1].1 = Arc::new(views);
         let e = split_bars(&batch(c)).unwrap_err().to_string();
         assert!(
-            e.starts_with("row 1: unknown interval \"YYY") && e.len() < 300,
+            e.starts_with("row 1: unknown timeframe \"YYY") && e.len() < 300,
             "{}",
             &e[..100]
+        );
+    }
+
+    #[test]
+    fn the_old_column_name_interval_is_read_as_timeframe() {
+        let mut c = columns(2);
+        c[1].0 = "interval";
+        let out = split_bars(&batch(c)).unwrap();
+        assert_eq!(out[0].key.interval, Interval::M1);
+        assert_eq!(out[0].batch.num_rows(), 2);
+        let mut c = columns(2);
+        c.push(("interval", Arc::new(StringArray::from(vec!["1m"; 2]))));
+        assert_eq!(
+            split_bars(&batch(c)).unwrap_err().to_string(),
+            "columns \"timeframe\" and \"interval\" both give the timeframe (\"interval\" is its \
+             old name); give one"
+        );
+        let mut c = columns(2);
+        c[1] = ("interval", Arc::new(Float32Array::from(vec![1.0; 2])));
+        assert_eq!(
+            split_bars(&batch(c)).unwrap_err().to_string(),
+            "column \"interval\" is Float32; it must be text"
         );
     }
 
@@ -449,7 +490,7 @@ mod tests {
         assert!(err(c).starts_with("row 2: ts"), "out of range");
         let mut c = columns(2);
         c[1].1 = Arc::new(StringArray::from(vec![Some("1m"), None]));
-        assert_eq!(err(c), "row 2: interval is null");
+        assert_eq!(err(c), "row 2: timeframe is null");
         let mut c = columns(2);
         c[3].1 = Arc::new(Float32Array::from(vec![Some(1.0), None]));
         assert_eq!(err(c), "row 2: open is null");

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::batch::{BarBuilder, SeriesBatch, SeriesKey};
 use crate::import::{ImportOptions, parse_timestamp, read_csv_bytes};
-use crate::model::{Interval, Symbol};
+use crate::model::{Interval, Symbol, either_timeframe};
 
 /// The body formats, by `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +91,11 @@ enum TsValue<'a> {
 struct Line<'a> {
     #[serde(borrow)]
     symbol: Cow<'a, str>,
-    #[serde(borrow)]
-    interval: Cow<'a, str>,
+    /// The bar size; `interval`, its old name, is accepted as well.
+    #[serde(borrow, default)]
+    timeframe: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    interval: Option<Cow<'a, str>>,
     #[serde(borrow)]
     ts: TsValue<'a>,
     open: f64,
@@ -119,20 +122,20 @@ pub fn parse_ndjson(body: &[u8]) -> Result<Vec<SeriesBatch>, BodyError> {
             continue;
         }
         let line: Line = serde_json::from_slice(raw).map_err(|e| bad(e.to_string()))?;
+        let timeframe =
+            either_timeframe(line.timeframe.as_deref(), line.interval.as_deref()).map_err(bad)?;
+        let Some(timeframe) = timeframe else {
+            return Err(bad("missing field `timeframe`".into()));
+        };
         let key = match &last {
-            Some((s, iv, key)) if *s == line.symbol && *iv == line.interval => key.clone(),
+            Some((s, iv, key)) if *s == line.symbol && iv == timeframe => key.clone(),
             _ => {
                 let symbol = Symbol::new(&line.symbol).map_err(|e| bad(e.to_string()))?;
-                let interval: Interval = line
-                    .interval
+                let interval: Interval = timeframe
                     .parse()
                     .map_err(|e: crate::model::Rule| bad(e.to_string()))?;
                 let key = SeriesKey { symbol, interval };
-                last = Some((
-                    line.symbol.to_string(),
-                    line.interval.to_string(),
-                    key.clone(),
-                ));
+                last = Some((line.symbol.to_string(), timeframe.to_string(), key.clone()));
                 key
             }
         };
@@ -195,7 +198,7 @@ mod tests {
 
     #[test]
     fn ndjson_lines_group_by_series_and_name_bad_lines() {
-        let body = br#"{"symbol":"AAPL","interval":"1m","ts":"2024-01-02T14:30:00Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}
+        let body = br#"{"symbol":"AAPL","timeframe":"1m","ts":"2024-01-02T14:30:00Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}
 {"symbol":"MSFT","interval":"1m","ts":1704205860000000000,"open":1,"high":2,"low":0.5,"close":1.5,"volume":10,"vwap":1.2,"trades":4}
 
 {"symbol":"AAPL","interval":"1m","ts":"2024-01-02T14:31:00Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}
@@ -213,14 +216,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("line 1:"), "{e}");
-        let e = parse_ndjson(br#"{"symbol":"A","interval":"2m","ts":0,"open":1,"high":1,"low":1,"close":1,"volume":1}"#)
+        let e = parse_ndjson(br#"{"symbol":"A","timeframe":"2m","ts":0,"open":1,"high":1,"low":1,"close":1,"volume":1}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("interval"), "{e}");
+        assert!(e.starts_with("line 1: unknown timeframe \"2m\""), "{e}");
         let e = parse_ndjson(br#"{"symbol":"A","interval":"1m","ts":0,"open":1,"high":1,"low":1,"close":1,"volume":1,"clsoe":2}"#)
             .unwrap_err()
             .to_string();
         assert!(e.contains("clsoe"), "{e}");
+    }
+
+    #[test]
+    fn ndjson_takes_timeframe_or_its_old_name_interval() {
+        let line = |fields: &str| {
+            format!(
+                r#"{{"symbol":"A",{fields}"ts":0,"open":1,"high":1,"low":1,"close":1,"volume":1}}"#
+            )
+        };
+        let body = [
+            line(r#""timeframe":"1m","#),
+            line(r#""interval":"1m","#),
+            line(r#""timeframe":"1m","interval":"1m","#),
+        ]
+        .join("\n");
+        let series = parse_ndjson(body.as_bytes()).unwrap();
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].key.interval, Interval::M1);
+        assert_eq!(series[0].batch.num_rows(), 3);
+        let e = parse_ndjson(line(r#""timeframe":"1m","interval":"1d","#).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "line 1: timeframe \"1m\" and interval \"1d\" disagree (interval is the old name of \
+             timeframe; give one)"
+        );
+        let e = parse_ndjson(line("").as_bytes()).unwrap_err().to_string();
+        assert_eq!(e, "line 1: missing field `timeframe`");
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub async fn ingest_cmd(args: IngestArgs) -> anyhow::Result<i32> {
     {
         let mut q = url.query_pairs_mut();
         if let Some(i) = &args.interval {
-            q.append_pair("interval", i);
+            q.append_pair("timeframe", i);
         }
         if let Some(s) = &args.symbol {
             q.append_pair("symbol", s);

@@ -8,14 +8,14 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::snapshot_table::SnapshotTable;
 use crate::live::Live;
-use crate::model::ts_type;
+use crate::model::{COL_TIMEFRAME, ts_type};
 
 pub static LATEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new("symbol", DataType::Utf8, false),
         Field::new("ts", ts_type(), false),
         Field::new("price", DataType::Float64, false),
-        Field::new("interval", DataType::Utf8, false),
+        Field::new(COL_TIMEFRAME, DataType::Utf8, false),
         Field::new("open", DataType::Float64, false),
         Field::new("high", DataType::Float64, false),
         Field::new("low", DataType::Float64, false),

@@ -2,7 +2,7 @@
 //!
 //! ```sql
 //! SELECT <* | columns> FROM bars
-//! WHERE symbol = 'AAPL' [AND "interval" = '1m'] [AND ts >= '…' AND ts < '…' …]
+//! WHERE symbol = 'AAPL' [AND timeframe = '1m'] [AND ts >= '…' AND ts < '…' …]
 //! [ORDER BY ts [ASC]] [LIMIT n]
 //! ```
 //!
@@ -25,7 +25,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::model::{BARS_SCHEMA, COL_INTERVAL, COL_SYMBOL, COL_TS};
+use crate::model::{BARS_SCHEMA, COL_SYMBOL, COL_TIMEFRAME, COL_TS};
 
 /// One series, a half-open time range, some columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,7 +241,7 @@ impl Filter {
     fn compare(&mut self, column: &str, op: &BinaryOperator, literal: &str) -> Option<()> {
         let key = match column {
             COL_SYMBOL => &mut self.symbol,
-            COL_INTERVAL => &mut self.interval,
+            COL_TIMEFRAME => &mut self.interval,
             COL_TS => {
                 let ts = ts_literal(literal)?;
                 match op {
@@ -292,7 +292,7 @@ fn flipped(op: &BinaryOperator) -> Option<BinaryOperator> {
 mod tests {
     use super::*;
 
-    const DAY: &str = "SELECT * FROM bars WHERE symbol = 'AAPL' AND \"interval\" = '1m' \
+    const DAY: &str = "SELECT * FROM bars WHERE symbol = 'AAPL' AND timeframe = '1m' \
                        AND ts >= '2022-06-15T00:00:00Z' AND ts < '2022-06-16T00:00:00Z' ORDER BY ts";
     const JUNE_15: i64 = 1_655_251_200_000_000;
     const JUNE_16: i64 = 1_655_337_600_000_000;
@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn reads_columns_bounds_and_limits() {
         let q = recognize(
-            "select TS, close from bars where '2022-06-16' > ts and (\"interval\" = '1m' \
+            "select TS, close from bars where '2022-06-16' > ts and (timeframe = '1m' \
              and symbol = 'BRK.B') and ts between '2022-06-15' and '2022-06-20' limit 10",
         )
         .expect("recognised");
@@ -322,12 +322,12 @@ mod tests {
         assert_eq!(q.symbol, "BRK.B");
         assert_eq!(q.limit, Some(10));
         let q = recognize(
-            "SELECT ts FROM bars WHERE symbol = 'X' AND \"interval\" = '1d' AND ts > '2022-06-15' \
+            "SELECT ts FROM bars WHERE symbol = 'X' AND timeframe = '1d' AND ts > '2022-06-15' \
              AND ts <= '2022-06-15'",
         )
         .expect("recognised");
         assert_eq!((q.start, q.end), (Some(JUNE_15 + 1), Some(JUNE_15 + 1)));
-        let open = recognize("SELECT ts FROM bars WHERE symbol = 'X' AND \"interval\" = '1d'")
+        let open = recognize("SELECT ts FROM bars WHERE symbol = 'X' AND timeframe = '1d'")
             .expect("recognised");
         assert_eq!((open.start, open.end), (None, None));
         let every_interval =
@@ -338,35 +338,35 @@ mod tests {
     #[test]
     fn leaves_everything_else_to_datafusion() {
         for sql in [
-            "SELECT * FROM bars WHERE \"interval\" = '1m' AND ts > '2022-01-01'",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' OR symbol = 'Y'",
-            "SELECT * FROM bars WHERE symbol = 'X' AND symbol = 'Y' AND \"interval\" = '1m'",
-            "SELECT * FROM bars WHERE symbol IN ('X') AND \"interval\" = '1m'",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' AND close > 1",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' AND ts > now()",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' AND ts > TIMESTAMP '2022-01-01'",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' AND ts > 'not a time'",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' AND ts NOT BETWEEN '2022-01-01' AND '2022-02-01'",
-            "SELECT * FROM bars WHERE symbol = \"X\" AND \"interval\" = '1m'",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' ORDER BY ts DESC",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' ORDER BY close",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' ORDER BY ts, symbol",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' LIMIT 5 OFFSET 2",
-            "SELECT DISTINCT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT ts AS t FROM bars WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT ts, ts FROM bars WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT bars.ts FROM bars WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT \"TS\" FROM bars WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT * EXCLUDE (vwap) FROM bars WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT * FROM bars b WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT * FROM daily WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT * FROM bars, bars b2 WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' GROUP BY ts",
-            "WITH bars AS (SELECT 1) SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' UNION ALL SELECT * FROM bars",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m'; SELECT 1",
-            "EXPLAIN SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m'",
-            "SELECT * FROM bars WHERE symbol = 'X' AND \"interval\" = '1m' AND ts > 1",
+            "SELECT * FROM bars WHERE timeframe = '1m' AND ts > '2022-01-01'",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' OR symbol = 'Y'",
+            "SELECT * FROM bars WHERE symbol = 'X' AND symbol = 'Y' AND timeframe = '1m'",
+            "SELECT * FROM bars WHERE symbol IN ('X') AND timeframe = '1m'",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' AND close > 1",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' AND ts > now()",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' AND ts > TIMESTAMP '2022-01-01'",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' AND ts > 'not a time'",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' AND ts NOT BETWEEN '2022-01-01' AND '2022-02-01'",
+            "SELECT * FROM bars WHERE symbol = \"X\" AND timeframe = '1m'",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' ORDER BY ts DESC",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' ORDER BY close",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' ORDER BY ts, symbol",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' LIMIT 5 OFFSET 2",
+            "SELECT DISTINCT * FROM bars WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT ts AS t FROM bars WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT ts, ts FROM bars WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT bars.ts FROM bars WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT \"TS\" FROM bars WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT * EXCLUDE (vwap) FROM bars WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT * FROM bars b WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT * FROM daily WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT * FROM bars, bars b2 WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' GROUP BY ts",
+            "WITH bars AS (SELECT 1) SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' UNION ALL SELECT * FROM bars",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m'; SELECT 1",
+            "EXPLAIN SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m'",
+            "SELECT * FROM bars WHERE symbol = 'X' AND timeframe = '1m' AND ts > 1",
         ] {
             assert_eq!(recognize(sql), None, "{sql}");
         }

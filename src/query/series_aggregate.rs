@@ -30,7 +30,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::series_plan::{SeriesName, is_plain_column, partition_series};
-use crate::model::{COL_INTERVAL, COL_SYMBOL};
+use crate::model::{COL_SYMBOL, COL_TIMEFRAME};
 
 /// The optimizer rule: swaps qualifying partial aggregates for [`SeriesPartialAggregateExec`].
 #[derive(Debug, Default)]
@@ -99,7 +99,7 @@ impl SeriesPartialAggregateExec {
             .map(|(expr, _)| {
                 if is_plain_column(expr, COL_SYMBOL) {
                     Some(SeriesKey::Symbol)
-                } else if is_plain_column(expr, COL_INTERVAL) {
+                } else if is_plain_column(expr, COL_TIMEFRAME) {
                     Some(SeriesKey::Interval)
                 } else {
                     None

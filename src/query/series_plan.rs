@@ -19,14 +19,14 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::overlay::LiveOverlayExec;
 use super::table::STORE_URL;
-use crate::model::{COL_INTERVAL, COL_SYMBOL, COL_TS};
+use crate::model::{COL_SYMBOL, COL_TIMEFRAME, COL_TS};
 
 /// A series by name: (symbol, interval).
 pub type SeriesName = (String, String);
 
 /// The key columns: constant within a series (symbol, interval) or its time (ts).
 pub fn is_key_column(name: &str) -> bool {
-    matches!(name, COL_SYMBOL | COL_INTERVAL | COL_TS)
+    matches!(name, COL_SYMBOL | COL_TIMEFRAME | COL_TS)
 }
 
 /// `expr` is the column `name` itself, not an expression that took its name.

@@ -36,7 +36,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use super::overlay::LiveOverlayExec;
 use super::series_plan::{is_key_column, is_plain_column, keeps_key_columns, stored_scan};
 use super::table::orderings;
-use crate::model::{COL_INTERVAL, COL_SYMBOL, COL_TS, FILE_SCHEMA};
+use crate::model::{COL_SYMBOL, COL_TIMEFRAME, COL_TS, FILE_SCHEMA};
 
 /// The optimizer rule: answers qualifying aggregates from the files' recorded time ranges.
 #[derive(Debug, Default)]
@@ -95,7 +95,7 @@ fn asks_only_ts_extremes(plan: &Arc<dyn ExecutionPlan>) -> bool {
         && group_by
             .expr()
             .iter()
-            .all(|(e, _)| is_plain_column(e, COL_SYMBOL) || is_plain_column(e, COL_INTERVAL));
+            .all(|(e, _)| is_plain_column(e, COL_SYMBOL) || is_plain_column(e, COL_TIMEFRAME));
     let extremes = aggregate.aggr_expr().iter().all(|a| {
         matches!(a.fun().name(), "min" | "max")
             && matches!(a.expressions().as_slice(), [e] if is_plain_column(e, COL_TS))
@@ -125,7 +125,7 @@ fn reaches_scans_unchanged(plan: &Arc<dyn ExecutionPlan>) -> bool {
         filter.projection().is_none()
             && collect_columns(filter.predicate())
                 .iter()
-                .all(|c| matches!(c.name(), COL_SYMBOL | COL_INTERVAL))
+                .all(|c| matches!(c.name(), COL_SYMBOL | COL_TIMEFRAME))
     } else if let Some(projection) = any.downcast_ref::<ProjectionExec>() {
         keeps_key_columns(projection.expr())
     } else if let Some(sort) = any.downcast_ref::<SortExec>() {
@@ -184,7 +184,7 @@ fn extremes_of_files(
             .map(|field| -> ArrayRef {
                 match field.name().as_str() {
                     COL_SYMBOL => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-                    COL_INTERVAL => {
+                    COL_TIMEFRAME => {
                         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2)))
                     }
                     _ => {

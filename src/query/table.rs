@@ -39,7 +39,7 @@ use super::overlay::{KeyColumns, LiveOverlayExec, LiveSeries, Shadow};
 use crate::batch::{SeriesKey, ts_column};
 use crate::catalog::{Catalog, FileMeta};
 use crate::live::{Live, SeriesView};
-use crate::model::{BARS_SCHEMA, COL_INTERVAL, COL_SYMBOL, COL_TS, FILE_SCHEMA};
+use crate::model::{BARS_SCHEMA, COL_SYMBOL, COL_TIMEFRAME, COL_TS, FILE_SCHEMA};
 use crate::storage::object_path;
 
 /// The object store URL under which the store is registered with DataFusion.
@@ -126,7 +126,7 @@ fn scan_index(bars_index: usize) -> usize {
 fn partition_fields() -> Vec<FieldRef> {
     vec![
         Arc::new(Field::new(COL_SYMBOL, DataType::Utf8, false)),
-        Arc::new(Field::new(COL_INTERVAL, DataType::Utf8, false)),
+        Arc::new(Field::new(COL_TIMEFRAME, DataType::Utf8, false)),
     ]
 }
 
@@ -208,7 +208,7 @@ impl<'a> ContainerStats<'a> {
     fn values(&self, column: &Column, ts: &[i64]) -> Option<ArrayRef> {
         match column.name() {
             COL_SYMBOL => Some(Arc::new(StringArray::from(self.symbols.clone()))),
-            COL_INTERVAL => Some(Arc::new(StringArray::from(self.intervals.clone()))),
+            COL_TIMEFRAME => Some(Arc::new(StringArray::from(self.intervals.clone()))),
             COL_TS => Some(Arc::new(
                 TimestampMicrosecondArray::from(ts.to_vec()).with_timezone("UTC"),
             )),
@@ -231,7 +231,7 @@ impl PruningStatistics for ContainerStats<'_> {
     }
 
     fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
-        matches!(column.name(), COL_SYMBOL | COL_INTERVAL | COL_TS)
+        matches!(column.name(), COL_SYMBOL | COL_TIMEFRAME | COL_TS)
             .then(|| Arc::new(UInt64Array::from(vec![0u64; self.rows.len()])) as ArrayRef)
     }
 
@@ -257,7 +257,7 @@ impl PruningStatistics for ContainerStats<'_> {
         let answer = |held: &[&str]| held.iter().map(|v| Some(wanted.contains(v))).collect();
         match column.name() {
             COL_SYMBOL => Some(answer(&self.symbols)),
-            COL_INTERVAL => Some(answer(&self.intervals)),
+            COL_TIMEFRAME => Some(answer(&self.intervals)),
             _ => None,
         }
     }
@@ -429,7 +429,7 @@ impl datafusion::catalog::TableProvider for BarsTable {
         // columns; the overlay projects them away again. No limit below the overlay: hidden
         // rows would make a limited scan return too few.
         let mut inner = output.clone();
-        for name in [COL_SYMBOL, COL_INTERVAL, COL_TS] {
+        for name in [COL_SYMBOL, COL_TIMEFRAME, COL_TS] {
             let index = full.index_of(name)?;
             if !inner.contains(&index) {
                 inner.push(index);
@@ -444,7 +444,7 @@ impl datafusion::catalog::TableProvider for BarsTable {
         };
         let keys = KeyColumns {
             symbol: position(COL_SYMBOL)?,
-            interval: position(COL_INTERVAL)?,
+            interval: position(COL_TIMEFRAME)?,
             ts: position(COL_TS)?,
         };
         let stored = if kept.is_empty() {
@@ -468,8 +468,8 @@ impl datafusion::catalog::TableProvider for BarsTable {
 /// the columns: by (ts, symbol, interval) and by (symbol, interval, ts).
 pub(super) fn orderings(schema: &SchemaRef) -> Vec<LexOrdering> {
     [
-        [COL_TS, COL_SYMBOL, COL_INTERVAL],
-        [COL_SYMBOL, COL_INTERVAL, COL_TS],
+        [COL_TS, COL_SYMBOL, COL_TIMEFRAME],
+        [COL_SYMBOL, COL_TIMEFRAME, COL_TS],
     ]
     .iter()
     .filter_map(|names| {

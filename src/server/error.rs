@@ -204,7 +204,7 @@ impl IntoResponse for ApiError {
 const STORE_DIRS: [&str; 5] = ["bars", "_catalog", "_sync", "_tickvault", "_wal"];
 
 /// A message with every absolute filesystem path shown relative to the store when it lies in one
-/// (`bars/interval=1d/...`) and as `.../<file name>` otherwise, so a client learns nothing of
+/// (`bars/timeframe=1d/...`) and as `.../<file name>` otherwise, so a client learns nothing of
 /// the server's filesystem. Only paths of two components or more (`/a/b`) count.
 pub fn redact_paths(message: &str) -> String {
     let starts_token =
@@ -255,10 +255,10 @@ mod tests {
     fn absolute_paths_become_store_relative_or_hidden() {
         assert_eq!(
             redact_paths(
-                "Generic LocalFileSystem error: Unable to open file /srv/data/bars/interval=1d/\
+                "Generic LocalFileSystem error: Unable to open file /srv/data/bars/timeframe=1d/\
                  symbol=AAPL/year=2021/0f.parquet: No such file or directory (os error 2)"
             ),
-            "Generic LocalFileSystem error: Unable to open file bars/interval=1d/symbol=AAPL/\
+            "Generic LocalFileSystem error: Unable to open file bars/timeframe=1d/symbol=AAPL/\
              year=2021/0f.parquet: No such file or directory (os error 2)"
         );
         assert_eq!(
@@ -270,8 +270,8 @@ mod tests {
             "WAL failed (.../wal-00000001.log)."
         );
         assert_eq!(
-            redact_paths("a store under /srv/bars/x/bars/interval=1m/f.parquet"),
-            "a store under bars/interval=1m/f.parquet"
+            redact_paths("a store under /srv/bars/x/bars/timeframe=1m/f.parquet"),
+            "a store under bars/timeframe=1m/f.parquet"
         );
         // URLs, ratios and lone slashes are left alone.
         for same in [

@@ -14,12 +14,15 @@ use super::App;
 use super::error::ApiError;
 use super::extract::Query;
 use super::query::body_error;
+use super::timeframe::timeframe_param;
 use crate::ingest::{BodyFormat, CsvParams, parse_body};
-use crate::model::{Interval, Symbol};
+use crate::model::Symbol;
 
 #[derive(Debug, Deserialize)]
 pub struct WriteParams {
-    /// CSV bodies: the bars' interval (default 1d).
+    /// CSV bodies: the bars' timeframe (default 1d).
+    timeframe: Option<String>,
+    /// The old name of `timeframe`, still accepted.
     interval: Option<String>,
     /// CSV bodies without a symbol column: their symbol.
     symbol: Option<String>,
@@ -53,12 +56,8 @@ pub async fn write(
     })?;
     let body = body.map_err(|e| rejected(body_error(e)))?;
     let csv = CsvParams {
-        interval: params
-            .interval
-            .as_deref()
-            .map(str::parse::<Interval>)
-            .transpose()
-            .map_err(|e| rejected(ApiError::bad_param("interval", e)))?,
+        interval: timeframe_param(params.timeframe.as_deref(), params.interval.as_deref())
+            .map_err(rejected)?,
         symbol: params
             .symbol
             .as_deref()

@@ -224,7 +224,7 @@ impl Metrics {
             (
                 "tickvault_catalog_series",
                 "gauge",
-                "Stored (symbol, interval) series.",
+                "Stored (symbol, timeframe) series.",
                 store.series.to_string(),
             ),
             (

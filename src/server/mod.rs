@@ -18,6 +18,7 @@ mod result_cache;
 mod store_metrics;
 mod sync;
 mod sync_metrics;
+mod timeframe;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;

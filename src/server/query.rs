@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::output::{CacheFill, QuerySlot, cached_response, parse_format, stream_response};
 use super::result_cache::{CacheKey, StoreVersion};
+use super::timeframe::timeframe_param;
 use crate::LoadRequest;
 use crate::import::parse_timestamp;
 use crate::model::{Interval, Symbol};
@@ -124,6 +125,8 @@ async fn run_sql(
 #[derive(Debug, Deserialize)]
 pub struct BarsParams {
     symbols: Option<String>,
+    timeframe: Option<String>,
+    /// The old name of `timeframe`, still accepted.
     interval: Option<String>,
     start: Option<String>,
     end: Option<String>,
@@ -133,7 +136,7 @@ pub struct BarsParams {
     fill: Option<bool>,
 }
 
-/// `GET /v1/bars/{symbol}?interval&start&end&columns&format`
+/// `GET /v1/bars/{symbol}?timeframe&start&end&columns&format`
 pub async fn bars_one(
     State(app): State<App>,
     Path(symbol): Path<String>,
@@ -149,7 +152,7 @@ pub async fn bars_one(
     load(app, vec![symbol], params, &headers).await
 }
 
-/// `GET /v1/bars?symbols=AAPL,MSFT&interval&start&end&columns&format`: rows ordered by (ts, symbol).
+/// `GET /v1/bars?symbols=AAPL,MSFT&timeframe&start&end&columns&format`: rows ordered by (ts, symbol).
 pub async fn bars_many(
     State(app): State<App>,
     Query(params): Query<BarsParams>,
@@ -183,12 +186,9 @@ async fn load(
     for s in &symbols {
         Symbol::new(s).map_err(|e| ApiError::bad_param("symbol", format!("{s:?}: {e}")))?;
     }
-    let interval: Interval = params
-        .interval
-        .as_deref()
-        .unwrap_or("1d")
-        .parse()
-        .map_err(|e| ApiError::bad_param("interval", e))?;
+    let interval: Interval =
+        timeframe_param(params.timeframe.as_deref(), params.interval.as_deref())?
+            .unwrap_or(Interval::D1);
     let start = params
         .start
         .as_deref()

@@ -15,6 +15,7 @@ use super::extract::{Path, Query, body_rejection};
 use super::info::rfc3339;
 use super::jobs::{self, Job};
 use super::query::parse_time;
+use super::timeframe::timeframe_param;
 use crate::model::{Interval, Symbol};
 use crate::sync::settings::{TrackRequest, make_spec};
 use crate::sync::syncer::BackfillRequest;
@@ -85,14 +86,15 @@ pub async fn list(State(app): State<App>) -> Result<Json<Value>, ApiError> {
         .map(|((symbol, interval), mut row)| {
             row.entry("tracked").or_insert(json!(false));
             row.insert("symbol".into(), json!(symbol));
-            row.insert("interval".into(), json!(interval.as_str()));
+            row.insert("timeframe".into(), json!(interval.as_str()));
             Value::Object(row)
         })
         .collect();
     Ok(Json(Value::Array(out)))
 }
 
-/// `POST /v1/symbols` (write): `{symbol, intervals, provider, since, calendar}`. Starts
+/// `POST /v1/symbols` (write): `{symbol, timeframes, provider, since, calendar}` (`intervals`,
+/// the old name of `timeframes`, is accepted too). Starts
 /// tracking (or changes how); stage 2 fills its history on its next run.
 pub async fn track(
     State(app): State<App>,
@@ -103,7 +105,7 @@ pub async fn track(
     let spec = make_spec(&app.config, body).map_err(|(field, e)| ApiError::bad_param(field, e))?;
     let answer = json!({
         "symbol": spec.symbol.as_str(),
-        "intervals": spec.intervals.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+        "timeframes": spec.intervals.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
         "provider": spec.provider,
         "since": rfc3339(spec.since),
         "calendar": spec.calendar.as_str(),
@@ -136,6 +138,8 @@ pub async fn untrack(
 
 #[derive(Debug, Deserialize)]
 pub struct RangeParams {
+    timeframe: Option<String>,
+    /// The old name of `timeframe`, still accepted.
     interval: Option<String>,
     start: Option<String>,
     end: Option<String>,
@@ -171,7 +175,7 @@ pub async fn backfill_symbol(
     Ok(Json(serde_json::to_value(summary).unwrap_or(Value::Null)))
 }
 
-/// `DELETE /v1/bars/{symbol}?interval&start&end` (write): removes the range atomically; the
+/// `DELETE /v1/bars/{symbol}?timeframe&start&end` (write): removes the range atomically; the
 /// ledger forgets it, so stage 2 heals it if the symbol is tracked.
 pub async fn delete_bars(
     State(app): State<App>,
@@ -179,12 +183,9 @@ pub async fn delete_bars(
     Query(params): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let symbol = symbol_param(&symbol)?;
-    let interval: Interval = params
-        .interval
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_param("interval", "missing, e.g. interval=1d"))?
-        .parse()
-        .map_err(|e| ApiError::bad_param("interval", e))?;
+    let interval: Interval =
+        timeframe_param(params.timeframe.as_deref(), params.interval.as_deref())?
+            .ok_or_else(|| ApiError::bad_param("timeframe", "missing, e.g. timeframe=1d"))?;
     let start = time_param("start", params.start.as_deref())?
         .ok_or_else(|| ApiError::bad_param("start", "missing"))?;
     let end = time_param("end", params.end.as_deref())?
@@ -198,7 +199,7 @@ pub async fn delete_bars(
         .await?;
     Ok(Json(json!({
         "symbol": symbol.as_str(),
-        "interval": interval.as_str(),
+        "timeframe": interval.as_str(),
         "start": rfc3339(start),
         "end": rfc3339(end),
         "rows_deleted": s.rows,

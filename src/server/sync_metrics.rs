@@ -109,7 +109,7 @@ pub fn render(app: &App) -> String {
         let since = status.last_update.unwrap_or(spec.added_at);
         let _ = writeln!(
             out,
-            "tickvault_symbol_freshness_lag_seconds{{symbol=\"{}\",interval=\"{interval}\"}} {}",
+            "tickvault_symbol_freshness_lag_seconds{{symbol=\"{}\",timeframe=\"{interval}\"}} {}",
             label(symbol.as_str()),
             (now - since).max(0) as f64 / 1e6
         );

@@ -401,7 +401,7 @@ mod tests {
         let remote = CountingStore::new(Arc::new(InMemory::new()));
         let stats = remote.stats();
         let remote: Arc<dyn ObjectStore> = Arc::new(remote);
-        let file = |n: u8| Path::from(format!("bars/interval=1d/symbol=A/year=2020/{n}.parquet"));
+        let file = |n: u8| Path::from(format!("bars/timeframe=1d/symbol=A/year=2020/{n}.parquet"));
         for n in 0..3 {
             remote.put(&file(n), vec![n; 100].into()).await.unwrap();
         }

@@ -1,5 +1,10 @@
 //! The path layout of the historical store:
-//! `bars/interval=<i>/symbol=<encoded>/year=<y>/<unique>.parquet`.
+//! `bars/timeframe=<t>/symbol=<encoded>/year=<y>/<unique>.parquet`.
+//!
+//! Stores written before the `interval` column was renamed `timeframe` hold files under
+//! `bars/interval=<t>/...`. Their catalog records each file's path as written, and reads go by
+//! that path, so those files keep their names; [`ParquetFilePath::parse`] accepts both keys.
+//! New files are always written under `timeframe=`.
 //!
 //! Hive-style keys so DuckDB, Spark, polars and DataFusion listing tables read the tree. Symbols
 //! are percent-encoded outside `[A-Za-z0-9._-]`, which is reversible and path-safe on every
@@ -12,6 +17,10 @@ use object_store::path::Path;
 use crate::model::{Interval, Symbol};
 
 pub const BARS_PREFIX: &str = "bars";
+/// The partition key of the bar size in new paths.
+pub const TIMEFRAME_KEY: &str = "timeframe";
+/// The same key in paths written before the rename, still read.
+pub const LEGACY_TIMEFRAME_KEY: &str = "interval";
 
 /// One partition of the table: a series' bars in one UTC year.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,7 +34,7 @@ impl PartitionKey {
     /// The directory that holds this partition's files.
     pub fn dir(&self) -> String {
         format!(
-            "{BARS_PREFIX}/interval={}/symbol={}/year={}",
+            "{BARS_PREFIX}/{TIMEFRAME_KEY}={}/symbol={}/year={}",
             self.interval,
             encode_symbol(self.symbol.as_str()),
             self.year
@@ -57,11 +66,17 @@ impl ParquetFilePath {
         Path::parse(self.to_string()).expect("encoded paths are valid object paths")
     }
 
-    /// Parses a path written by [`ParquetFilePath::to_path`]; `None` for anything else.
+    /// Parses a path written by [`ParquetFilePath::to_path`], or by an older version under
+    /// `interval=` (its partition is the same; printing it gives the current layout, so a reader
+    /// keeps the path the catalog recorded); `None` for anything else.
     pub fn parse(path: &str) -> Option<Self> {
         let rest = path.strip_prefix(BARS_PREFIX)?.strip_prefix('/')?;
         let mut parts = rest.split('/');
-        let interval = parts.next()?.strip_prefix("interval=")?.parse().ok()?;
+        let (key, value) = parts.next()?.split_once('=')?;
+        if key != TIMEFRAME_KEY && key != LEGACY_TIMEFRAME_KEY {
+            return None;
+        }
+        let interval = value.parse().ok()?;
         let symbol = decode_symbol(parts.next()?.strip_prefix("symbol=")?)?;
         let year = parts.next()?.strip_prefix("year=")?.parse().ok()?;
         let name = parts.next()?.strip_suffix(".parquet")?.to_string();
@@ -146,6 +161,7 @@ mod tests {
             let path = ParquetFilePath::new_unique(key);
             let text = path.to_path().to_string();
             assert_eq!(ParquetFilePath::parse(&text).as_ref(), Some(&path), "{s}");
+            assert!(text.starts_with("bars/timeframe=1d/symbol="), "{text}");
             let segment = text.split('/').nth(2).unwrap();
             assert!(!segment.contains(['/', '\\', ' ']), "{segment}");
         }
@@ -154,12 +170,32 @@ mod tests {
     }
 
     #[test]
+    fn reads_paths_written_before_the_rename() {
+        let old = ParquetFilePath::parse("bars/interval=1m/symbol=%5EGSPC/year=2021/ab12.parquet")
+            .unwrap();
+        let new = ParquetFilePath::parse("bars/timeframe=1m/symbol=%5EGSPC/year=2021/ab12.parquet")
+            .unwrap();
+        assert_eq!(old, new);
+        assert_eq!(old.partition.interval, Interval::M1);
+        assert_eq!(old.partition.symbol.as_str(), "^GSPC");
+        assert_eq!(
+            old.to_string(),
+            "bars/timeframe=1m/symbol=%5EGSPC/year=2021/ab12.parquet"
+        );
+    }
+
+    #[test]
     fn rejects_foreign_paths() {
         for p in [
             "bars/interval=1d/symbol=A/year=2024",
             "bars/interval=2d/symbol=A/year=2024/x.parquet",
+            "bars/timeframe=2d/symbol=A/year=2024/x.parquet",
             "bars/interval=1d/symbol=%ZZ/year=2024/x.parquet",
+            "bars/timeframe=1d/symbol=%ZZ/year=2024/x.parquet",
+            "bars/frame=1d/symbol=A/year=2024/x.parquet",
+            "bars/1d/symbol=A/year=2024/x.parquet",
             "other/interval=1d/symbol=A/year=2024/x.parquet",
+            "other/timeframe=1d/symbol=A/year=2024/x.parquet",
         ] {
             assert_eq!(ParquetFilePath::parse(p), None, "{p}");
         }

@@ -25,8 +25,14 @@ pub enum SymbolsCommand {
     /// Track a symbol: stage 2 fills its history from `--since` and keeps it current.
     Add {
         symbol: String,
-        /// Intervals to keep, comma separated (1m 5m 15m 30m 1h 4h 1d 1w).
-        #[arg(long = "interval", value_delimiter = ',', default_value = "1d")]
+        /// Timeframes to keep, comma separated (1m 5m 15m 30m 1h 4h 1d 1w); `--interval` is
+        /// the old name of this flag.
+        #[arg(
+            long = "timeframe",
+            alias = "interval",
+            value_delimiter = ',',
+            default_value = "1d"
+        )]
         intervals: Vec<String>,
         /// A provider name from the config [default: default_provider].
         #[arg(long)]
@@ -63,7 +69,8 @@ pub struct BackfillArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     pub symbol: String,
-    #[arg(long, default_value = "1d")]
+    /// The bars' timeframe (`--interval` is its old name).
+    #[arg(long = "timeframe", alias = "interval", default_value = "1d")]
     pub interval: String,
     /// First bar to delete (inclusive).
     #[arg(long)]
@@ -97,7 +104,8 @@ pub async fn symbols_cmd(
         } => {
             let request = TrackRequest {
                 symbol,
-                intervals: Some(intervals),
+                timeframes: Some(intervals),
+                intervals: None,
                 provider,
                 since,
                 calendar,
@@ -112,7 +120,7 @@ pub async fn symbols_cmd(
             let state = syncer.state();
             let now = chrono::Utc::now().timestamp_micros();
             let stale = i64::try_from(syncer.options().stale_after.as_micros()).unwrap_or(i64::MAX);
-            println!("symbol\tinterval\tprovider\tcalendar\tstate\tlast_bar\tlast_error");
+            println!("symbol\ttimeframe\tprovider\tcalendar\tstate\tlast_bar\tlast_error");
             for ((symbol, interval), status) in &state.status {
                 let Some(spec) = state.symbols.get(symbol) else {
                     continue;
@@ -220,7 +228,7 @@ pub async fn delete_cmd(
     let interval: Interval = args
         .interval
         .parse()
-        .map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--timeframe: {e}"))?;
     let (start, end) = (time("start", &args.start)?, time("end", &args.end)?);
     if start >= end {
         bail!("--end must be after --start");

@@ -133,6 +133,9 @@ impl ProviderConfig {
 pub struct TrackRequest {
     pub symbol: String,
     #[serde(default)]
+    pub timeframes: Option<Vec<String>>,
+    /// The old name of `timeframes`, still accepted.
+    #[serde(default)]
     pub intervals: Option<Vec<String>>,
     #[serde(default)]
     pub provider: Option<String>,
@@ -153,13 +156,24 @@ pub fn make_spec(
     use crate::calendar::Calendar;
     use crate::model::{Interval, Symbol};
     let symbol = Symbol::new(&req.symbol).map_err(|e| ("symbol", e.to_string()))?;
-    let intervals = req
-        .intervals
+    let given = match (req.timeframes, req.intervals) {
+        (Some(t), Some(i)) if t != i => {
+            return Err((
+                "timeframes",
+                format!(
+                    "timeframes {t:?} and intervals {i:?} disagree (intervals is the old name \
+                     of timeframes; give one)"
+                ),
+            ));
+        }
+        (t, i) => t.or(i),
+    };
+    let intervals = given
         .unwrap_or_else(|| vec!["1d".into()])
         .iter()
         .map(|i| {
             i.parse::<Interval>()
-                .map_err(|e| ("intervals", e.to_string()))
+                .map_err(|e| ("timeframes", e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let provider = req

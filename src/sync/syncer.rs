@@ -291,7 +291,7 @@ impl Syncer {
     pub async fn track(&self, spec: SymbolSpec) -> Result<()> {
         let provider = self.provider(&spec.provider)?;
         if spec.intervals.is_empty() {
-            return Err(Error::Invalid("intervals: give at least one".into()));
+            return Err(Error::Invalid("timeframes: give at least one".into()));
         }
         if let Some(i) = spec
             .intervals

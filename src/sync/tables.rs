@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::log::SyncLog;
 use super::registry::SyncState;
-use crate::model::{Symbol, ts_type};
+use crate::model::{COL_TIMEFRAME, Symbol, ts_type};
 use crate::query::QueryEngine;
 use crate::query::snapshot_table::SnapshotTable;
 
@@ -48,7 +48,7 @@ fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
 fn symbols_schema() -> SchemaRef {
     schema(vec![
         ("symbol", DataType::Utf8, false),
-        ("interval", DataType::Utf8, false),
+        (COL_TIMEFRAME, DataType::Utf8, false),
         ("provider", DataType::Utf8, false),
         ("calendar", DataType::Utf8, false),
         ("since", ts_type(), false),
@@ -105,7 +105,7 @@ fn symbols_batch(
 fn coverage_schema() -> SchemaRef {
     schema(vec![
         ("symbol", DataType::Utf8, false),
-        ("interval", DataType::Utf8, false),
+        (COL_TIMEFRAME, DataType::Utf8, false),
         ("start", ts_type(), false),
         ("end", ts_type(), false),
         ("rows", DataType::UInt64, false),
@@ -141,7 +141,7 @@ fn coverage_batch(state: &SyncState) -> RecordBatch {
 fn quarantine_schema() -> SchemaRef {
     schema(vec![
         ("symbol", DataType::Utf8, false),
-        ("interval", DataType::Utf8, false),
+        (COL_TIMEFRAME, DataType::Utf8, false),
         ("ts", ts_type(), true),
         ("open", DataType::Float64, true),
         ("high", DataType::Float64, true),

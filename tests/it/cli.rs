@@ -276,6 +276,60 @@ fn sql_output_formats() {
 }
 
 #[test]
+fn vendor_files_are_imported_whatever_their_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let stooq = dir.path().join("stooq");
+    std::fs::create_dir_all(&stooq).unwrap();
+    let day = |d: u32, close: f64| format!("2021-01-{d:02},{close},{close},{close},{close},100\n");
+    let header = "Date,Open,High,Low,Close,Volume\n";
+    std::fs::write(
+        stooq.join("aapl.us.txt"),
+        format!("{header}{}{}", day(4, 1.0), day(5, 2.0)),
+    )
+    .unwrap();
+    std::fs::write(
+        stooq.join("msft.us.txt"),
+        format!("{header}{}", day(4, 3.0)),
+    )
+    .unwrap();
+    let stooq_arg = stooq.to_str().unwrap();
+    // A directory of .txt files: nothing to import, and the error says what would.
+    let out = tickvault(&store, &["import", stooq_arg]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no .csv, .csv.gz or .parquet files found") && err.contains("--format csv"),
+        "{err}"
+    );
+    // A file named directly is read whatever its extension.
+    let file = stooq.join("msft.us.txt");
+    let out = ok(&tickvault(&store, &["import", file.to_str().unwrap()]));
+    assert!(out.starts_with("imported 1 files, 1 rows"), "{out}");
+    // --format csv reads every file of the directory.
+    let out = ok(&tickvault(
+        &store,
+        &["import", "--format", "csv", stooq_arg],
+    ));
+    assert!(out.starts_with("imported 2 files, 3 rows"), "{out}");
+    assert_eq!(
+        sql_csv(
+            &store,
+            "SELECT symbol, count(*) AS n, sum(close) AS c FROM bars GROUP BY symbol ORDER BY symbol"
+        ),
+        "symbol,n,c\naapl.us,2,3.0\nmsft.us,1,3.0\n"
+    );
+    // --format parquet on CSV text names the file it cannot read, and imports nothing.
+    let out = tickvault(&store, &["import", "--format", "parquet", stooq_arg]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("aapl.us.txt"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn refused_sql_and_broken_store_exit_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
@@ -306,7 +360,7 @@ fn symbols_are_stored_path_safe() {
     )
     .unwrap();
     ok(&tickvault(&store, &["import", csv.to_str().unwrap()]));
-    let dirs: Vec<String> = std::fs::read_dir(store.join("bars/interval=1d"))
+    let dirs: Vec<String> = std::fs::read_dir(store.join("bars/timeframe=1d"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -419,7 +473,11 @@ async fn symbols_backfill_and_delete_from_the_command_line() {
     // A bad request names the field and registers nothing.
     let bad = run(&["symbols", "add", "MSFT", "--interval", "2d"]).await;
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("intervals"));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("timeframes: unknown timeframe \"2d\""),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     let out = ok(&run(&["backfill"]).await);
     // The chart and the symbol's corporate actions.
     assert!(

@@ -124,7 +124,7 @@ pub fn f64_values(batches: &[RecordBatch], column: usize) -> Vec<f64> {
 /// (symbol, interval, ts) -> close, read back through SQL in key order.
 pub async fn contents(store: &tickvault::Store) -> BTreeMap<(String, String, i64), f64> {
     let batches = store
-        .query("SELECT symbol, \"interval\", arrow_cast(ts, 'Int64') AS t, close FROM bars ORDER BY symbol, \"interval\", ts")
+        .query("SELECT symbol, timeframe, arrow_cast(ts, 'Int64') AS t, close FROM bars ORDER BY symbol, timeframe, ts")
         .await
         .unwrap();
     let mut out = BTreeMap::new();
@@ -295,8 +295,8 @@ pub async fn series_summary(store: &tickvault::Store) -> SeriesSummary {
     let mut out = SeriesSummary::new();
     let extremes = store
         .query(
-            "SELECT symbol, \"interval\", arrow_cast(min(ts), 'Int64'), arrow_cast(max(ts), 'Int64') \
-             FROM bars GROUP BY symbol, \"interval\"",
+            "SELECT symbol, timeframe, arrow_cast(min(ts), 'Int64'), arrow_cast(max(ts), 'Int64') \
+             FROM bars GROUP BY symbol, timeframe",
         )
         .await
         .unwrap();
@@ -315,8 +315,8 @@ pub async fn series_summary(store: &tickvault::Store) -> SeriesSummary {
     }
     let filtered = store
         .query(
-            "SELECT symbol, \"interval\", count(*), sum(close), arrow_cast(max(ts), 'Int64') \
-             FROM bars WHERE close > 50 GROUP BY symbol, \"interval\"",
+            "SELECT symbol, timeframe, count(*), sum(close), arrow_cast(max(ts), 'Int64') \
+             FROM bars WHERE close > 50 GROUP BY symbol, timeframe",
         )
         .await
         .unwrap();
@@ -424,7 +424,7 @@ pub async fn check_range_reads(
             for limit in [None, Some(2)] {
                 let interval_filter = interval
                     .as_ref()
-                    .map(|i| format!(" AND \"interval\" = '{i}'"))
+                    .map(|i| format!(" AND timeframe = '{i}'"))
                     .unwrap_or_default();
                 let sql = format!(
                     "SELECT ts, close FROM bars WHERE symbol = '{symbol}'{interval_filter}\

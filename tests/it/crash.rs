@@ -129,7 +129,7 @@ async fn writer(
             }
             let v = next_value.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as f64;
             body.push_str(&format!(
-                "{{\"symbol\":\"{symbol}\",\"interval\":\"1m\",\"ts\":{},\"open\":{v},\"high\":{v},\"low\":{v},\"close\":{v},\"volume\":1}}\n",
+                "{{\"symbol\":\"{symbol}\",\"timeframe\":\"1m\",\"ts\":{},\"open\":{v},\"high\":{v},\"low\":{v},\"close\":{v},\"volume\":1}}\n",
                 ts * 1000
             ));
             rows.push(((symbol.clone(), ts), v));

@@ -65,11 +65,11 @@ async fn build(dir: &Path) {
 
 /// The questions asked after each flip: the planner's full scan, range reads of single pages
 /// and the loader.
-const SCAN: &str = "SELECT * FROM bars ORDER BY symbol, \"interval\", ts";
+const SCAN: &str = "SELECT * FROM bars ORDER BY symbol, timeframe, ts";
 const RANGES: [&str; 3] = [
-    "SELECT * FROM bars WHERE symbol = 'CRY' AND \"interval\" = '1m' AND ts >= '2021-01-15T00:00:00Z' AND ts < '2021-01-16T00:00:00Z'",
-    "SELECT * FROM bars WHERE symbol = 'CRY' AND \"interval\" = '1m' AND ts >= '2021-02-20T00:00:00Z' AND ts < '2021-02-21T00:00:00Z'",
-    "SELECT * FROM bars WHERE symbol = 'DLY' AND \"interval\" = '1d'",
+    "SELECT * FROM bars WHERE symbol = 'CRY' AND timeframe = '1m' AND ts >= '2021-01-15T00:00:00Z' AND ts < '2021-01-16T00:00:00Z'",
+    "SELECT * FROM bars WHERE symbol = 'CRY' AND timeframe = '1m' AND ts >= '2021-02-20T00:00:00Z' AND ts < '2021-02-21T00:00:00Z'",
+    "SELECT * FROM bars WHERE symbol = 'DLY' AND timeframe = '1d'",
 ];
 
 fn one(batches: Vec<RecordBatch>) -> RecordBatch {

@@ -57,7 +57,7 @@ async fn crash_before_commit_orphans_are_reported_and_collected() {
         .bytes()
         .await
         .unwrap();
-    let orphan = "bars/interval=1d/symbol=A/year=2021/deadbeef.parquet";
+    let orphan = "bars/timeframe=1d/symbol=A/year=2021/deadbeef.parquet";
     object_store::ObjectStoreExt::put(&object_store, &orphan.into(), bytes.into())
         .await
         .unwrap();

@@ -79,7 +79,7 @@ fn varied_batch(first_day: i64, n: usize) -> RecordBatch {
     ];
     let fields: Vec<Field> = [
         ("symbol", columns[0].data_type().clone(), false),
-        ("interval", DataType::Utf8, false),
+        ("timeframe", DataType::Utf8, false),
         ("ts", columns[2].data_type().clone(), false),
         ("open", DataType::Float64, false),
         ("high", DataType::Float64, false),
@@ -103,7 +103,7 @@ fn views_batch() -> RecordBatch {
             "symbol",
             Arc::new(StringViewArray::from(vec!["A SYMBOL LONGER THAN 12"; n])),
         ),
-        ("interval", Arc::new(LargeStringArray::from(vec!["1m"; n]))),
+        ("timeframe", Arc::new(LargeStringArray::from(vec!["1m"; n]))),
         (
             "ts",
             Arc::new(
@@ -296,7 +296,7 @@ fn base_columns(ts: ArrayRef) -> Vec<(&'static str, ArrayRef)> {
     let one = || -> ArrayRef { Arc::new(Float64Array::from(vec![1.0; n])) };
     vec![
         ("symbol", Arc::new(StringArray::from(vec!["A"; n]))),
-        ("interval", Arc::new(StringArray::from(vec!["1m"; n]))),
+        ("timeframe", Arc::new(StringArray::from(vec!["1m"; n]))),
         ("ts", ts),
         ("open", one()),
         ("high", one()),
@@ -592,7 +592,7 @@ async fn latest_never_shows_a_deleted_bar() {
     let (server, _store) = live_server(Config::default(), wal.path()).await;
     let line = |symbol: &str, day: &str| {
         format!(
-            r#"{{"symbol":"{symbol}","interval":"1d","ts":"{day}T00:00:00Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}}"#
+            r#"{{"symbol":"{symbol}","timeframe":"1d","ts":"{day}T00:00:00Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}}"#
         )
     };
     let body = [
@@ -608,7 +608,7 @@ async fn latest_never_shows_a_deleted_bar() {
     let delete = |range: &'static str| {
         server
             .client
-            .delete(server.url(&format!("/v1/bars/A?interval=1d&{range}")))
+            .delete(server.url(&format!("/v1/bars/A?timeframe=1d&{range}")))
             .send()
     };
     let r = delete("start=2024-01-02&end=2024-01-03").await.unwrap();
@@ -642,7 +642,7 @@ async fn symbols_with_hidden_characters_are_refused_at_every_entrance() {
         ("A\u{00A0}B", "U+00A0"),
     ] {
         let line = format!(
-            r#"{{"symbol":"{symbol}","interval":"1d","ts":"2024-01-02T00:00:00Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}}"#
+            r#"{{"symbol":"{symbol}","timeframe":"1d","ts":"2024-01-02T00:00:00Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}}"#
         );
         let m = expect_error(
             server.post("/v1/write", NDJSON, line.into_bytes()).await,

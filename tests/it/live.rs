@@ -180,7 +180,7 @@ async fn bad_rows_are_refused_whole_and_the_tier_is_capped() {
     assert!(e.contains("row 2") && e.contains("00:00 UTC"), "{e}");
     bad = bars(&[row("A", "1x", T2021, 1.0)]);
     let e = store.ingest_batch(&bad).await.unwrap_err().to_string();
-    assert!(e.contains("row 1") && e.contains("interval"), "{e}");
+    assert!(e.contains("row 1: unknown timeframe \"1x\""), "{e}");
     assert_eq!(store.live().unwrap().read().rows(), 0);
 
     // Past the cap, writes are refused as busy until a transfer frees the tier.
@@ -279,7 +279,7 @@ proptest! {
 
 // ---- over HTTP ----
 
-async fn live_server(config: Config, wal: &Path) -> (TestServer, Arc<Store>) {
+pub(crate) async fn live_server(config: Config, wal: &Path) -> (TestServer, Arc<Store>) {
     live_server_on(Arc::new(InMemory::new()), config, wal).await
 }
 
@@ -302,7 +302,7 @@ const NDJSON: &str = "application/x-ndjson";
 
 fn ndjson_line(symbol: &str, ts: &str, high: f64, low: f64, volume: f64) -> String {
     format!(
-        r#"{{"symbol":"{symbol}","interval":"1m","ts":"{ts}","open":{low},"high":{high},"low":{low},"close":{low},"volume":{volume}}}"#
+        r#"{{"symbol":"{symbol}","timeframe":"1m","ts":"{ts}","open":{low},"high":{high},"low":{low},"close":{low},"volume":{volume}}}"#
     )
 }
 
@@ -313,7 +313,7 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
     let body = [
         ndjson_line("AAPL", "2024-01-02T14:30:00Z", 2.0, 1.0, 10.0),
         ndjson_line("AAPL", "2024-01-02T14:31:00Z", 2.0, 1.0, 10.0),
-        // epoch nanoseconds
+        // epoch nanoseconds; `interval`, the old name of `timeframe`, is still read
         r#"{"symbol":"MSFT","interval":"1m","ts":1704205800000000000,"open":1,"high":2,"low":1,"close":1.5,"volume":3,"vwap":1.4,"trades":7}"#.to_string(),
     ]
     .join("\n");
@@ -329,6 +329,7 @@ async fn write_endpoint_takes_ndjson_csv_and_arrow() {
     assert_eq!(v[0]["n"], 2);
 
     let csv = "date,open,high,low,close,volume\n2024-01-02 14:32,1,2,1,1.5,10\n";
+    // `interval`, the old name of `timeframe`, is still accepted.
     let r = server
         .post("/v1/write?interval=1m&symbol=AAPL", "text/csv", csv.into())
         .await;
@@ -417,7 +418,7 @@ async fn write_endpoint_refuses_bad_input_whole() {
             ndjson_line("", "2024-01-02T14:31:00Z", 2.0, 1.0, 1.0),
             "symbol",
         ),
-        (good.replace("\"1m\"", "\"2m\""), "interval"),
+        (good.replace("\"1m\"", "\"2m\""), "unknown timeframe \"2m\""),
         (good.replace(",\"volume\":10", ""), "volume"),
         (good.replace("\"open\":1", "\"open\":\"x\""), "expected f64"),
         ("not json".to_string(), "line 2"),
@@ -471,7 +472,7 @@ async fn write_endpoint_refuses_bad_input_whole() {
     .await;
     expect_error(
         server
-            .post("/v1/write?interval=7m", "text/csv", "a\n".into())
+            .post("/v1/write?timeframe=7m", "text/csv", "a\n".into())
             .await,
         StatusCode::BAD_REQUEST,
         "invalid_parameter",

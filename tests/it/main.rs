@@ -16,3 +16,4 @@ mod split_scenario;
 mod sql;
 mod store;
 mod sync;
+mod timeframe;

@@ -253,7 +253,7 @@ async fn range_reads_cross_pages_and_row_groups() {
         (february - 30, february + 30),
     ] {
         let sql = format!(
-            "SELECT ts, close FROM bars WHERE symbol = 'PG' AND \"interval\" = '1m' \
+            "SELECT ts, close FROM bars WHERE symbol = 'PG' AND timeframe = '1m' \
              AND ts >= '{}' AND ts < '{}' ORDER BY ts",
             at(from),
             at(to)

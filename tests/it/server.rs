@@ -332,7 +332,7 @@ async fn symbols_status_health_and_metrics() {
     );
     for s in symbols {
         assert_eq!(s["rows"], 5402);
-        assert_eq!(s["interval"], "1d");
+        assert_eq!(s["timeframe"], "1d");
         assert_eq!(s["first_ts"], "1999-11-01T00:00:00Z");
         assert_eq!(s["last_ts"], "2021-04-21T00:00:00Z");
     }
@@ -478,12 +478,29 @@ async fn bad_requests_get_clear_json_errors() {
     .await;
     assert!(m.starts_with("end:"), "{m}");
     let m = expect_error(
+        server.get("/v1/bars/AAPL?timeframe=2d").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    )
+    .await;
+    assert!(m.starts_with("timeframe: unknown timeframe \"2d\""), "{m}");
+    let m = expect_error(
         server.get("/v1/bars/AAPL?interval=2d").await,
         StatusCode::BAD_REQUEST,
         "invalid_parameter",
     )
     .await;
-    assert!(m.starts_with("interval:"), "{m}");
+    assert!(m.starts_with("interval: unknown timeframe \"2d\""), "{m}");
+    let m = expect_error(
+        server.get("/v1/bars/AAPL?timeframe=1d&interval=1m").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    )
+    .await;
+    assert!(
+        m.starts_with("timeframe: timeframe \"1d\" and interval \"1m\" disagree"),
+        "{m}"
+    );
     let m = expect_error(
         server.get("/v1/bars/AAPL?columns=ts,bogus").await,
         StatusCode::BAD_REQUEST,
@@ -501,7 +518,7 @@ async fn bad_requests_get_clear_json_errors() {
     .await;
     assert!(m.starts_with("end:"), "{m}");
     let m = expect_error(
-        server.get("/v1/bars?interval=1d").await,
+        server.get("/v1/bars?timeframe=1d").await,
         StatusCode::BAD_REQUEST,
         "invalid_parameter",
     )

@@ -338,7 +338,10 @@ async fn library_write_refuses_a_bad_row_and_applies_nothing() {
             row("A", "1d", T2021 + 3_600_000_000, 2.0),
             "row 2: timestamp of a 1d bar must be at 00:00 UTC",
         ),
-        (row("A", "2d", T2021, 2.0), "row 2: unknown interval \"2d\""),
+        (
+            row("A", "2d", T2021, 2.0),
+            "row 2: unknown timeframe \"2d\"",
+        ),
         (row("", "1d", T2021, 2.0), "row 2: symbol \"\""),
         (
             row("B", "1d", T2021, f64::NAN),

@@ -156,7 +156,7 @@ async fn new_symbols_are_backfilled_completely_and_a_second_sync_fetches_nothing
     assert_eq!(fake.requests().len(), 6);
     // The registry, ledger and run history are SQL tables.
     let n = store
-        .query("SELECT count(*) AS n FROM symbols WHERE state = 'fresh'")
+        .query("SELECT count(*) AS n FROM symbols WHERE state = 'fresh' AND timeframe = '1d'")
         .await
         .unwrap();
     assert_eq!(
@@ -168,7 +168,9 @@ async fn new_symbols_are_backfilled_completely_and_a_second_sync_fetches_nothing
         3
     );
     let covered = store
-        .query("SELECT count(*) FROM coverage WHERE has_data AND source = 'up'")
+        .query(
+            "SELECT count(*) FROM coverage WHERE has_data AND source = 'up' AND timeframe = '1d'",
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -519,7 +521,7 @@ async fn bad_rows_from_upstream_go_to_quarantine_never_into_bars() {
     let run = syncer.backfill(&BackfillRequest::default()).await.unwrap();
     assert_eq!(run.quarantined, 1, "{run:?}");
     let q = store
-        .query("SELECT symbol, reason, provider FROM quarantine")
+        .query("SELECT symbol, reason, provider FROM quarantine WHERE timeframe = '1d'")
         .await
         .unwrap();
     let text = arrow::util::pretty::pretty_format_batches(&q)
@@ -896,9 +898,19 @@ mod http {
                 "unknown provider \"nope\"",
             ),
             (
+                json!({"symbol": "AAPL", "timeframes": ["2d"]}),
+                "invalid_parameter",
+                "timeframes: unknown timeframe \"2d\"",
+            ),
+            (
                 json!({"symbol": "AAPL", "intervals": ["2d"]}),
                 "invalid_parameter",
-                "intervals",
+                "timeframes: unknown timeframe \"2d\"",
+            ),
+            (
+                json!({"symbol": "AAPL", "timeframes": ["1d"], "intervals": ["1m"]}),
+                "invalid_parameter",
+                "timeframes: timeframes [\"1d\"] and intervals [\"1m\"] disagree",
             ),
             (
                 json!({"symbol": "AAPL", "calendar": "moon"}),
@@ -911,7 +923,7 @@ mod http {
                 "since",
             ),
             (
-                json!({"symbol": "AAPL", "intervals": ["4h"]}),
+                json!({"symbol": "AAPL", "timeframes": ["4h"]}),
                 "invalid_request",
                 "does not serve 4h",
             ),
@@ -967,7 +979,7 @@ mod http {
         );
         assert!(
             metrics.contains(
-                "tickvault_symbol_freshness_lag_seconds{symbol=\"AAPL\",interval=\"1d\"}"
+                "tickvault_symbol_freshness_lag_seconds{symbol=\"AAPL\",timeframe=\"1d\"}"
             )
         );
         let runs = server
@@ -985,7 +997,7 @@ mod http {
         let before = contents(&store).await;
         let deleted = server
             .client
-            .delete(server.url("/v1/bars/AAPL?interval=1d&start=2020-03-02&end=2020-03-14"))
+            .delete(server.url("/v1/bars/AAPL?timeframe=1d&start=2020-03-02&end=2020-03-14"))
             .send()
             .await
             .unwrap();

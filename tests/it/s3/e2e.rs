@@ -51,7 +51,7 @@ fn import_daily(store: &str, env: &[(&str, String)]) {
 async fn dump(base: &str) -> String {
     let r = reqwest::Client::new()
         .post(format!("{base}/v1/sql?format=csv"))
-        .body("SELECT * FROM bars ORDER BY \"interval\", symbol, ts")
+        .body("SELECT * FROM bars ORDER BY timeframe, symbol, ts")
         .send()
         .await
         .unwrap();
@@ -66,7 +66,7 @@ fn live_body(value: f64) -> String {
         for m in 0..2000i64 {
             let ts = (1_704_067_200_000_000 + m * 60_000_000) * 1000;
             body.push_str(&format!(
-                "{{\"symbol\":\"L{s}\",\"interval\":\"1m\",\"ts\":{ts},\"open\":{value},\"high\":{value},\"low\":{value},\"close\":{value},\"volume\":{m}}}\n"
+                "{{\"symbol\":\"L{s}\",\"timeframe\":\"1m\",\"ts\":{ts},\"open\":{value},\"high\":{value},\"low\":{value},\"close\":{value},\"volume\":{m}}}\n"
             ));
         }
     }

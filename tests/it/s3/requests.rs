@@ -19,7 +19,7 @@ async fn fill(store: &Store, symbols: usize) {
 }
 
 const ONE_DAY: &str = "SELECT count(*), sum(volume), max(high) FROM bars \
-     WHERE symbol = 'S1' AND \"interval\" = '1m' \
+     WHERE symbol = 'S1' AND timeframe = '1m' \
      AND ts >= '2021-02-01T00:00:00Z' AND ts < '2021-02-02T00:00:00Z'";
 
 async fn cost(store: &Store, sql: &str) -> RequestCounts {
