@@ -173,6 +173,7 @@ async fn bench(csv: &Path, runs: usize) {
         tz: chrono_tz::UTC,
         ambiguous: Default::default(),
         epoch_unit: None,
+        skip_events: false,
     });
     println!("| import into | rows | time | rows/s | PUTs | MB written |");
     println!("|---|---:|---:|---:|---:|---:|");

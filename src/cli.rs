@@ -122,6 +122,11 @@ pub struct ImportArgs {
     /// to 2286 in each) and other integers are refused.
     #[arg(long, value_parser = ["s", "ms", "us", "ns"])]
     pub epoch_unit: Option<String>,
+    /// Ignore the split_coefficient and dividend_amount columns: import the bars without their
+    /// corporate actions (by default a CSV's events go into the corporate_actions table, and a
+    /// bad one refuses the import).
+    #[arg(long)]
+    pub skip_events: bool,
     /// Files or directories (searched recursively for .csv, .csv.gz and .parquet).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -403,6 +408,7 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         tz,
         ambiguous,
         epoch_unit,
+        skip_events: args.skip_events,
     });
     let files = import::collect_inputs(&args.paths)?;
     if files.is_empty() {

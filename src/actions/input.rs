@@ -61,10 +61,7 @@ pub fn parse_events_csv(
         .has_headers(true)
         .flexible(true)
         .from_reader(bytes);
-    let headers = reader
-        .headers()
-        .map_err(|e| Refused::new(name, e))?
-        .clone();
+    let headers = reader.headers().map_err(|e| Refused::new(name, e))?.clone();
     let names: Vec<String> = headers
         .iter()
         .map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
@@ -153,7 +150,10 @@ fn row_event(
 ) -> Result<CorporateAction, String> {
     let symbol = Symbol::new(symbol).map_err(|e| e.to_string())?;
     let ex_date = parse_ex_date(ex_date).map_err(|e| e.to_string())?;
-    let kind: ActionKind = kind.to_ascii_lowercase().parse().map_err(|e: ActionRule| e.to_string())?;
+    let kind: ActionKind = kind
+        .to_ascii_lowercase()
+        .parse()
+        .map_err(|e: ActionRule| e.to_string())?;
     let number = |column: &str, text: &str| -> Result<f64, String> {
         text.parse::<f64>()
             .map_err(|_| format!("cannot parse {column} {text:?} as a number"))
@@ -252,7 +252,11 @@ mod tests {
         assert_eq!(got[0].event.ratio, Some(4.0));
         assert_eq!(got[1].event.amount, Some(0.205));
         assert_eq!(got[1].origin, "ev.csv line 4");
-        assert_eq!(got[2].event.ratio, Some(50.0), "rounded to the simple ratio");
+        assert_eq!(
+            got[2].event.ratio,
+            Some(50.0),
+            "rounded to the simple ratio"
+        );
         assert_eq!(got[2].origin, "ev.csv line 5");
         assert_eq!(got[2].event.source, "import");
     }
@@ -261,18 +265,30 @@ mod tests {
     fn each_bad_row_names_its_line_and_rule() {
         let head = "symbol,ex_date,kind,ratio,amount\n";
         let cases = [
-            ("A,2020-01-02,split,0,", "ratio 0 must be a finite number above 0"),
+            (
+                "A,2020-01-02,split,0,",
+                "ratio 0 must be a finite number above 0",
+            ),
             ("A,2020-01-02,split,-4,", "ratio -4 must be"),
             ("A,2020-01-02,split,inf,", "ratio inf must be"),
             ("A,2020-01-02,split,NaN,", "ratio NaN must be"),
-            ("A,2020-01-02,dividend,,-0.5", "amount -0.5 must be a finite number >= 0"),
-            ("A,2020-02-30,split,2,", "ex_date \"2020-02-30\" is not a date"),
+            (
+                "A,2020-01-02,dividend,,-0.5",
+                "amount -0.5 must be a finite number >= 0",
+            ),
+            (
+                "A,2020-02-30,split,2,",
+                "ex_date \"2020-02-30\" is not a date",
+            ),
             ("A,yesterday,split,2,", "is not a date"),
             ("A,2020-01-02,merger,2,", "unknown kind \"merger\""),
             ("A,2020-01-02,split,two,", "cannot parse ratio \"two\""),
             ("A,2020-01-02,split,,", "a split needs a ratio"),
             ("A,2020-01-02,dividend,,", "a dividend needs an amount"),
-            ("A,2020-01-02,split,2,1", "a split has a ratio, not an amount"),
+            (
+                "A,2020-01-02,split,2,1",
+                "a split has a ratio, not an amount",
+            ),
             ("A,2020-01-02,split,2", "has 4 fields but the header has 5"),
         ];
         for (row, message) in cases {
@@ -294,7 +310,10 @@ mod tests {
             (day_start(d("2020-11-05")), 118.69),
             (day_start(d("2020-11-06")), 118.0),
         ];
-        assert_eq!(close_before(bars, Interval::D1, d("2020-11-06")), Some(118.69));
+        assert_eq!(
+            close_before(bars, Interval::D1, d("2020-11-06")),
+            Some(118.69)
+        );
         assert_eq!(close_before(bars, Interval::D1, d("2020-11-04")), None);
         // A weekly bar that ends after the ex-date is not a session before it.
         let week = [(day_start(d("2020-11-02")), 120.0)];

@@ -261,6 +261,9 @@ mod tests {
         assert!(gone.contains(&checkpoint_path(50)) && !gone.contains(&checkpoint_path(100)));
         assert!(!gone.contains(&log_path(101)));
         // Without a checkpoint old enough, nothing.
-        assert!(l.collectable(now, chrono::Duration::seconds(5000)).is_empty());
+        assert!(
+            l.collectable(now, chrono::Duration::seconds(5000))
+                .is_empty()
+        );
     }
 }

@@ -195,7 +195,10 @@ impl ActionsTable {
             if commit.version.is_multiple_of(log::CHECKPOINT_EVERY) {
                 // Best effort: a missing checkpoint only makes the next load read more.
                 if let Err(e) = self.write_checkpoint(commit.version, &merged.set).await {
-                    tracing::warn!("corporate actions checkpoint {} failed: {e}", commit.version);
+                    tracing::warn!(
+                        "corporate actions checkpoint {} failed: {e}",
+                        commit.version
+                    );
                 }
             }
             report(&merged);
@@ -474,7 +477,12 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert!(store.head(&log::checkpoint_path(log::CHECKPOINT_EVERY)).await.is_ok());
+        assert!(
+            store
+                .head(&log::checkpoint_path(log::CHECKPOINT_EVERY))
+                .await
+                .is_ok()
+        );
         // The default grace keeps everything a minute-old checkpoint would let go.
         assert_eq!(t.gc(Duration::ZERO).await.unwrap().versions_deleted, 0);
         let gone = t.gc_with(Duration::ZERO).await.unwrap();
@@ -483,7 +491,10 @@ mod tests {
         assert_eq!(fresh.version(), n);
         assert_eq!(*fresh.snapshot(), *t.snapshot());
         let ko = Symbol::new("KO").unwrap();
-        assert_eq!(fresh.snapshot().for_symbol(&ko)[0].amount, Some(0.01 * n as f64));
+        assert_eq!(
+            fresh.snapshot().for_symbol(&ko)[0].amount,
+            Some(0.01 * n as f64)
+        );
     }
 
     #[tokio::test]
@@ -519,7 +530,9 @@ mod tests {
             async move { store.put(&path, PutPayload::from(body)).await.unwrap() }
         };
         put(log::log_path(2), "{not json").await;
-        let err = ActionsTable::open(Arc::clone(&store), true).await.unwrap_err();
+        let err = ActionsTable::open(Arc::clone(&store), true)
+            .await
+            .unwrap_err();
         assert!(
             err.to_string()
                 .contains("corporate_actions/_log/00000000000000000002.json is damaged"),
@@ -528,7 +541,11 @@ mod tests {
         // The follower keeps the version it has and says why it cannot go on.
         assert!(matches!(t.refresh().await, Err(Error::Damaged { .. })));
         assert_eq!(t.snapshot().len(), 1);
-        assert!(t.upsert(vec![split("B", "2020-01-02", 2.0, "x")]).await.is_err());
+        assert!(
+            t.upsert(vec![split("B", "2020-01-02", 2.0, "x")])
+                .await
+                .is_err()
+        );
 
         // A valid JSON entry whose event breaks a rule, or whose number is wrong.
         put(
@@ -536,16 +553,30 @@ mod tests {
             r#"{"version":2,"committed_at":0,"put":[{"symbol":"A","ex_date":"2020-01-03","kind":"split","ratio":-4.0,"source":"x","recorded_at":0}]}"#,
         )
         .await;
-        let err = ActionsTable::open(Arc::clone(&store), true).await.unwrap_err();
+        let err = ActionsTable::open(Arc::clone(&store), true)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("ratio Some(-4.0)"), "{err}");
-        put(log::log_path(2), r#"{"version":9,"committed_at":0,"put":[]}"#).await;
-        let err = ActionsTable::open(Arc::clone(&store), true).await.unwrap_err();
+        put(
+            log::log_path(2),
+            r#"{"version":9,"committed_at":0,"put":[]}"#,
+        )
+        .await;
+        let err = ActionsTable::open(Arc::clone(&store), true)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("records version 9"), "{err}");
 
         // A gap: version 3 without 2.
         store.delete(&log::log_path(2)).await.unwrap();
-        put(log::log_path(3), r#"{"version":3,"committed_at":0,"put":[]}"#).await;
-        let err = ActionsTable::open(Arc::clone(&store), true).await.unwrap_err();
+        put(
+            log::log_path(3),
+            r#"{"version":3,"committed_at":0,"put":[]}"#,
+        )
+        .await;
+        let err = ActionsTable::open(Arc::clone(&store), true)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("gap"), "{err}");
     }
 }

@@ -81,7 +81,7 @@ fn read_csv_input<'a>(
         .map(|h| String::from_utf8_lossy(h).into_owned())
         .collect();
     let mut cols = Columns::map(path, &names)?;
-    if !with_events {
+    if !with_events || opts.skip_events {
         (cols.split, cols.dividend) = (None, None);
     }
     let symbol = match (cols.symbol, &opts.symbol) {
@@ -186,12 +186,14 @@ fn push_row(
         Some(i) => events::dividend_amount(&rec[i])?,
         None => None,
     };
-    Ok((split.is_some() || dividend.is_some()).then_some(RowEvents {
-        slot,
-        ts,
-        split,
-        dividend,
-    }))
+    Ok(
+        (split.is_some() || dividend.is_some()).then_some(RowEvents {
+            slot,
+            ts,
+            split,
+            dividend,
+        }),
+    )
 }
 
 /// The 1-based line a record starts on.

@@ -87,6 +87,9 @@ pub struct ImportOptions {
     pub ambiguous: Ambiguous,
     /// `--epoch-unit`: the unit of epoch integers (default: by magnitude, where unambiguous).
     pub epoch_unit: Option<EpochUnit>,
+    /// `--skip-events`: ignore the `split_coefficient` / `dividend_amount` columns (bars only),
+    /// for vendor files whose events break the rules.
+    pub skip_events: bool,
 }
 
 impl Default for ImportOptions {
@@ -99,6 +102,7 @@ impl Default for ImportOptions {
             tz: Tz::UTC,
             ambiguous: Ambiguous::Refuse,
             epoch_unit: None,
+            skip_events: false,
         }
     }
 }
@@ -360,12 +364,12 @@ pub fn read_file_with_events(
     match format_of(path) {
         Some(Format::Csv) => csv_input::read_csv(path, opts, false),
         Some(Format::CsvGz) => csv_input::read_csv(path, opts, true),
-        Some(Format::Parquet) => parquet_input::read_parquet(path, opts).map(|series| {
-            FileContents {
+        Some(Format::Parquet) => {
+            parquet_input::read_parquet(path, opts).map(|series| FileContents {
                 series,
                 events: Vec::new(),
-            }
-        }),
+            })
+        }
         None => Err(ImportError::Unsupported(path.to_path_buf())),
     }
 }

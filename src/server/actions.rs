@@ -64,7 +64,8 @@ pub async fn list(
     };
     let slot = QuerySlot::acquire(&app)?;
     stream_response(slot, format, async move {
-        let stream = RecordBatchStreamAdapter::new(sql::schema(), futures::stream::iter([Ok(batch)]));
+        let stream =
+            RecordBatchStreamAdapter::new(sql::schema(), futures::stream::iter([Ok(batch)]));
         Ok((Box::pin(stream) as _, None))
     })
     .await

@@ -102,6 +102,7 @@ mod tests {
             tz: chrono_tz::UTC,
             ambiguous: Default::default(),
             epoch_unit: None,
+            skip_events: false,
         });
         store.import_files(&[path], import, || {}).await.unwrap();
         for _ in 0..2 {

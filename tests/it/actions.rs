@@ -51,7 +51,9 @@ fn f64s(batches: &[RecordBatch]) -> Vec<Option<f64>> {
         .iter()
         .flat_map(|b| {
             let a = b.column(0).as_primitive::<Float64Type>();
-            (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))).collect::<Vec<_>>()
+            (0..a.len())
+                .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -75,7 +77,10 @@ async fn an_alpha_vantage_import_stores_its_splits_and_dividends() {
     // Alpha Vantage writes 7:1 as 7.00000700001.
     assert_eq!(find("2014-06-09", ActionKind::Split).ratio, Some(7.0));
     assert!(events.iter().all(|e| e.source == SOURCE_IMPORT));
-    let splits = events.iter().filter(|e| e.kind == ActionKind::Split).count();
+    let splits = events
+        .iter()
+        .filter(|e| e.kind == ActionKind::Split)
+        .count();
     assert_eq!(splits, 4, "2000, 2005, 2014, 2020: {events:?}");
     assert_eq!(summary.actions.inserted, events.len());
 
@@ -112,7 +117,11 @@ fn av_file(dir: &Path, date: &str, edit: impl Fn(&str) -> String) -> (PathBuf, u
     let mut lines: Vec<String> = vec![text.lines().next().unwrap().to_string()];
     lines.extend(
         text.lines()
-            .filter(|l| l.as_bytes()[0].is_ascii_digit() && &l[..10] >= "2020-11-02" && &l[..10] <= "2020-11-09")
+            .filter(|l| {
+                l.as_bytes()[0].is_ascii_digit()
+                    && &l[..10] >= "2020-11-02"
+                    && &l[..10] <= "2020-11-09"
+            })
             .map(str::to_string),
     );
     let at = lines.iter().position(|l| l.starts_with(date)).unwrap();
@@ -134,23 +143,59 @@ async fn a_bad_event_in_an_import_refuses_the_import_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     // Fields: timestamp,open,high,low,close,adjusted_close,volume,dividend_amount,split_coefficient
     let cases: [(&str, usize, &str, &str); 5] = [
-        ("2020-11-06", 8, "0", "ratio 0 must be a finite number above 0"),
+        (
+            "2020-11-06",
+            8,
+            "0",
+            "ratio 0 must be a finite number above 0",
+        ),
         ("2020-11-06", 8, "-4", "ratio -4 must be"),
         ("2020-11-06", 8, "nan", "ratio NaN must be"),
-        ("2020-11-06", 7, "-0.205", "amount -0.205 must be a finite number >= 0"),
+        (
+            "2020-11-06",
+            7,
+            "-0.205",
+            "amount -0.205 must be a finite number >= 0",
+        ),
         // The close of 2020-11-05 in the file is 119.03.
-        ("2020-11-06", 7, "150", "dividend amount 150 is not below the previous close 119.03"),
+        (
+            "2020-11-06",
+            7,
+            "150",
+            "dividend amount 150 is not below the previous close 119.03",
+        ),
     ];
     for (date, field, value, rule) in cases {
         let (path, line) = av_file(dir.path(), date, |l| set_field(l, field, value));
         let store = Store::open("memory://").await.unwrap();
-        let err = import(&store, std::slice::from_ref(&path)).await.unwrap_err().to_string();
+        let err = import(&store, std::slice::from_ref(&path))
+            .await
+            .unwrap_err()
+            .to_string();
         let at = format!("{} line {line}", path.display());
         assert!(err.contains(&at) && err.contains(rule), "{value}: {err}");
         assert!(store.actions().snapshot().is_empty(), "{value}");
         assert_eq!(store.actions().version(), 0);
         assert_eq!(store.catalog().snapshot().file_count(), 0, "no bars either");
     }
+}
+
+#[tokio::test]
+async fn skip_events_imports_the_bars_of_a_file_whose_events_break_a_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = av_file(dir.path(), "2020-11-06", |l| set_field(l, 7, "150"));
+    let store = Store::open("memory://").await.unwrap();
+    let options = ImportOptions {
+        skip_events: true,
+        ..(*av_options()).clone()
+    };
+    let summary = store
+        .import_files(&[path], Arc::new(options), || {})
+        .await
+        .unwrap();
+    assert_eq!(summary.rows, 6);
+    assert!(store.actions().snapshot().is_empty());
+    assert_eq!(store.actions().version(), 0);
 }
 
 #[tokio::test]
@@ -176,8 +221,18 @@ async fn a_dividend_is_checked_against_the_stores_previous_close() {
             && err.contains("not below the previous close 119.03"),
         "{err}"
     );
-    assert_eq!(store.actions().version(), version, "nothing of the file is stored");
-    assert!(store.actions().snapshot().for_symbol(&Symbol::new("MSFT").unwrap()).is_empty());
+    assert_eq!(
+        store.actions().version(),
+        version,
+        "nothing of the file is stored"
+    );
+    assert!(
+        store
+            .actions()
+            .snapshot()
+            .for_symbol(&Symbol::new("MSFT").unwrap())
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -200,7 +255,10 @@ async fn two_sources_disagreeing_is_reported_not_silently_overwritten() {
         "{text}"
     );
     let shop = Symbol::new("SHOP").unwrap();
-    assert_eq!(store.actions().snapshot().for_symbol(&shop)[0].ratio, Some(10.0));
+    assert_eq!(
+        store.actions().snapshot().for_symbol(&shop)[0].ratio,
+        Some(10.0)
+    );
 }
 
 #[tokio::test]
@@ -226,7 +284,11 @@ async fn a_read_only_store_reads_the_table_and_sees_new_commits_after_refresh() 
         .await
         .unwrap();
     let count = "SELECT count(*) FROM corporate_actions";
-    let n = |b: &[RecordBatch]| b[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0);
+    let n = |b: &[RecordBatch]| {
+        b[0].column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0)
+    };
     assert_eq!(n(&reader.query(count).await.unwrap()), 1);
     reader.actions().refresh().await.unwrap();
     assert_eq!(n(&reader.query(count).await.unwrap()), 2);
@@ -240,9 +302,15 @@ async fn a_read_only_store_reads_the_table_and_sees_new_commits_after_refresh() 
 async fn http_lists_corporate_actions_and_sql_sees_new_commits() {
     let os: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let store = Arc::new(Store::open_with(Arc::clone(&os), "mem").await.unwrap());
-    import(&store, &[fixtures().join("DA-AAPL-T-2021-04-21.csv"), fixtures().join("DA-BRK.B-T-2021-04-21.csv")])
-        .await
-        .unwrap();
+    import(
+        &store,
+        &[
+            fixtures().join("DA-AAPL-T-2021-04-21.csv"),
+            fixtures().join("DA-BRK.B-T-2021-04-21.csv"),
+        ],
+    )
+    .await
+    .unwrap();
     let config = Config {
         follow_interval: Seconds(0.05),
         ..Config::default()
@@ -257,9 +325,10 @@ async fn http_lists_corporate_actions_and_sql_sees_new_commits() {
     assert_eq!(brk[0]["ratio"], 50.0);
     assert_eq!(brk[0]["ex_date"], "2010-01-21");
     assert_eq!(brk[0]["source"], "import");
-    assert!(rows.iter().any(|r| r["symbol"] == "AAPL"
-        && r["ex_date"] == "2020-11-06"
-        && r["amount"] == 0.205));
+    assert!(
+        rows.iter()
+            .any(|r| r["symbol"] == "AAPL" && r["ex_date"] == "2020-11-06" && r["amount"] == 0.205)
+    );
 
     let csv = server
         .get("/v1/corporate-actions?symbols=BRK.B&format=csv")
@@ -272,7 +341,13 @@ async fn http_lists_corporate_actions_and_sql_sees_new_commits() {
         lines.next().unwrap(),
         "symbol,ex_date,kind,ratio,amount,source,recorded_at"
     );
-    assert!(lines.next().unwrap().starts_with("BRK.B,2010-01-21,split,50.0,,import,"), "{csv}");
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("BRK.B,2010-01-21,split,50.0,,import,"),
+        "{csv}"
+    );
     let none: Vec<Value> = server
         .get("/v1/corporate-actions?symbols=MSFT")
         .await
@@ -280,7 +355,12 @@ async fn http_lists_corporate_actions_and_sql_sees_new_commits() {
         .await
         .unwrap();
     assert!(none.is_empty());
-    let all: Vec<Value> = server.get("/v1/corporate-actions").await.json().await.unwrap();
+    let all: Vec<Value> = server
+        .get("/v1/corporate-actions")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(all.len(), rows.len());
     let bad = server.get("/v1/corporate-actions?symbols=%20,").await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
@@ -342,15 +422,30 @@ async fn cli_imports_and_lists_events_and_refuses_a_bad_file_whole() {
          KO,2021-03-12,dividend,,0.42\n",
     )
     .unwrap();
-    let out = stdout(&tickvault(&store, &["actions", "import", file.to_str().unwrap()]));
+    let out = stdout(&tickvault(
+        &store,
+        &["actions", "import", file.to_str().unwrap()],
+    ));
     assert!(out.contains("imported 3 corporate actions"), "{out}");
     assert!(out.contains("3 new"), "{out}");
-    let listed = stdout(&tickvault(&store, &["actions", "list", "TSLA", "--format", "csv"]));
+    let listed = stdout(&tickvault(
+        &store,
+        &["actions", "list", "TSLA", "--format", "csv"],
+    ));
     let lines: Vec<&str> = listed.lines().collect();
-    assert_eq!(lines[0], "symbol,ex_date,kind,ratio,amount,source,recorded_at");
+    assert_eq!(
+        lines[0],
+        "symbol,ex_date,kind,ratio,amount,source,recorded_at"
+    );
     assert_eq!(lines.len(), 3, "{listed}");
-    assert!(lines[1].starts_with("TSLA,2020-08-31,split,5.0,,import,"), "{listed}");
-    assert!(lines[2].starts_with("TSLA,2022-08-25,split,3.0,,import,"), "{listed}");
+    assert!(
+        lines[1].starts_with("TSLA,2020-08-31,split,5.0,,import,"),
+        "{listed}"
+    );
+    assert!(
+        lines[2].starts_with("TSLA,2022-08-25,split,3.0,,import,"),
+        "{listed}"
+    );
     let all = stdout(&tickvault(&store, &["actions", "list", "--format", "csv"]));
     assert_eq!(all.lines().count(), 4, "{all}");
 
@@ -382,13 +477,24 @@ async fn cli_imports_and_lists_events_and_refuses_a_bad_file_whole() {
             .unwrap();
     }
     let fix = dir.path().join("fix.csv");
-    std::fs::write(&fix, "symbol,ex_date,kind,ratio,amount\nKO,2012-08-13,split,2,\n").unwrap();
-    let out = stdout(&tickvault(&store, &["actions", "import", fix.to_str().unwrap()]));
+    std::fs::write(
+        &fix,
+        "symbol,ex_date,kind,ratio,amount\nKO,2012-08-13,split,2,\n",
+    )
+    .unwrap();
+    let out = stdout(&tickvault(
+        &store,
+        &["actions", "import", fix.to_str().unwrap()],
+    ));
     assert!(
         out.contains("DISAGREEMENT KO 2012-08-13: yahoo says split 3, import says split 2"),
         "{out}"
     );
-    for cmd in [vec!["actions"], vec!["actions", "import"], vec!["actions", "list"]] {
+    for cmd in [
+        vec!["actions"],
+        vec!["actions", "import"],
+        vec!["actions", "list"],
+    ] {
         let mut args = cmd.clone();
         args.push("--help");
         let out = stdout(&tickvault(&store, &args));

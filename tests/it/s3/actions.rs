@@ -57,20 +57,31 @@ async fn actions_commit_on_s3_and_a_reader_follows() {
     let before = reader.requests();
     reader.actions().refresh().await.unwrap();
     let idle = reader.requests().since(&before);
-    assert_eq!((idle.gets(), idle.total()), (1, 1), "nothing new: one GET; {idle}");
+    assert_eq!(
+        (idle.gets(), idle.total()),
+        (1, 1),
+        "nothing new: one GET; {idle}"
+    );
 
     // Three processes racing: every upsert survives.
     let a = Arc::new(
-        ActionsTable::open(moto::open(&server.endpoint, &format!("{bucket}/store")).store, false)
-            .await
-            .unwrap(),
+        ActionsTable::open(
+            moto::open(&server.endpoint, &format!("{bucket}/store")).store,
+            false,
+        )
+        .await
+        .unwrap(),
     );
     let other = Store::open_with_options(&url, &options(&server.endpoint, false))
         .await
         .unwrap();
     let (x, y, z) = tokio::join!(
-        writer.actions().upsert(vec![split("NVDA", "2021-07-20", 4.0)]),
-        other.actions().upsert(vec![split("TSLA", "2020-08-31", 5.0)]),
+        writer
+            .actions()
+            .upsert(vec![split("NVDA", "2021-07-20", 4.0)]),
+        other
+            .actions()
+            .upsert(vec![split("TSLA", "2020-08-31", 5.0)]),
         a.upsert(vec![split("GOOG", "2022-07-18", 20.0)]),
     );
     x.unwrap();
