@@ -501,3 +501,40 @@ async fn cli_imports_and_lists_events_and_refuses_a_bad_file_whole() {
         assert!(out.contains("Usage: tickvault"), "{cmd:?}: {out}");
     }
 }
+
+#[test]
+fn cli_import_of_alpha_vantage_files_stores_their_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stdout(&tickvault(
+        dir.path(),
+        &[
+            "import",
+            "--symbol-pattern",
+            "DA-(.+)-T-",
+            fixtures()
+                .join("DA-AAPL-T-2021-04-21.csv")
+                .to_str()
+                .unwrap(),
+        ],
+    ));
+    assert!(
+        out.contains("corporate actions (split_coefficient, dividend_amount columns): 39 new"),
+        "{out}"
+    );
+    let listed = stdout(&tickvault(
+        dir.path(),
+        &["actions", "list", "AAPL", "--format", "csv"],
+    ));
+    assert!(
+        listed.contains("\nAAPL,2020-08-31,split,4.0,,import,"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("\nAAPL,2020-11-06,dividend,,0.205,import,"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("\nAAPL,2014-06-09,split,7.0,,import,"),
+        "{listed}"
+    );
+}
