@@ -1136,3 +1136,47 @@ fn throughput_sp500_daily() {
         rows as f64 / secs
     );
 }
+
+#[test]
+fn event_columns_give_events_with_their_lines_even_after_crlf_and_blank_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "timestamp,open,high,low,close,volume,dividend_amount,split_coefficient\r\n";
+    let rows = "2020-11-05,1,2,1,2,10,0,1\r\n\r\n\
+                2020-11-06,1,2,1,2,10,0.5,1\r\n\
+                2020-11-09,1,2,1,2,10,0,2.00000200001\r\n";
+    let path = write(dir.path(), "X.csv", &format!("{head}{rows}"));
+    let got = read_file_with_events(&path, &opts(Interval::D1)).unwrap();
+    let origins: Vec<(String, Option<f64>)> = got
+        .events
+        .iter()
+        .map(|e| (e.origin.clone(), e.previous_close))
+        .collect();
+    let at = |line: u32| format!("{} line {line}", path.display());
+    assert_eq!(origins, [(at(4), Some(2.0)), (at(5), Some(2.0))]);
+    assert_eq!(got.events[1].event.ratio, Some(2.0));
+
+    // A dividend not below the file's previous close names its line.
+    let bad = rows.replace("0.5,1", "2,1");
+    let path = write(dir.path(), "Y.csv", &format!("{head}{bad}"));
+    let e = read_file_with_events(&path, &opts(Interval::D1)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} line 4: dividend amount 2 is not below the previous close 2",
+            path.display()
+        )
+    );
+    // The first bar's dividend has no previous close in the file: the store is asked later.
+    let first = "timestamp,open,high,low,close,volume,dividend_amount\n2020-11-06,1,2,1,2,10,9\n";
+    let path = write(dir.path(), "Z.csv", first);
+    let got = read_file_with_events(&path, &opts(Interval::D1)).unwrap();
+    assert_eq!(got.events[0].previous_close, None);
+    // Bars written to the live tier ignore the columns.
+    let body = format!("{head}{bad}");
+    let o = ImportOptions {
+        symbol: Some(Symbol::new("Y").unwrap()),
+        ..opts(Interval::D1)
+    };
+    let series = read_csv_bytes(Path::new("body"), body.as_bytes(), &o).unwrap();
+    assert_eq!(series[0].batch.num_rows(), 3);
+}
