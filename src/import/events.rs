@@ -25,7 +25,17 @@ pub(super) struct RowEvents {
 
 /// A split coefficient: `None` for 1 (or empty), an error unless finite and above 0.
 pub(super) fn split_coefficient(raw: &[u8]) -> Result<Option<f64>, RowError> {
-    let Some(r) = optional_f64(raw, "split_coefficient")? else {
+    split_value(optional_f64(raw, "split_coefficient")?)
+}
+
+/// A dividend amount: `None` for 0 (or empty), an error unless finite and >= 0.
+pub(super) fn dividend_amount(raw: &[u8]) -> Result<Option<f64>, RowError> {
+    dividend_value(optional_f64(raw, "dividend_amount")?)
+}
+
+/// [`split_coefficient`] of a parsed value.
+pub(super) fn split_value(value: Option<f64>) -> Result<Option<f64>, RowError> {
+    let Some(r) = value else {
         return Ok(None);
     };
     if !r.is_finite() || r <= 0.0 {
@@ -34,9 +44,9 @@ pub(super) fn split_coefficient(raw: &[u8]) -> Result<Option<f64>, RowError> {
     Ok((simple_ratio(r) != 1.0).then_some(r))
 }
 
-/// A dividend amount: `None` for 0 (or empty), an error unless finite and >= 0.
-pub(super) fn dividend_amount(raw: &[u8]) -> Result<Option<f64>, RowError> {
-    let Some(a) = optional_f64(raw, "dividend_amount")? else {
+/// [`dividend_amount`] of a parsed value.
+pub(super) fn dividend_value(value: Option<f64>) -> Result<Option<f64>, RowError> {
+    let Some(a) = value else {
         return Ok(None);
     };
     if !a.is_finite() || a < 0.0 {

@@ -12,7 +12,7 @@
 //!   CSVs): corporate actions on the row's date (its UTC date, or its local date in `tz` for
 //!   intraday bars). A coefficient other than 1 is a split of that ratio, an amount above 0 a
 //!   dividend; a coefficient <= 0 or not finite, a negative amount, or an amount not below the
-//!   close of the file's previous bar is refused with the line. Read from CSV only; see
+//!   close of the file's previous bar is refused with the line (or Parquet row); see
 //!   [`read_file_with_events`].
 //!
 //! Other columns (`adjusted_close`, ...) are ignored: adjusted prices are computed when
@@ -364,12 +364,7 @@ pub fn read_file_with_events(
     match format_of(path) {
         Some(Format::Csv) => csv_input::read_csv(path, opts, false),
         Some(Format::CsvGz) => csv_input::read_csv(path, opts, true),
-        Some(Format::Parquet) => {
-            parquet_input::read_parquet(path, opts).map(|series| FileContents {
-                series,
-                events: Vec::new(),
-            })
-        }
+        Some(Format::Parquet) => parquet_input::read_parquet(path, opts),
         None => Err(ImportError::Unsupported(path.to_path_buf())),
     }
 }

@@ -1180,3 +1180,70 @@ fn event_columns_give_events_with_their_lines_even_after_crlf_and_blank_lines() 
     let series = read_csv_bytes(Path::new("body"), body.as_bytes(), &o).unwrap();
     assert_eq!(series[0].batch.num_rows(), 3);
 }
+
+#[test]
+fn parquet_event_columns_give_events_with_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("AAPL.parquet");
+    let days = |d: &[&str]| -> ArrayRef {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        Arc::new(Date32Array::from_iter_values(d.iter().map(|s| {
+            (NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap() - epoch).num_days() as i32
+        })))
+    };
+    let f = |v: &[f64]| -> ArrayRef { Arc::new(Float64Array::from(v.to_vec())) };
+    let columns = |dividend: f64| {
+        vec![
+            (
+                "date",
+                days(&["2020-08-28", "2020-08-31", "2020-11-05", "2020-11-06"]),
+            ),
+            ("open", f(&[500.0, 127.0, 117.0, 118.0])),
+            ("high", f(&[510.0, 131.0, 120.0, 119.0])),
+            ("low", f(&[490.0, 126.0, 116.0, 116.0])),
+            ("close", f(&[499.23, 129.04, 119.03, 118.69])),
+            ("volume", f(&[1.0, 1.0, 1.0, 1.0])),
+            ("dividend_amount", f(&[0.0, 0.0, 0.0, dividend])),
+            ("split_coefficient", f(&[1.0, 4.0, 1.0, 1.0])),
+        ]
+    };
+    write_parquet(&path, columns(0.205));
+    let got = read_file_with_events(&path, &opts(Interval::D1)).unwrap();
+    let events: Vec<(String, Option<f64>, Option<f64>, String)> = got
+        .events
+        .iter()
+        .map(|e| {
+            let at = e.origin.rsplit(' ').next().unwrap().to_string();
+            (
+                e.event.ex_date.to_string(),
+                e.event.ratio,
+                e.event.amount,
+                at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("2020-08-31".into(), Some(4.0), None, "2".into()),
+            ("2020-11-06".into(), None, Some(0.205), "4".into()),
+        ]
+    );
+    write_parquet(&path, columns(-1.0));
+    let e = read_file_with_events(&path, &opts(Interval::D1)).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("row 4: dividend amount -1 must be a finite number >= 0"),
+        "{e}"
+    );
+    let skip = ImportOptions {
+        skip_events: true,
+        ..opts(Interval::D1)
+    };
+    assert!(
+        read_file_with_events(&path, &skip)
+            .unwrap()
+            .events
+            .is_empty()
+    );
+}
