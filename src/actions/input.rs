@@ -196,17 +196,11 @@ pub fn day_start(d: NaiveDate) -> i64 {
 }
 
 /// The close of the last bar that ended by 00:00 UTC of `ex_date`, among bars given as
-/// (ts, close) of one interval in any order.
-pub fn close_before(
-    bars: impl IntoIterator<Item = (i64, f64)>,
-    interval: Interval,
-    ex_date: NaiveDate,
-) -> Option<f64> {
+/// (ts, close) of one interval in time order.
+pub fn close_before(bars: &[(i64, f64)], interval: Interval, ex_date: NaiveDate) -> Option<f64> {
     let limit = day_start(ex_date);
-    bars.into_iter()
-        .filter(|(ts, _)| ts.saturating_add(interval.micros()) <= limit)
-        .max_by_key(|(ts, _)| *ts)
-        .map(|(_, close)| close)
+    let ended = bars.partition_point(|(ts, _)| ts.saturating_add(interval.micros()) <= limit);
+    ended.checked_sub(1).map(|i| bars[i].1)
 }
 
 /// Checks a dividend against the previous close, if known.
@@ -311,12 +305,20 @@ mod tests {
             (day_start(d("2020-11-06")), 118.0),
         ];
         assert_eq!(
-            close_before(bars, Interval::D1, d("2020-11-06")),
+            close_before(&bars, Interval::D1, d("2020-11-06")),
             Some(118.69)
         );
-        assert_eq!(close_before(bars, Interval::D1, d("2020-11-04")), None);
+        assert_eq!(close_before(&bars, Interval::D1, d("2020-11-04")), None);
+        assert_eq!(
+            close_before(&bars, Interval::D1, d("2021-01-04")),
+            Some(118.0)
+        );
         // A weekly bar that ends after the ex-date is not a session before it.
         let week = [(day_start(d("2020-11-02")), 120.0)];
-        assert_eq!(close_before(week, Interval::W1, d("2020-11-06")), None);
+        assert_eq!(close_before(&week, Interval::W1, d("2020-11-06")), None);
+        assert_eq!(
+            close_before(&week, Interval::W1, d("2020-11-09")),
+            Some(120.0)
+        );
     }
 }

@@ -202,10 +202,14 @@ pub fn changed(
             .ok()
             .map(|i| list[i].clone())
     };
+    let mut seen = std::collections::HashSet::new();
     let mut out: Vec<CorporateAction> = Vec::new();
     for e in incoming {
+        if !seen.insert(e.key()) {
+            continue;
+        }
         let Some(now) = find(after, e) else { continue };
-        if find(before, e).as_ref() != Some(&now) && !out.iter().any(|o| o.key() == now.key()) {
+        if find(before, e).as_ref() != Some(&now) {
             out.push(now);
         }
     }

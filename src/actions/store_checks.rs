@@ -45,7 +45,7 @@ impl Store {
             let batches = self.load_bars_collect(&request).await?;
             let bars = session_closes(&batches);
             for e in dividends {
-                let close = close_before(bars.iter().copied(), SESSION_INTERVAL, e.event.ex_date);
+                let close = close_before(&bars, SESSION_INTERVAL, e.event.ex_date);
                 check_previous_close(e, close)?;
             }
         }
@@ -53,9 +53,9 @@ impl Store {
     }
 }
 
-/// (ts, close) of batches with those two columns.
+/// (ts, close) of batches with those two columns, in time order.
 fn session_closes(batches: &[RecordBatch]) -> Vec<(i64, f64)> {
-    batches
+    let mut bars: Vec<(i64, f64)> = batches
         .iter()
         .flat_map(|b| {
             let ts = b.column(0).as_primitive::<TimestampMicrosecondType>();
@@ -66,5 +66,7 @@ fn session_closes(batches: &[RecordBatch]) -> Vec<(i64, f64)> {
                 .zip(close.values().iter().copied())
                 .collect::<Vec<_>>()
         })
-        .collect()
+        .collect();
+    bars.sort_by_key(|(ts, _)| *ts);
+    bars
 }

@@ -224,27 +224,44 @@ fn lines_at<'a>(
     open: &dyn Fn() -> io::Result<Box<dyn Read + 'a>>,
     starts: &[u64],
 ) -> io::Result<Vec<u64>> {
-    let mut input = io::BufReader::new(open()?).bytes();
-    let (mut at, mut line) = (0u64, 1u64);
+    let mut input = open()?;
+    let mut buf = vec![0u8; 1 << 16];
+    // `buf[pos..len]` is unread; `at` is the input offset of `buf[pos]`.
+    let (mut pos, mut len, mut at, mut line) = (0usize, 0usize, 0u64, 1u64);
     let mut out = Vec::with_capacity(starts.len());
-    for &start in starts {
-        while at < start {
-            match input.next().transpose()? {
-                Some(b'\n') => line += 1,
-                Some(_) => {}
-                None => break,
+    let mut fill = |buf: &mut [u8]| -> io::Result<usize> {
+        loop {
+            match input.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
             }
-            at += 1;
         }
-        // Line ends the csv crate counts into the record's position: count them too (the
-        // record's first byte, read to stop, is not one).
-        while let Some(b) = input.next().transpose()? {
-            at += 1;
-            match b {
+    };
+    for &start in starts {
+        // Line ends up to the record's start, then the ones the csv crate counts into its
+        // position (a CRLF's \n, blank lines) up to the record's first byte.
+        loop {
+            if pos == len {
+                len = fill(&mut buf)?;
+                pos = 0;
+                if len == 0 {
+                    break;
+                }
+            }
+            if at < start {
+                let n = (len - pos).min(usize::try_from(start - at).unwrap_or(usize::MAX));
+                line += buf[pos..pos + n].iter().filter(|&&b| b == b'\n').count() as u64;
+                pos += n;
+                at += n as u64;
+                continue;
+            }
+            match buf[pos] {
                 b'\n' => line += 1,
                 b'\r' => {}
                 _ => break,
             }
+            pos += 1;
+            at += 1;
         }
         out.push(line);
     }

@@ -2,6 +2,8 @@
 //! Alpha Vantage's daily adjusted CSVs. A row's values are checked as it is read; once the file
 //! is read, each event gets its date, and a dividend the close of the file's previous bar.
 
+use std::collections::HashMap;
+
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 use chrono::NaiveDate;
@@ -66,6 +68,8 @@ pub(super) fn resolve(
     at: &[Location],
 ) -> Result<Vec<SourcedEvent>, ImportError> {
     let recorded_at = chrono::Utc::now().timestamp_micros();
+    // Each symbol's bars, once: (ts, close) in time order.
+    let mut bars_of: HashMap<usize, Vec<(i64, f64)>> = HashMap::new();
     let mut out = Vec::new();
     for (f, &at) in found.iter().zip(at) {
         let refuse = |rule: ActionRule| ImportError::Row {
@@ -75,11 +79,15 @@ pub(super) fn resolve(
         };
         let symbol = &symbols[f.slot];
         let ex_date = ex_date(f.ts, opts);
-        let bars = series
-            .iter()
-            .find(|s| &s.key.symbol == symbol)
-            .map(|s| closes(&s.batch))
-            .unwrap_or_default();
+        let bars = bars_of.entry(f.slot).or_insert_with(|| {
+            let mut bars = series
+                .iter()
+                .find(|s| &s.key.symbol == symbol)
+                .map(|s| closes(&s.batch))
+                .unwrap_or_default();
+            bars.sort_by_key(|(ts, _)| *ts);
+            bars
+        });
         let previous_close = close_before(bars, opts.interval, ex_date);
         let origin = format!("{} {at}", path.display());
         if let Some(ratio) = f.split {
