@@ -158,7 +158,10 @@ impl Listing {
             .checkpoints
             .iter()
             .rev()
-            .find(|(_, m)| m.last_modified <= now - grace)
+            .find(|(_, m)| {
+                now.checked_sub_signed(grace)
+                    .is_some_and(|cutoff| m.last_modified <= cutoff)
+            })
             .map(|(v, _)| *v)
         else {
             return Vec::new();
@@ -269,5 +272,6 @@ mod tests {
             l.collectable(now, chrono::Duration::seconds(5000))
                 .is_empty()
         );
+        assert!(l.collectable(now, chrono::Duration::MAX).is_empty());
     }
 }

@@ -221,6 +221,7 @@ impl ActionsTable {
 
     async fn gc_with(&self, grace: Duration) -> Result<GcSummary> {
         let listing = list(&self.object_store).await?;
+        // Past chrono's range: nothing is that old.
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let mut summary = GcSummary::default();
         for path in listing.collectable(chrono::Utc::now(), grace) {
