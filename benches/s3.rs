@@ -174,6 +174,7 @@ async fn bench(csv: &Path, runs: usize) {
         ambiguous: Default::default(),
         epoch_unit: None,
         format: None,
+        skip_events: false,
     });
     println!("| import into | rows | time | rows/s | PUTs | MB written |");
     println!("|---|---:|---:|---:|---:|---:|");

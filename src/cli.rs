@@ -64,6 +64,8 @@ pub enum Command {
     Delete(crate::sync::cli::DeleteArgs),
     /// The write-ahead log's damage report: list damaged segments kept aside, or clear them.
     Wal(WalArgs),
+    /// Corporate actions (splits and dividends): import your own from CSV, or list them.
+    Actions(crate::actions::cli::ActionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +129,11 @@ pub struct ImportArgs {
     /// whatever its name (its first bytes tell Parquet, gzip CSV or CSV apart).
     #[arg(long, value_parser = ["csv", "parquet"])]
     pub format: Option<String>,
+    /// Ignore the split_coefficient and dividend_amount columns: import the bars without their
+    /// corporate actions (by default a CSV's events go into the corporate_actions table, and a
+    /// bad one refuses the import).
+    #[arg(long)]
+    pub skip_events: bool,
     /// Files or directories (searched recursively for .csv, .csv.gz and .parquet, or for every
     /// file with --format).
     #[arg(required = true)]
@@ -224,10 +231,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Wal(args) => return wal_cmd(&config, args),
         _ => {}
     }
-    let read_only = matches!(
-        &cli.command,
-        Command::Sql(_) | Command::Stats(_) | Command::Check(_)
-    );
+    let read_only = match &cli.command {
+        Command::Sql(_) | Command::Stats(_) | Command::Check(_) => true,
+        Command::Actions(args) => crate::actions::cli::is_read_only(args),
+        _ => false,
+    };
     let store = Store::open_with_options(&config.store, &config.command_store_options(read_only))
         .await
         .with_context(|| format!("opening store {}", config.store))?;
@@ -244,6 +252,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             unreachable!("handled above")
         }
         Command::Import(args) => import_cmd(&store, args).await,
+        Command::Actions(args) => crate::actions::cli::actions_cmd(&store, args).await,
         Command::Sql(args) => sql_cmd(&store, args).await,
         Command::Stats(args) => stats_cmd(&store, args),
         Command::Compact => {
@@ -267,8 +276,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Gc(args) => {
             let s = store.gc(args.grace).await?;
             println!(
-                "deleted {} removed and {} orphaned files ({} bytes); {} unreferenced files kept within the grace period",
-                s.removed_deleted, s.orphans_deleted, s.bytes_deleted, s.kept_in_grace
+                "deleted {} removed and {} orphaned files ({} bytes); {} unreferenced files kept within the grace period; {} old corporate actions versions deleted",
+                s.removed_deleted,
+                s.orphans_deleted,
+                s.bytes_deleted,
+                s.kept_in_grace,
+                s.action_versions_deleted
             );
             Ok(0)
         }
@@ -410,6 +423,7 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         ambiguous,
         epoch_unit,
         format,
+        skip_events: args.skip_events,
     });
     let files = import::collect_inputs_as(&args.paths, format)?;
     if files.is_empty() {
@@ -441,6 +455,14 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         secs,
         summary.rows as f64 / secs.max(1e-9)
     );
+    let a = &summary.actions;
+    if a.inserted + a.updated + a.unchanged > 0 {
+        println!(
+            "corporate actions (split_coefficient, dividend_amount columns): {} new, {} updated, {} unchanged",
+            a.inserted, a.updated, a.unchanged
+        );
+    }
+    crate::actions::cli::print_disagreements(&mut std::io::stdout(), a)?;
     Ok(0)
 }
 

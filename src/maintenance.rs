@@ -87,6 +87,8 @@ pub struct GcSummary {
     /// Unreferenced files still inside the grace period.
     pub kept_in_grace: usize,
     pub bytes_deleted: u64,
+    /// Old versions of the corporate actions table deleted (see `ActionsTable::gc`).
+    pub action_versions_deleted: usize,
 }
 
 /// Deletes files under `bars/` that the catalog does not reference, once they have been

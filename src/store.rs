@@ -52,6 +52,9 @@ pub enum Error {
     Preflight(#[from] storage::PreflightError),
     #[error(transparent)]
     Actions(#[from] crate::actions::table::Error),
+    /// A corporate action that breaks a rule; nothing of the input was applied.
+    #[error(transparent)]
+    Refused(#[from] crate::actions::Refused),
 }
 
 impl From<datafusion::error::DataFusionError> for Error {
@@ -97,6 +100,9 @@ pub struct ImportSummary {
     pub duplicates: usize,
     pub symbols: usize,
     pub write: WriteSummary,
+    /// The corporate actions of the files' `split_coefficient` / `dividend_amount` columns, as
+    /// merged into the table (disagreements with other sources included).
+    pub actions: crate::actions::Merged,
 }
 
 /// How a store is opened.
@@ -218,6 +224,7 @@ impl Store {
                 .await
                 .map_err(Error::Actions)?,
         );
+        crate::actions::sql::register(&engine, &actions)?;
         Ok(Self {
             url: label.to_string(),
             object_store,
@@ -288,12 +295,12 @@ impl Store {
         Ok(writer.finish().await?)
     }
 
-    /// The live tier, when the store was opened with one.
     /// The `corporate_actions` table: splits and dividends that adjusted reads apply.
     pub fn actions(&self) -> &Arc<ActionsTable> {
         &self.actions
     }
 
+    /// The live tier, when the store was opened with one.
     pub fn live(&self) -> Option<&Arc<Live>> {
         self.live.as_ref()
     }
@@ -375,6 +382,11 @@ impl Store {
     /// parallel and pushed in the order given, so a later file wins on a duplicate key; the
     /// writer spills to uncommitted files past its buffer, so memory stays bounded.
     /// `on_file` is called after each file (a progress bar).
+    ///
+    /// Corporate actions in the files' `split_coefficient` / `dividend_amount` columns are
+    /// checked with the bars (a bad one refuses the import) and committed to the
+    /// `corporate_actions` table once the bars are: a refused import stores neither. Should
+    /// that second commit fail, the bars stay and importing again stores the events (upserts).
     pub async fn import_files(
         &self,
         files: &[PathBuf],
@@ -385,14 +397,17 @@ impl Store {
         let mut reads = futures::stream::iter(files.iter().cloned())
             .map(|path| {
                 let options = Arc::clone(&options);
-                tokio::task::spawn_blocking(move || import::read_file(&path, &options))
+                tokio::task::spawn_blocking(move || import::read_file_with_events(&path, &options))
             })
             .buffered(parallelism);
         let mut writer = self.writer("import");
         let (mut rows, mut duplicates, mut symbols) = (0usize, 0usize, BTreeSet::new());
+        let mut events = Vec::new();
         while let Some(result) = reads.next().await {
             let pushed = match result {
-                Ok(Ok(series)) => {
+                Ok(Ok(contents)) => {
+                    events.extend(contents.events);
+                    let series = contents.series;
                     let repeated = import::repeated_keys(&series);
                     rows += series.iter().map(|s| s.batch.num_rows()).sum::<usize>() - repeated;
                     duplicates += repeated;
@@ -408,13 +423,24 @@ impl Store {
             }
             on_file();
         }
+        if let Err(e) = self.check_previous_closes(&events).await {
+            writer.abort().await;
+            return Err(e);
+        }
         let write = writer.finish().await?;
+        let actions = if events.is_empty() {
+            crate::actions::Merged::default()
+        } else {
+            let events = events.into_iter().map(|e| e.event).collect();
+            self.actions.upsert(events).await?
+        };
         Ok(ImportSummary {
             files: files.len(),
             rows,
             duplicates,
             symbols: symbols.len(),
             write,
+            actions,
         })
     }
 
@@ -487,8 +513,12 @@ impl Store {
         Ok(maintenance::compact(&self.catalog, maintenance::COMPACT_MAX_FILES).await?)
     }
 
+    /// Deletes unreferenced files and old versions of the corporate actions table, each once
+    /// no reader can need it any more (after `grace`).
     pub async fn gc(&self, grace: Duration) -> Result<GcSummary> {
-        Ok(maintenance::gc(&self.catalog, grace).await?)
+        let mut summary = maintenance::gc(&self.catalog, grace).await?;
+        summary.action_versions_deleted = self.actions.gc(grace).await?.versions_deleted;
+        Ok(summary)
     }
 
     pub async fn check(&self) -> Result<CheckReport> {

@@ -4,8 +4,14 @@
 //! events when reading. [`ActionSet`] is one immutable version of the table in memory, merged
 //! by key (symbol, ex_date, kind).
 
+pub mod cli;
 mod event;
+pub mod input;
+mod log;
+pub mod sql;
+mod store_checks;
 pub mod table;
+mod text;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +22,9 @@ pub use event::{
     ActionKind, ActionRule, CorporateAction, check_amount_below_close, parse_ex_date, simple_ratio,
 };
 
+pub use input::{Refused, SourcedEvent};
 pub use table::ActionsTable;
+pub use text::Value;
 
 use crate::model::Symbol;
 

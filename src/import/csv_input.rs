@@ -6,10 +6,11 @@ use std::path::Path;
 
 use csv::ByteRecord;
 
+use super::events::{self, RowEvents};
 use super::timestamp::TsParser;
 use super::{
-    Columns, ImportError, ImportOptions, Location, RowError, Sink, file_symbol, lossy,
-    optional_f64, optional_trades, required_f64, ts_error,
+    Columns, FileContents, ImportError, ImportOptions, Location, RowError, Sink, file_symbol,
+    lossy, optional_f64, optional_trades, required_f64, ts_error,
 };
 use crate::batch::SeriesBatch;
 
@@ -20,7 +21,7 @@ pub(super) fn read_csv(
     path: &Path,
     opts: &ImportOptions,
     gzip: bool,
-) -> Result<Vec<SeriesBatch>, ImportError> {
+) -> Result<FileContents, ImportError> {
     let open = || -> io::Result<Box<dyn Read>> {
         let file = File::open(path)?;
         Ok(if gzip {
@@ -31,18 +32,20 @@ pub(super) fn read_csv(
     };
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let rows_hint = if gzip { size * 4 } else { size } / BYTES_PER_ROW;
-    read_csv_input(path, opts, rows_hint, true, &open)
+    read_csv_input(path, opts, rows_hint, true, true, &open)
 }
 
 /// CSV held in memory (an HTTP request body); `name` stands for it in errors. The symbol comes
-/// from a symbol column or `opts.symbol`, never from the name.
+/// from a symbol column or `opts.symbol`, never from the name. Event columns are ignored: bars
+/// written to the live tier carry no corporate actions.
 pub fn read_csv_bytes(
     name: &Path,
     bytes: &[u8],
     opts: &ImportOptions,
 ) -> Result<Vec<SeriesBatch>, ImportError> {
     let open = || -> io::Result<Box<dyn Read + '_>> { Ok(Box::new(bytes)) };
-    read_csv_input(name, opts, bytes.len() as u64 / BYTES_PER_ROW, false, &open)
+    let rows_hint = bytes.len() as u64 / BYTES_PER_ROW;
+    read_csv_input(name, opts, rows_hint, false, false, &open).map(|c| c.series)
 }
 
 /// Reads CSV from `open()` (called again only to find the line of a bad row).
@@ -51,8 +54,9 @@ fn read_csv_input<'a>(
     opts: &ImportOptions,
     rows_hint: u64,
     symbol_from_name: bool,
+    with_events: bool,
     open: &dyn Fn() -> io::Result<Box<dyn Read + 'a>>,
-) -> Result<Vec<SeriesBatch>, ImportError> {
+) -> Result<FileContents, ImportError> {
     let mut input = open().map_err(ImportError::io(path))?;
     let (prefix, delimiter) = sniff(&mut input).map_err(ImportError::io(path))?;
     let mut reader = csv::ReaderBuilder::new()
@@ -76,7 +80,10 @@ fn read_csv_input<'a>(
         .iter()
         .map(|h| String::from_utf8_lossy(h).into_owned())
         .collect();
-    let cols = Columns::map(path, &names)?;
+    let mut cols = Columns::map(path, &names)?;
+    if !with_events || opts.skip_events {
+        (cols.split, cols.dividend) = (None, None);
+    }
     let symbol = match (cols.symbol, &opts.symbol) {
         (Some(_), _) => None,
         (None, Some(s)) => Some(s.clone()),
@@ -92,23 +99,45 @@ fn read_csv_input<'a>(
     let mut ts_parser = TsParser::new(opts.tz).with(opts.ambiguous, opts.epoch_unit);
     let mut rec = ByteRecord::new();
     let n_fields = headers.len();
+    // Rows with events and the byte each starts at (their lines are counted at the end).
+    let mut found: Vec<(RowEvents, u64)> = Vec::new();
     while reader
         .read_byte_record(&mut rec)
         .map_err(|e| csv_error(path, e))?
     {
-        if let Err(error) = push_row(&rec, n_fields, &cols, &mut ts_parser, &mut sink) {
-            let line = rec.position().map_or(0, |p| record_line(open, p));
-            return Err(ImportError::Row {
-                path: path.to_path_buf(),
-                at: Location::Line(line),
-                error,
-            });
+        match push_row(&rec, n_fields, &cols, &mut ts_parser, &mut sink) {
+            Ok(None) => {}
+            Ok(Some(events)) => found.push((events, rec.position().map_or(0, |p| p.byte()))),
+            Err(error) => {
+                let line = rec.position().map_or(0, |p| record_line(open, p));
+                return Err(ImportError::Row {
+                    path: path.to_path_buf(),
+                    at: Location::Line(line),
+                    error,
+                });
+            }
         }
     }
-    Ok(sink.finish())
+    let symbols: Vec<_> = sink.series.iter().map(|(s, _)| s.clone()).collect();
+    let series = sink.finish();
+    if found.is_empty() {
+        return Ok(FileContents {
+            series,
+            events: Vec::new(),
+        });
+    }
+    let starts: Vec<u64> = found.iter().map(|(_, b)| *b).collect();
+    let at: Vec<Location> = lines_at(open, &starts)
+        .map_err(ImportError::io(path))?
+        .into_iter()
+        .map(Location::Line)
+        .collect();
+    let rows: Vec<RowEvents> = found.into_iter().map(|(e, _)| e).collect();
+    let events = events::resolve(path, opts, &symbols, &series, &rows, &at)?;
+    Ok(FileContents { series, events })
 }
 
-/// Parses, validates and stores one record.
+/// Parses, validates and stores one record; returns its corporate actions, if it has some.
 #[inline]
 fn push_row(
     rec: &ByteRecord,
@@ -116,7 +145,7 @@ fn push_row(
     cols: &Columns,
     ts_parser: &mut TsParser,
     sink: &mut Sink,
-) -> Result<(), RowError> {
+) -> Result<Option<RowEvents>, RowError> {
     if rec.len() != n_fields {
         return Err(RowError::FieldCount {
             found: rec.len(),
@@ -145,7 +174,26 @@ fn push_row(
         Some(i) => optional_trades(&rec[i])?,
         None => None,
     };
-    sink.push(slot, ts, open, high, low, close, volume, vwap, trades)
+    sink.push(slot, ts, open, high, low, close, volume, vwap, trades)?;
+    if cols.split.is_none() && cols.dividend.is_none() {
+        return Ok(None);
+    }
+    let split = match cols.split {
+        Some(i) => events::split_coefficient(&rec[i])?,
+        None => None,
+    };
+    let dividend = match cols.dividend {
+        Some(i) => events::dividend_amount(&rec[i])?,
+        None => None,
+    };
+    Ok(
+        (split.is_some() || dividend.is_some()).then_some(RowEvents {
+            slot,
+            ts,
+            split,
+            dividend,
+        }),
+    )
 }
 
 /// The 1-based line a record starts on.
@@ -168,6 +216,56 @@ fn record_line<'a>(open: &dyn Fn() -> io::Result<Box<dyn Read + 'a>>, pos: &csv:
         Ok(skipped)
     };
     pos.line() + count().unwrap_or(0)
+}
+
+/// The 1-based lines of records starting at the given bytes (ascending), as [`record_line`]
+/// counts them, in one pass over the input.
+fn lines_at<'a>(
+    open: &dyn Fn() -> io::Result<Box<dyn Read + 'a>>,
+    starts: &[u64],
+) -> io::Result<Vec<u64>> {
+    let mut input = open()?;
+    let mut buf = vec![0u8; 1 << 16];
+    // `buf[pos..len]` is unread; `at` is the input offset of `buf[pos]`.
+    let (mut pos, mut len, mut at, mut line) = (0usize, 0usize, 0u64, 1u64);
+    let mut out = Vec::with_capacity(starts.len());
+    let mut fill = |buf: &mut [u8]| -> io::Result<usize> {
+        loop {
+            match input.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    };
+    for &start in starts {
+        // Line ends up to the record's start, then the ones the csv crate counts into its
+        // position (a CRLF's \n, blank lines) up to the record's first byte.
+        loop {
+            if pos == len {
+                len = fill(&mut buf)?;
+                pos = 0;
+                if len == 0 {
+                    break;
+                }
+            }
+            if at < start {
+                let n = (len - pos).min(usize::try_from(start - at).unwrap_or(usize::MAX));
+                line += buf[pos..pos + n].iter().filter(|&&b| b == b'\n').count() as u64;
+                pos += n;
+                at += n as u64;
+                continue;
+            }
+            match buf[pos] {
+                b'\n' => line += 1,
+                b'\r' => {}
+                _ => break,
+            }
+            pos += 1;
+            at += 1;
+        }
+        out.push(line);
+    }
+    Ok(out)
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> ImportError {

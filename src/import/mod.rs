@@ -8,8 +8,16 @@
 //! - `vwap`, `trades` (optional; an empty cell is null; trades may be written `79` or `79.0`);
 //! - `symbol` or `ticker` (optional).
 //!
-//! Other columns (`adjusted_close`, `dividend_amount`, ...) are ignored. Two columns that name
-//! the same thing (say `date` and `time`) are an error rather than a guess.
+//! - `split_coefficient`, `dividend_amount` (optional, as in Alpha Vantage's daily adjusted
+//!   CSVs): corporate actions on the row's date (its UTC date, or its local date in `tz` for
+//!   intraday bars). A coefficient other than 1 is a split of that ratio, an amount above 0 a
+//!   dividend; a coefficient <= 0 or not finite, a negative amount, or an amount not below the
+//!   close of the file's previous bar is refused with the line (or Parquet row); see
+//!   [`read_file_with_events`].
+//!
+//! Other columns (`adjusted_close`, ...) are ignored: adjusted prices are computed when
+//! reading. Two columns that name the same thing (say `date` and `time`) are an error rather
+//! than a guess.
 //!
 //! # Symbols
 //! Each row's symbol comes from the first of these that applies:
@@ -50,6 +58,7 @@
 //! Errors name the 1-based row.
 
 mod csv_input;
+mod events;
 mod parquet_input;
 mod timestamp;
 
@@ -62,6 +71,8 @@ use std::path::{Component, Path, PathBuf};
 
 use chrono_tz::Tz;
 
+use crate::actions::ActionRule;
+use crate::actions::input::SourcedEvent;
 use crate::batch::{BarBuilder, SeriesBatch, SeriesKey};
 use crate::model::{Interval, Rule, Symbol};
 
@@ -87,6 +98,9 @@ pub struct ImportOptions {
     /// `--format`: read every file as this format, whatever its name (default: by the name, else
     /// by the file's first bytes).
     pub format: Option<InputFormat>,
+    /// `--skip-events`: ignore the `split_coefficient` / `dividend_amount` columns (bars only),
+    /// for vendor files whose events break the rules.
+    pub skip_events: bool,
 }
 
 /// A format `--format` can force.
@@ -121,6 +135,7 @@ impl Default for ImportOptions {
             ambiguous: Ambiguous::Refuse,
             epoch_unit: None,
             format: None,
+            skip_events: false,
         }
     }
 }
@@ -180,6 +195,8 @@ pub enum RowError {
     FieldCount { found: usize, expected: usize },
     #[error(transparent)]
     Rule(#[from] Rule),
+    #[error(transparent)]
+    Action(#[from] ActionRule),
 }
 
 /// An import failure. The message names the file, and for a bad row its line (CSV) or row
@@ -401,10 +418,28 @@ pub fn repeated_keys(series: &[SeriesBatch]) -> usize {
         .sum()
 }
 
+/// What one file holds: its bars, and the corporate actions its event columns carry.
+#[derive(Debug, Default)]
+pub struct FileContents {
+    pub series: Vec<SeriesBatch>,
+    /// Checked against the file's own bars where it has the previous session; the others
+    /// still need the store's (see `Store::import_files`).
+    pub events: Vec<SourcedEvent>,
+}
+
 /// Reads and validates one file; returns one [`SeriesBatch`] per symbol found, in order of first
 /// appearance, rows in file order (the writer sorts and dedupes later, later rows winning). A
-/// file without data rows gives no batches.
+/// file without data rows gives no batches. The events of its `split_coefficient` and
+/// `dividend_amount` columns are checked and dropped: [`read_file_with_events`] keeps them.
 pub fn read_file(path: &Path, opts: &ImportOptions) -> Result<Vec<SeriesBatch>, ImportError> {
+    read_file_with_events(path, opts).map(|c| c.series)
+}
+
+/// [`read_file`], with the corporate actions of a CSV's event columns.
+pub fn read_file_with_events(
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<FileContents, ImportError> {
     match resolve_format(path, opts.format)? {
         Format::Csv => csv_input::read_csv(path, opts, false),
         Format::CsvGz => csv_input::read_csv(path, opts, true),
@@ -435,10 +470,12 @@ enum Role {
     Vwap,
     Trades,
     Symbol,
+    SplitCoefficient,
+    DividendAmount,
 }
 
 impl Role {
-    const COUNT: usize = 9;
+    const COUNT: usize = 11;
 
     fn name(self) -> &'static str {
         match self {
@@ -451,6 +488,8 @@ impl Role {
             Role::Vwap => "vwap",
             Role::Trades => "trades",
             Role::Symbol => "symbol",
+            Role::SplitCoefficient => "split_coefficient",
+            Role::DividendAmount => "dividend_amount",
         }
     }
 
@@ -467,6 +506,8 @@ impl Role {
             "vwap" => Role::Vwap,
             "trades" => Role::Trades,
             "symbol" | "ticker" => Role::Symbol,
+            "split_coefficient" => Role::SplitCoefficient,
+            "dividend_amount" => Role::DividendAmount,
             _ => return None,
         };
         Some(role)
@@ -485,6 +526,8 @@ struct Columns {
     vwap: Option<usize>,
     trades: Option<usize>,
     symbol: Option<usize>,
+    split: Option<usize>,
+    dividend: Option<usize>,
 }
 
 impl Columns {
@@ -521,6 +564,8 @@ impl Columns {
             vwap: found[Role::Vwap as usize],
             trades: found[Role::Trades as usize],
             symbol: found[Role::Symbol as usize],
+            split: found[Role::SplitCoefficient as usize],
+            dividend: found[Role::DividendAmount as usize],
         })
     }
 }

@@ -10,12 +10,12 @@ use arrow::error::ArrowError;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::events::{self, RowEvents};
 use super::timestamp::{TsError, TsParser};
 use super::{
-    Columns, ImportError, ImportOptions, Location, RowError, Sink, file_symbol, float_to_trades,
-    optional_f64, optional_trades, required_f64, ts_error,
+    Columns, FileContents, ImportError, ImportOptions, Location, RowError, Sink, file_symbol,
+    float_to_trades, optional_f64, optional_trades, required_f64, ts_error,
 };
-use crate::batch::SeriesBatch;
 use crate::model::{MICROS_PER_DAY, Rule};
 
 const BATCH_ROWS: usize = 64 * 1024;
@@ -57,16 +57,16 @@ fn ts_kind(dt: &DataType) -> Option<TsKind> {
     })
 }
 
-pub(super) fn read_parquet(
-    path: &Path,
-    opts: &ImportOptions,
-) -> Result<Vec<SeriesBatch>, ImportError> {
+pub(super) fn read_parquet(path: &Path, opts: &ImportOptions) -> Result<FileContents, ImportError> {
     let file = File::open(path).map_err(ImportError::io(path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| ImportError::malformed(path, e))?;
     let schema = builder.schema().clone();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    let cols = Columns::map(path, &names)?;
+    let mut cols = Columns::map(path, &names)?;
+    if opts.skip_events {
+        (cols.split, cols.dividend) = (None, None);
+    }
     let unsupported = |i: usize| ImportError::UnsupportedColumnType {
         path: path.to_path_buf(),
         column: names[i].to_string(),
@@ -76,7 +76,9 @@ pub(super) fn read_parquet(
     let numeric = [cols.open, cols.high, cols.low, cols.close, cols.volume]
         .into_iter()
         .chain(cols.vwap)
-        .chain(cols.trades);
+        .chain(cols.trades)
+        .chain(cols.split)
+        .chain(cols.dividend);
     for i in numeric {
         let dt = schema.field(i).data_type();
         if !(dt.is_numeric() || is_text(dt)) {
@@ -102,6 +104,8 @@ pub(super) fn read_parquet(
     .chain(cols.vwap)
     .chain(cols.trades)
     .chain(cols.symbol)
+    .chain(cols.split)
+    .chain(cols.dividend)
     .collect();
     wanted.sort_unstable();
     let at = |i: usize| {
@@ -124,6 +128,7 @@ pub(super) fn read_parquet(
     let mut sink = Sink::new(opts.interval, symbol, rows_hint);
     let mut ts_parser = TsParser::new(opts.tz).with(opts.ambiguous, opts.epoch_unit);
     let mut rows_before: u64 = 0;
+    let (mut found, mut found_at) = (Vec::new(), Vec::new());
     for batch in reader {
         let batch = batch.map_err(|e| ImportError::malformed(path, e))?;
         let arrow_err = |e: ArrowError| ImportError::malformed(path, e);
@@ -150,9 +155,19 @@ pub(super) fn read_parquet(
             .transpose()
             .map_err(arrow_err)?;
         let symbols: Option<&StringArray> = symbols.as_ref().map(|a| a.as_string::<i32>());
+        let split = cols
+            .split
+            .map(|i| num(i, false))
+            .transpose()
+            .map_err(arrow_err)?;
+        let dividend = cols
+            .dividend
+            .map(|i| num(i, false))
+            .transpose()
+            .map_err(arrow_err)?;
 
         for row in 0..batch.num_rows() {
-            let result = (|| -> Result<(), RowError> {
+            let result = (|| -> Result<Option<RowEvents>, RowError> {
                 let slot = match symbols {
                     Some(s) if s.is_null(row) => return Err(RowError::Null("symbol")),
                     Some(s) => sink.slot(s.value(row).as_bytes())?,
@@ -173,19 +188,46 @@ pub(super) fn read_parquet(
                     Some(a) => a.trades(row)?,
                     None => None,
                 };
-                sink.push(slot, ts, o, h, l, c, v, vw, n)
+                sink.push(slot, ts, o, h, l, c, v, vw, n)?;
+                let split = match &split {
+                    Some(a) => events::split_value(a.optional(row, "split_coefficient")?)?,
+                    None => None,
+                };
+                let dividend = match &dividend {
+                    Some(a) => events::dividend_value(a.optional(row, "dividend_amount")?)?,
+                    None => None,
+                };
+                Ok(
+                    (split.is_some() || dividend.is_some()).then_some(RowEvents {
+                        slot,
+                        ts,
+                        split,
+                        dividend,
+                    }),
+                )
             })();
-            if let Err(error) = result {
-                return Err(ImportError::Row {
-                    path: path.to_path_buf(),
-                    at: Location::Row(rows_before + row as u64 + 1),
-                    error,
-                });
+            let at = Location::Row(rows_before + row as u64 + 1);
+            match result {
+                Ok(None) => {}
+                Ok(Some(e)) => {
+                    found.push(e);
+                    found_at.push(at);
+                }
+                Err(error) => {
+                    return Err(ImportError::Row {
+                        path: path.to_path_buf(),
+                        at,
+                        error,
+                    });
+                }
             }
         }
         rows_before += batch.num_rows() as u64;
     }
-    Ok(sink.finish())
+    let symbols: Vec<_> = sink.series.iter().map(|(s, _)| s.clone()).collect();
+    let series = sink.finish();
+    let events = events::resolve(path, opts, &symbols, &series, &found, &found_at)?;
+    Ok(FileContents { series, events })
 }
 
 /// The timestamp column of one batch, decoded to integers or text.

@@ -1222,7 +1222,11 @@ fn throughput_sp500_daily() {
         return;
     }
     let files = collect_inputs(&[dir]).unwrap();
-    let o = pattern("DA-(.+)-T-");
+    // Three files carry vendor dividends at or above the previous close, which refuse them.
+    let o = ImportOptions {
+        skip_events: true,
+        ..pattern("DA-(.+)-T-")
+    };
     let start = std::time::Instant::now();
     let mut rows = 0;
     for f in &files {
@@ -1235,5 +1239,116 @@ fn throughput_sp500_daily() {
         "sp500 daily: {} files, {rows} rows in {secs:.3}s = {:.0} rows/s",
         files.len(),
         rows as f64 / secs
+    );
+}
+
+#[test]
+fn event_columns_give_events_with_their_lines_even_after_crlf_and_blank_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "timestamp,open,high,low,close,volume,dividend_amount,split_coefficient\r\n";
+    let rows = "2020-11-05,1,2,1,2,10,0,1\r\n\r\n\
+                2020-11-06,1,2,1,2,10,0.5,1\r\n\
+                2020-11-09,1,2,1,2,10,0,2.00000200001\r\n";
+    let path = write(dir.path(), "X.csv", &format!("{head}{rows}"));
+    let got = read_file_with_events(&path, &opts(Interval::D1)).unwrap();
+    let origins: Vec<(String, Option<f64>)> = got
+        .events
+        .iter()
+        .map(|e| (e.origin.clone(), e.previous_close))
+        .collect();
+    let at = |line: u32| format!("{} line {line}", path.display());
+    assert_eq!(origins, [(at(4), Some(2.0)), (at(5), Some(2.0))]);
+    assert_eq!(got.events[1].event.ratio, Some(2.0));
+
+    // A dividend not below the file's previous close names its line.
+    let bad = rows.replace("0.5,1", "2,1");
+    let path = write(dir.path(), "Y.csv", &format!("{head}{bad}"));
+    let e = read_file_with_events(&path, &opts(Interval::D1)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} line 4: dividend amount 2 is not below the previous close 2",
+            path.display()
+        )
+    );
+    // The first bar's dividend has no previous close in the file: the store is asked later.
+    let first = "timestamp,open,high,low,close,volume,dividend_amount\n2020-11-06,1,2,1,2,10,9\n";
+    let path = write(dir.path(), "Z.csv", first);
+    let got = read_file_with_events(&path, &opts(Interval::D1)).unwrap();
+    assert_eq!(got.events[0].previous_close, None);
+    // Bars written to the live tier ignore the columns.
+    let body = format!("{head}{bad}");
+    let o = ImportOptions {
+        symbol: Some(Symbol::new("Y").unwrap()),
+        ..opts(Interval::D1)
+    };
+    let series = read_csv_bytes(Path::new("body"), body.as_bytes(), &o).unwrap();
+    assert_eq!(series[0].batch.num_rows(), 3);
+}
+
+#[test]
+fn parquet_event_columns_give_events_with_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("AAPL.parquet");
+    let days = |d: &[&str]| -> ArrayRef {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        Arc::new(Date32Array::from_iter_values(d.iter().map(|s| {
+            (NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap() - epoch).num_days() as i32
+        })))
+    };
+    let f = |v: &[f64]| -> ArrayRef { Arc::new(Float64Array::from(v.to_vec())) };
+    let columns = |dividend: f64| {
+        vec![
+            (
+                "date",
+                days(&["2020-08-28", "2020-08-31", "2020-11-05", "2020-11-06"]),
+            ),
+            ("open", f(&[500.0, 127.0, 117.0, 118.0])),
+            ("high", f(&[510.0, 131.0, 120.0, 119.0])),
+            ("low", f(&[490.0, 126.0, 116.0, 116.0])),
+            ("close", f(&[499.23, 129.04, 119.03, 118.69])),
+            ("volume", f(&[1.0, 1.0, 1.0, 1.0])),
+            ("dividend_amount", f(&[0.0, 0.0, 0.0, dividend])),
+            ("split_coefficient", f(&[1.0, 4.0, 1.0, 1.0])),
+        ]
+    };
+    write_parquet(&path, columns(0.205));
+    let got = read_file_with_events(&path, &opts(Interval::D1)).unwrap();
+    let events: Vec<(String, Option<f64>, Option<f64>, String)> = got
+        .events
+        .iter()
+        .map(|e| {
+            let at = e.origin.rsplit(' ').next().unwrap().to_string();
+            (
+                e.event.ex_date.to_string(),
+                e.event.ratio,
+                e.event.amount,
+                at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("2020-08-31".into(), Some(4.0), None, "2".into()),
+            ("2020-11-06".into(), None, Some(0.205), "4".into()),
+        ]
+    );
+    write_parquet(&path, columns(-1.0));
+    let e = read_file_with_events(&path, &opts(Interval::D1)).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("row 4: dividend amount -1 must be a finite number >= 0"),
+        "{e}"
+    );
+    let skip = ImportOptions {
+        skip_events: true,
+        ..opts(Interval::D1)
+    };
+    assert!(
+        read_file_with_events(&path, &skip)
+            .unwrap()
+            .events
+            .is_empty()
     );
 }

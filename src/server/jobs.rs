@@ -283,7 +283,7 @@ async fn run_transfer(store: &Store) -> crate::Result<TransferSummary> {
     result
 }
 
-/// Picks up catalog and sync-ledger commits made by other processes (a writer, or a CLI
+/// Picks up catalog, corporate-action and sync-ledger commits made by other processes (a writer, or a CLI
 /// `import` beside this server): one GET of the next log entry each when nothing is new.
 fn spawn_follow(app: App, store: Arc<Store>) {
     tokio::spawn(async move {
@@ -292,6 +292,9 @@ fn spawn_follow(app: App, store: Arc<Store>) {
             tokio::time::sleep(every).await;
             if let Err(e) = store.catalog().refresh().await {
                 tracing::warn!("following the catalog failed (will retry): {e}");
+            }
+            if let Err(e) = store.actions().refresh().await {
+                tracing::warn!("following the corporate actions failed (will retry): {e}");
             }
             if let Ok(syncer) = app.syncer()
                 && let Err(e) = syncer.refresh().await

@@ -4,6 +4,7 @@
 //! and `/ready` turns true when the catalog is loaded. Every `/v1` route and `/metrics` need a
 //! bearer token when tokens are configured; without tokens the server only listens on loopback.
 
+mod actions;
 mod auth;
 mod error;
 mod executor;
@@ -155,6 +156,7 @@ pub fn router(app: App) -> (Router, Vec<Route>) {
         endpoint(M::POST, "/v1/sql", read, query::sql_post),
         endpoint(M::GET, "/v1/bars", read, query::bars_many),
         endpoint(M::GET, "/v1/bars/{symbol}", read, query::bars_one),
+        endpoint(M::GET, "/v1/corporate-actions", read, actions::list),
         endpoint(M::GET, "/v1/symbols", read, sync::list),
         endpoint(M::POST, "/v1/symbols", write, sync::track),
         endpoint(M::DELETE, "/v1/symbols/{symbol}", write, sync::untrack),

@@ -18,11 +18,13 @@ use axum::body::Bytes;
 use crate::Store;
 use crate::format::Format;
 
-/// What a store's answers depend on: its last catalog commit and its last live write.
+/// What a store's answers depend on: its last catalog commit, its last live write and the
+/// version of its corporate actions (the `corporate_actions` table and adjusted reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StoreVersion {
     commit: u64,
     live_lsn: u64,
+    actions: u64,
 }
 
 impl StoreVersion {
@@ -30,6 +32,7 @@ impl StoreVersion {
         Self {
             commit: store.catalog().snapshot().seq.0,
             live_lsn: store.live().map_or(0, |l| l.read().active.max_lsn),
+            actions: store.actions().version(),
         }
     }
 }
@@ -158,6 +161,7 @@ mod tests {
             StoreVersion {
                 commit,
                 live_lsn: 0,
+                actions: 0,
             },
         )
     }

@@ -103,6 +103,7 @@ mod tests {
             ambiguous: Default::default(),
             epoch_unit: None,
             format: None,
+            skip_events: false,
         });
         store.import_files(&[path], import, || {}).await.unwrap();
         for _ in 0..2 {

@@ -2,6 +2,7 @@
 //! the store conformance suite, start-up checks, failures, request counts, the disk cache, a
 //! read-only follower and the binary end to end.
 
+mod actions;
 mod conformance;
 mod e2e;
 mod failures;
