@@ -5,10 +5,12 @@
 //! commits after it by number until one is missing (a store without events costs two GETs).
 //! Following other processes costs one GET of the next version when nothing is new (and one
 //! of the pointer when the last look was long ago: see [`RECHECK_AFTER`]). An upsert merges
-//! into the newest version and
-//! commits the changed events as the next version with a create-only put; losing the race for
-//! that number means reloading and redoing the merge, so two writers' upserts both survive.
-//! A version that cannot be read is an error naming it, never an empty or partial table.
+//! into the newest version and commits the changed events as the next version with a
+//! create-only put; losing the race for that number means reloading and redoing the merge, so
+//! two writers' upserts both survive. A version that cannot be read, or a commit missing while
+//! a later one is there (a gap), is an error naming it, never an empty or partial table. The
+//! checkpoint pointer is written only after the checkpoint it names is complete, and GC never
+//! deletes the commits after the checkpoint the pointer names.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
