@@ -175,6 +175,7 @@ async fn bench(csv: &Path, runs: usize) {
         epoch_unit: None,
         format: None,
         skip_events: false,
+        bad_events: Default::default(),
     });
     println!("| import into | rows | time | rows/s | PUTs | MB written |");
     println!("|---|---:|---:|---:|---:|---:|");

@@ -134,6 +134,13 @@ pub struct ImportArgs {
     /// bad one refuses the import).
     #[arg(long)]
     pub skip_events: bool,
+    /// What an event of the split_coefficient / dividend_amount columns that breaks a rule (a
+    /// coefficient <= 0 or not a number, a negative amount, an amount not below the previous
+    /// close) does: `refuse` the whole import, naming file, line and rule (nothing is stored),
+    /// or `skip` it: the bars and every good event are imported, and each skipped event is
+    /// listed with its file, line and rule.
+    #[arg(long, default_value = "refuse", value_parser = ["refuse", "skip"])]
+    pub bad_events: String,
     /// Files or directories (searched recursively for .csv, .csv.gz and .parquet, or for every
     /// file with --format).
     #[arg(required = true)]
@@ -424,6 +431,7 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         epoch_unit,
         format,
         skip_events: args.skip_events,
+        bad_events: args.bad_events.parse().map_err(anyhow::Error::msg)?,
     });
     let files = import::collect_inputs_as(&args.paths, format)?;
     if files.is_empty() {
@@ -463,6 +471,15 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
         );
     }
     crate::actions::cli::print_disagreements(&mut std::io::stdout(), a)?;
+    if !summary.events_skipped.is_empty() {
+        println!(
+            "corporate actions skipped (--bad-events skip): {}",
+            summary.events_skipped.len()
+        );
+        for r in &summary.events_skipped {
+            println!("  SKIPPED {r}");
+        }
+    }
     Ok(0)
 }
 

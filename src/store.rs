@@ -103,6 +103,9 @@ pub struct ImportSummary {
     /// The corporate actions of the files' `split_coefficient` / `dividend_amount` columns, as
     /// merged into the table (disagreements with other sources included).
     pub actions: crate::actions::Merged,
+    /// Events of those columns that broke a rule and were left out (`--bad-events skip`):
+    /// where each was (file and line or row) and the rule.
+    pub events_skipped: Vec<crate::actions::Refused>,
 }
 
 /// How a store is opened.
@@ -384,7 +387,8 @@ impl Store {
     /// `on_file` is called after each file (a progress bar).
     ///
     /// Corporate actions in the files' `split_coefficient` / `dividend_amount` columns are
-    /// checked with the bars (a bad one refuses the import) and committed to the
+    /// checked with the bars (a bad one refuses the import, or with `BadEvents::Skip` is left
+    /// out and listed in the summary) and committed to the
     /// `corporate_actions` table once the bars are: a refused import stores neither. Should
     /// that second commit fail, the bars stay and importing again stores the events (upserts).
     pub async fn import_files(
@@ -402,11 +406,12 @@ impl Store {
             .buffered(parallelism);
         let mut writer = self.writer("import");
         let (mut rows, mut duplicates, mut symbols) = (0usize, 0usize, BTreeSet::new());
-        let mut events = Vec::new();
+        let (mut events, mut events_skipped) = (Vec::new(), Vec::new());
         while let Some(result) = reads.next().await {
             let pushed = match result {
                 Ok(Ok(contents)) => {
                     events.extend(contents.events);
+                    events_skipped.extend(contents.skipped);
                     let series = contents.series;
                     let repeated = import::repeated_keys(&series);
                     rows += series.iter().map(|s| s.batch.num_rows()).sum::<usize>() - repeated;
@@ -423,10 +428,16 @@ impl Store {
             }
             on_file();
         }
-        if let Err(e) = self.check_previous_closes(&events).await {
-            writer.abort().await;
-            return Err(e);
-        }
+        let events = match self
+            .screen_import_events(events, &mut events_skipped, options.bad_events)
+            .await
+        {
+            Ok(events) => events,
+            Err(e) => {
+                writer.abort().await;
+                return Err(e);
+            }
+        };
         let write = writer.finish().await?;
         let actions = if events.is_empty() {
             crate::actions::Merged::default()
@@ -441,6 +452,7 @@ impl Store {
             symbols: symbols.len(),
             write,
             actions,
+            events_skipped,
         })
     }
 

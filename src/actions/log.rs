@@ -3,8 +3,11 @@
 //! Version `n` of the table is commit `n` of a log: `corporate_actions/_log/<n, 20 digits>.json`
 //! holds the events that commit put (by key), created with `PutMode::Create`, so of two writers
 //! racing for one number exactly one wins. Every [`CHECKPOINT_EVERY`] versions a checkpoint
-//! (`corporate_actions/_checkpoint/<n>.json`, also create-only) holds the whole table at `n`.
-//! Loading lists the prefix once: the newest checkpoint, then the commits after it.
+//! (`corporate_actions/_checkpoint/<n>.json`, also create-only) holds the whole table at `n`,
+//! and once it is written `corporate_actions/_last_checkpoint` is pointed at it. Loading reads
+//! that pointer, the checkpoint it names, then the commits after it by number until one is
+//! missing: no listing (as the bars catalog). Only GC lists the prefix, and a pointer naming a
+//! checkpoint that is gone (a rare race with GC) makes the loader list instead.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +23,8 @@ use crate::model::Symbol;
 pub const PREFIX: &str = "corporate_actions";
 const LOG_DIR: &str = "corporate_actions/_log";
 const CHECKPOINT_DIR: &str = "corporate_actions/_checkpoint";
+/// The pointer at the newest checkpoint: `{"version": n}`, overwritten after each checkpoint.
+pub const LAST_CHECKPOINT: &str = "corporate_actions/_last_checkpoint";
 /// A checkpoint of the whole table every this many versions; loading reads at most this many
 /// commits after it.
 pub const CHECKPOINT_EVERY: u64 = 50;
@@ -113,6 +118,12 @@ impl Checkpoint {
     }
 }
 
+/// The content of [`LAST_CHECKPOINT`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LastCheckpoint {
+    pub version: u64,
+}
+
 /// What one LIST of the prefix shows: log entries and checkpoints by version.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -143,20 +154,27 @@ impl Listing {
         }
     }
 
-    /// The newest version any listed object holds (0: none).
-    pub fn newest(&self) -> u64 {
-        let log = self.log.keys().next_back().copied().unwrap_or(0);
-        let cp = self.checkpoints.keys().next_back().copied().unwrap_or(0);
-        log.max(cp)
+    /// The first version after `version` missing from the log while a later one is there:
+    /// (missing, the next one there).
+    pub fn gap_after(&self, version: u64) -> Option<(u64, u64)> {
+        (version + 1..)
+            .zip(self.log.range(version + 1..).map(|(v, _)| *v))
+            .find(|(expect, v)| v != expect)
     }
 
     /// What GC may delete: every log entry and checkpoint older than the newest checkpoint
-    /// written at least `grace` before `now` (a reader past it needs none of them), never the
-    /// newest log entry.
-    pub fn collectable(&self, now: DateTime<Utc>, grace: chrono::Duration) -> Vec<Path> {
+    /// written at least `grace` before `now` (a reader past it needs none of them) and not
+    /// after `pointer`, the checkpoint loaders start from (they need every commit after it);
+    /// never the newest log entry.
+    pub fn collectable(
+        &self,
+        now: DateTime<Utc>,
+        grace: chrono::Duration,
+        pointer: u64,
+    ) -> Vec<Path> {
         let Some(floor) = self
             .checkpoints
-            .iter()
+            .range(..=pointer)
             .rev()
             .find(|(_, m)| {
                 now.checked_sub_signed(grace)
@@ -244,7 +262,6 @@ mod tests {
         assert_eq!(l.log.keys().collect::<Vec<_>>(), [&3]);
         assert_eq!(l.checkpoints.keys().collect::<Vec<_>>(), [&50]);
         assert_eq!(l.other.len(), 2);
-        assert_eq!(l.newest(), 50);
     }
 
     #[test]
@@ -257,21 +274,29 @@ mod tests {
         l.add(meta(checkpoint_path(50), 900, now));
         l.add(meta(checkpoint_path(100), 10, now));
         let grace = chrono::Duration::seconds(60);
-        let gone = l.collectable(now, grace);
+        let gone = l.collectable(now, grace, 100);
         // The checkpoint at 100 is younger than the grace: a reader at 60 still follows the log.
         assert_eq!(gone.len(), 50, "{gone:?}");
         assert!(gone.contains(&log_path(50)) && !gone.contains(&log_path(51)));
         assert!(!gone.contains(&checkpoint_path(50)));
         // Past the grace, everything before the newest checkpoint goes.
-        let gone = l.collectable(now, chrono::Duration::seconds(5));
+        let gone = l.collectable(now, chrono::Duration::seconds(5), 100);
         assert_eq!(gone.len(), 101);
         assert!(gone.contains(&checkpoint_path(50)) && !gone.contains(&checkpoint_path(100)));
         assert!(!gone.contains(&log_path(101)));
-        // Without a checkpoint old enough, nothing.
+        // Loaders start from the pointer: nothing after the checkpoint it names goes.
+        let gone = l.collectable(now, chrono::Duration::seconds(5), 50);
+        assert_eq!(gone.len(), 50);
+        assert!(gone.contains(&log_path(50)) && !gone.contains(&log_path(51)));
         assert!(
-            l.collectable(now, chrono::Duration::seconds(5000))
+            l.collectable(now, chrono::Duration::seconds(5), 0)
                 .is_empty()
         );
-        assert!(l.collectable(now, chrono::Duration::MAX).is_empty());
+        // Without a checkpoint old enough, nothing.
+        assert!(
+            l.collectable(now, chrono::Duration::seconds(5000), 100)
+                .is_empty()
+        );
+        assert!(l.collectable(now, chrono::Duration::MAX, 100).is_empty());
     }
 }

@@ -1,13 +1,14 @@
 //! What the store adds to events given to it: the dividend rule against the bars it holds, and
 //! the import of users' events as one commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 
 use super::input::{SESSION_INTERVAL, SourcedEvent, check_previous_close, close_before, day_start};
-use super::{ActionKind, Merged};
+use super::{ActionKind, Merged, Refused};
+use crate::import::BadEvents;
 use crate::model::Symbol;
 use crate::{LoadRequest, Result, Store};
 
@@ -23,18 +24,74 @@ impl Store {
     /// Refuses a dividend whose amount is not below the raw close of the last session before
     /// its ex-date: the one the input tells, else the store's daily bars (when it has some).
     pub(crate) async fn check_previous_closes(&self, events: &[SourcedEvent]) -> Result<()> {
-        let mut ask: BTreeMap<&Symbol, Vec<&SourcedEvent>> = BTreeMap::new();
-        for e in events {
+        match self
+            .previous_close_failures(events)
+            .await?
+            .into_iter()
+            .next()
+        {
+            Some((_, refused)) => Err(refused.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// The events of an import, as `policy` has them: a dividend failing its previous close
+    /// refuses the import, or with [`BadEvents::Skip`] joins `skipped` (each skipped event,
+    /// of the files' rows or of this check, is logged).
+    pub(crate) async fn screen_import_events(
+        &self,
+        events: Vec<SourcedEvent>,
+        skipped: &mut Vec<Refused>,
+        policy: BadEvents,
+    ) -> Result<Vec<SourcedEvent>> {
+        let events = match policy {
+            BadEvents::Refuse => {
+                self.check_previous_closes(&events).await?;
+                events
+            }
+            BadEvents::Skip => {
+                let mut failures = self.previous_close_failures(&events).await?;
+                failures.sort_by_key(|(i, _)| *i);
+                let bad: HashSet<usize> = failures.iter().map(|(i, _)| *i).collect();
+                skipped.extend(failures.into_iter().map(|(_, r)| r));
+                events
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| !bad.contains(i))
+                    .map(|(_, e)| e)
+                    .collect()
+            }
+        };
+        for r in skipped.iter() {
+            tracing::warn!("corporate action skipped (--bad-events skip): {r}");
+        }
+        Ok(events)
+    }
+
+    /// Each dividend of `events` (by index) whose amount is not below its previous close, with
+    /// the rule: those whose input tells the close first, in order, then those checked against
+    /// the store's bars, by symbol.
+    async fn previous_close_failures(
+        &self,
+        events: &[SourcedEvent],
+    ) -> Result<Vec<(usize, Refused)>> {
+        let mut failures = Vec::new();
+        let mut ask: BTreeMap<&Symbol, Vec<(usize, &SourcedEvent)>> = BTreeMap::new();
+        for (i, e) in events.iter().enumerate() {
             if e.event.kind != ActionKind::Dividend {
                 continue;
             }
             match e.previous_close {
-                Some(close) => check_previous_close(e, Some(close))?,
-                None => ask.entry(&e.event.symbol).or_default().push(e),
+                Some(close) => {
+                    if let Err(r) = check_previous_close(e, Some(close)) {
+                        failures.push((i, r));
+                    }
+                }
+                None => ask.entry(&e.event.symbol).or_default().push((i, e)),
             }
         }
         for (symbol, dividends) in ask {
-            let last = dividends.iter().map(|e| e.event.ex_date).max();
+            let last = dividends.iter().map(|(_, e)| e.event.ex_date).max();
             let request = LoadRequest {
                 symbols: vec![symbol.as_str().to_string()],
                 interval: SESSION_INTERVAL,
@@ -44,12 +101,14 @@ impl Store {
             };
             let batches = self.load_bars_collect(&request).await?;
             let bars = session_closes(&batches);
-            for e in dividends {
+            for (i, e) in dividends {
                 let close = close_before(&bars, SESSION_INTERVAL, e.event.ex_date);
-                check_previous_close(e, close)?;
+                if let Err(r) = check_previous_close(e, close) {
+                    failures.push((i, r));
+                }
             }
         }
-        Ok(())
+        Ok(failures)
     }
 }
 

@@ -1,31 +1,39 @@
 //! The `corporate_actions` table of a store: the current [`ActionSet`], kept equal to its log in
 //! the store (see [`super::log`] for the layout), and the upsert that commits a new version.
 //!
-//! Opening lists `corporate_actions/` once (a store without events costs that one LIST), then
-//! reads the newest checkpoint and the commits after it. Following other processes costs one
-//! GET of the next version when nothing is new. An upsert merges into the newest version and
-//! commits the changed events as the next version with a create-only put; losing the race for
-//! that number means reloading and redoing the merge, so two writers' upserts both survive.
-//! A version that cannot be read is an error naming it, never an empty or partial table.
+//! Opening never lists: it reads the checkpoint pointer, the checkpoint it names, then the
+//! commits after it by number until one is missing (a store without events costs two GETs).
+//! Following other processes costs one GET of the next version when nothing is new (and one
+//! of the pointer when the last look was long ago: see [`RECHECK_AFTER`]). An upsert merges
+//! into the newest version and commits the changed events as the next version with a
+//! create-only put; losing the race for that number means reloading and redoing the merge, so
+//! two writers' upserts both survive. A version that cannot be read, or a commit missing while
+//! a later one is there (a gap), is an error naming it, never an empty or partial table. The
+//! checkpoint pointer is written only after the checkpoint it names is complete, and GC never
+//! deletes the commits after the checkpoint the pointer names.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::log::{self, Checkpoint, Commit, Listing, Record};
+use super::log::{self, Checkpoint, Commit, LastCheckpoint, Listing, Record};
 use super::{ActionSet, CorporateAction, Merged};
 use crate::storage::{JsonError, create_object, get_json};
 
 const MAX_COMMIT_ATTEMPTS: usize = 50;
-/// A refresh lists the prefix again when the last complete one started longer ago than this:
-/// GC may then have removed versions the reader never read (see [`MIN_GC_GRACE`]).
-const RELIST_AFTER: Duration = Duration::from_secs(5 * 60);
+/// How many commits past the current version are requested at once while catching up.
+const PROBE_BATCH: u64 = 8;
+/// A refresh also reads the checkpoint pointer when its last complete read of the log started
+/// longer ago than this: GC may then have removed versions the reader never read (see
+/// [`MIN_GC_GRACE`]), and the pointer leads past them.
+const RECHECK_AFTER: Duration = Duration::from_secs(5 * 60);
 /// GC keeps old versions at least this long whatever grace it is given: twice
-/// [`RELIST_AFTER`], so a reader or writer that refreshed within it never misses a version
-/// GC removed (it lists instead), and a writer never reuses a removed version's number.
+/// [`RECHECK_AFTER`], so a reader or writer that refreshed within it never misses a version
+/// GC removed (it reads the pointer instead), and a writer never reuses a removed version's
+/// number.
 pub const MIN_GC_GRACE: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +89,7 @@ pub struct ActionsTable {
     commit_lock: tokio::sync::Mutex<()>,
     /// When the last refresh that read the log up to its end started.
     synced_at: Mutex<Instant>,
-    relist_after: Duration,
+    recheck_after: Duration,
 }
 
 impl std::fmt::Debug for ActionsTable {
@@ -94,19 +102,19 @@ impl std::fmt::Debug for ActionsTable {
 }
 
 impl ActionsTable {
-    /// Opens the table of the store at `object_store`: one LIST, then the newest checkpoint and
-    /// the commits after it.
+    /// Opens the table of the store at `object_store`: a GET of the checkpoint pointer, the
+    /// checkpoint it names, then the commits after it. Never a LIST (unless the pointer names
+    /// a checkpoint that is gone).
     pub async fn open(object_store: Arc<dyn ObjectStore>, read_only: bool) -> Result<Self> {
         let started = Instant::now();
-        let listing = list(&object_store).await?;
-        let (version, set) = load(&object_store, &listing).await?;
+        let (version, set) = load(&object_store).await?;
         Ok(ActionsTable {
             object_store,
             read_only,
-            current: RwLock::new((version, Arc::new(set))),
+            current: RwLock::new((version, set)),
             commit_lock: tokio::sync::Mutex::new(()),
             synced_at: Mutex::new(started),
-            relist_after: RELIST_AFTER,
+            recheck_after: RECHECK_AFTER,
         })
     }
 
@@ -126,26 +134,22 @@ impl ActionsTable {
     pub async fn refresh(&self) -> Result<Arc<ActionSet>> {
         let started = Instant::now();
         let synced = *self.synced_at.lock().expect("actions lock");
-        if started.duration_since(synced) >= self.relist_after {
-            // Long enough for GC to have removed versions after ours: ask the listing.
-            let listing = list(&self.object_store).await?;
-            let version = self.version();
-            if listing.newest() > version && !listing.log.contains_key(&(version + 1)) {
-                let (v, set) = load(&self.object_store, &listing).await?;
-                self.install(v, Arc::new(set));
+        let (version, base) = {
+            let c = self.current.read().expect("actions lock");
+            (c.0, Arc::clone(&c.1))
+        };
+        let (mut version, mut set) = follow(&self.object_store, version, base).await?;
+        if started.duration_since(synced) >= self.recheck_after {
+            // Long enough for GC to have removed versions after ours, which a GET cannot tell
+            // from "nothing new": the pointer leads past them.
+            if read_pointer(&self.object_store)
+                .await?
+                .is_some_and(|p| p > version)
+            {
+                (version, set) = load(&self.object_store).await?;
             }
         }
-        loop {
-            let (version, base) = {
-                let c = self.current.read().expect("actions lock");
-                (c.0, Arc::clone(&c.1))
-            };
-            let next = version + 1;
-            let Some(put) = read_commit(&self.object_store, next).await? else {
-                break;
-            };
-            self.install(next, Arc::new(log::apply(&base, put)));
-        }
+        self.install(version, set);
         *self.synced_at.lock().expect("actions lock") = started;
         Ok(self.snapshot())
     }
@@ -207,24 +211,51 @@ impl ActionsTable {
         Err(Error::TooManyAttempts(MAX_COMMIT_ATTEMPTS))
     }
 
+    /// Writes the checkpoint of `version`, then points [`log::LAST_CHECKPOINT`] at it: the
+    /// pointer never names a checkpoint that is not complete.
     async fn write_checkpoint(&self, version: u64, set: &ActionSet) -> Result<()> {
+        let path = log::checkpoint_path(version);
         let body = serde_json::to_vec(&Checkpoint::of(version, set)).expect("checkpoint json");
-        create_object(&self.object_store, &log::checkpoint_path(version), body).await?;
-        Ok(())
+        if !create_object(&self.object_store, &path, body).await? {
+            // Only the writer of commit `version` writes its checkpoint: this one is foreign.
+            return Err(damaged(
+                &path,
+                "already there before its commit's writer wrote it",
+            ));
+        }
+        write_pointer(&self.object_store, version).await
     }
 
     /// Deletes old versions no reader needs: those before the newest checkpoint written more
-    /// than `grace` (at least [`MIN_GC_GRACE`]) ago. Lists the prefix: maintenance only.
+    /// than `grace` (at least [`MIN_GC_GRACE`]) ago, and not after the one the pointer names
+    /// (a loader reads every commit after that). Lists the prefix: maintenance only.
     pub async fn gc(&self, grace: Duration) -> Result<GcSummary> {
         self.gc_with(grace.max(MIN_GC_GRACE)).await
     }
 
     async fn gc_with(&self, grace: Duration) -> Result<GcSummary> {
+        let pointer = read_pointer(&self.object_store).await?.unwrap_or(0);
         let listing = list(&self.object_store).await?;
+        // A checkpoint the pointer missed (its write failed, or the store predates it): point
+        // at it now, for the next GC; this one still keeps what loaders of the old pointer
+        // may be reading.
+        if let Some(&newest) = listing.checkpoints.keys().next_back()
+            && newest > pointer
+            && !self.read_only
+        {
+            write_pointer(&self.object_store, newest).await?;
+        }
+        // What a loader of the pointer reads must follow it without a gap.
+        if let Some((missing, there)) = listing.gap_after(pointer) {
+            return Err(damaged(
+                &log::log_path(missing),
+                format!("missing, but version {there} is there: the log has a gap"),
+            ));
+        }
         // Past chrono's range: nothing is that old.
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let mut summary = GcSummary::default();
-        for path in listing.collectable(chrono::Utc::now(), grace) {
+        for path in listing.collectable(chrono::Utc::now(), grace, pointer) {
             match self.object_store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(source) => {
@@ -260,38 +291,137 @@ async fn list(store: &Arc<dyn ObjectStore>) -> Result<Listing> {
     Ok(listing)
 }
 
+/// The version the checkpoint pointer names, `None` before the first checkpoint.
+async fn read_pointer(store: &Arc<dyn ObjectStore>) -> Result<Option<u64>> {
+    let path = Path::from(log::LAST_CHECKPOINT);
+    Ok(get_json::<LastCheckpoint>(store, &path)
+        .await?
+        .map(|p| p.version))
+}
+
+async fn write_pointer(store: &Arc<dyn ObjectStore>, version: u64) -> Result<()> {
+    let path = Path::from(log::LAST_CHECKPOINT);
+    let body = serde_json::to_vec(&LastCheckpoint { version }).expect("pointer json");
+    store
+        .put(&path, PutPayload::from(body))
+        .await
+        .map_err(|source| Error::Io {
+            path: path.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// The checkpoint of `version`, `None` if there is none.
+async fn read_checkpoint(store: &Arc<dyn ObjectStore>, version: u64) -> Result<Option<ActionSet>> {
+    let path = log::checkpoint_path(version);
+    let Some(cp) = get_json::<Checkpoint>(store, &path).await? else {
+        return Ok(None);
+    };
+    if cp.version != version {
+        return Err(damaged(
+            &path,
+            format!(
+                "it records version {} but its name says {version}",
+                cp.version
+            ),
+        ));
+    }
+    let events = decode(&path, cp.events)?;
+    Ok(Some(ActionSet::from_events(events)))
+}
+
+/// The newest version: the checkpoint the pointer names (or the empty table before the first),
+/// then the commits after it. A pointer naming a checkpoint that is gone (GC removed it under a
+/// stale pointer) makes it list the prefix instead.
+async fn load(store: &Arc<dyn ObjectStore>) -> Result<(u64, Arc<ActionSet>)> {
+    let (start, set) = match read_pointer(store).await? {
+        None => (0, ActionSet::default()),
+        Some(v) => match read_checkpoint(store, v).await? {
+            Some(set) => (v, set),
+            None => {
+                tracing::warn!(
+                    "corporate actions: the checkpoint pointer names version {v}, whose \
+                     checkpoint is gone; listing the versions instead"
+                );
+                let listing = list(store).await?;
+                let (version, set) = load_listed(store, &listing).await?;
+                return follow(store, version, Arc::new(set)).await;
+            }
+        },
+    };
+    follow(store, start, Arc::new(set)).await
+}
+
+/// `base` (the table at `version`) with every commit after it applied, read by number until
+/// one is missing: one GET when nothing is new, two for one new commit; while catching up, as
+/// many at once as were read so far, up to [`PROBE_BATCH`]. A commit missing while a later
+/// one is there is a gap in the log: an error naming it.
+async fn follow(
+    store: &Arc<dyn ObjectStore>,
+    mut version: u64,
+    base: Arc<ActionSet>,
+) -> Result<(u64, Arc<ActionSet>)> {
+    let mut set: Option<ActionSet> = None;
+    let mut applied: u64 = 0;
+    loop {
+        let window = applied.clamp(1, PROBE_BATCH);
+        let numbers: Vec<u64> = (version + 1..=version + window).collect();
+        let fetched: Vec<Option<Vec<CorporateAction>>> = futures::stream::iter(numbers)
+            .map(|v| read_commit(store, v))
+            .buffered(PROBE_BATCH as usize)
+            .try_collect()
+            .await?;
+        let found = fetched.iter().take_while(|c| c.is_some()).count();
+        let later = fetched[found..].iter().position(Option::is_some);
+        for put in fetched.into_iter().take(found).flatten() {
+            set = Some(log::apply(set.as_ref().unwrap_or(&base), put));
+            version += 1;
+            applied += 1;
+        }
+        if found as u64 == window {
+            continue;
+        }
+        let Some(later) = later else {
+            return Ok((version, set.map_or(base, Arc::new)));
+        };
+        // A later commit is there: the missing one was being written as we asked (the
+        // requests run at once), or the log has a gap.
+        let missing = version + 1;
+        let Some(put) = read_commit(store, missing).await? else {
+            return Err(damaged(
+                &log::log_path(missing),
+                format!(
+                    "missing, but version {} is there: the log has a gap",
+                    missing + later as u64
+                ),
+            ));
+        };
+        set = Some(log::apply(set.as_ref().unwrap_or(&base), put));
+        version = missing;
+        applied += 1;
+    }
+}
+
 /// The table as `listing` shows it: the newest checkpoint, then every commit after it, which
 /// must follow it without a gap.
-async fn load(store: &Arc<dyn ObjectStore>, listing: &Listing) -> Result<(u64, ActionSet)> {
+async fn load_listed(store: &Arc<dyn ObjectStore>, listing: &Listing) -> Result<(u64, ActionSet)> {
     let (start, mut set) = match listing.checkpoints.keys().next_back() {
         None => (0, ActionSet::default()),
         Some(&v) => {
-            let path = log::checkpoint_path(v);
-            let cp: Checkpoint = get_json(store, &path)
+            let set = read_checkpoint(store, v)
                 .await?
-                .ok_or_else(|| damaged(&path, "listed, but gone when read"))?;
-            if cp.version != v {
-                return Err(damaged(
-                    &path,
-                    format!("it records version {} but its name says {v}", cp.version),
-                ));
-            }
-            let events = decode(&path, cp.events)?;
-            (v, ActionSet::from_events(events))
+                .ok_or_else(|| damaged(&log::checkpoint_path(v), "listed, but gone when read"))?;
+            (v, set)
         }
     };
-    let after: Vec<u64> = listing.log.range(start + 1..).map(|(v, _)| *v).collect();
-    if let Some((i, v)) = after
-        .iter()
-        .enumerate()
-        .find(|(i, v)| **v != start + 1 + *i as u64)
-    {
-        let missing = start + 1 + i as u64;
+    if let Some((missing, there)) = listing.gap_after(start) {
         return Err(damaged(
             &log::log_path(missing),
-            format!("missing, but version {v} is there: the log has a gap"),
+            format!("missing, but version {there} is there: the log has a gap"),
         ));
     }
+    let after: Vec<u64> = listing.log.range(start + 1..).map(|(v, _)| *v).collect();
     let commits: Vec<(u64, Option<Vec<CorporateAction>>)> = futures::stream::iter(after)
         .map(|v| async move { read_commit(store, v).await.map(|c| (v, c)) })
         .buffered(8)
@@ -413,18 +543,72 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_empty_store_costs_one_list_and_a_follower_one_get() {
+    async fn an_empty_store_opens_with_two_gets_and_no_list_and_a_follower_one_get() {
         let counting = CountingStore::new(memory());
         let stats = counting.stats();
         let store: Arc<dyn ObjectStore> = Arc::new(counting);
         let t = open(&store).await;
         let c = stats.snapshot();
-        assert_eq!((c.list, c.total()), (1, 1), "{c}");
+        assert_eq!(
+            (c.list, c.gets(), c.total()),
+            (0, 2, 2),
+            "pointer, version 1: {c}"
+        );
         assert!(t.snapshot().is_empty());
         let before = stats.snapshot();
         t.refresh().await.unwrap();
         let c = stats.snapshot().since(&before);
         assert_eq!((c.gets(), c.total()), (1, 1), "{c}");
+    }
+
+    #[tokio::test]
+    async fn opening_past_checkpoints_reads_the_pointer_and_never_lists() {
+        let counting = CountingStore::new(memory());
+        let stats = counting.stats();
+        let store: Arc<dyn ObjectStore> = Arc::new(counting);
+        let t = open(&store).await;
+        let n = 2 * log::CHECKPOINT_EVERY + 3;
+        for i in 0..n {
+            // Eighths: exact in JSON (serde_json may parse other decimals 1 ULP off, which the
+            // merge tolerates but this comparison would not).
+            let day = format!("2000-01-{:02}", i % 28 + 1);
+            t.upsert(vec![dividend("KO", &day, (i + 1) as f64 / 8.0)])
+                .await
+                .unwrap();
+        }
+        // The pointer names the newest checkpoint, which is complete.
+        let pointer: LastCheckpoint = get_json(&store, &Path::from(log::LAST_CHECKPOINT))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(pointer.version, 2 * log::CHECKPOINT_EVERY);
+        let before = stats.snapshot();
+        let fresh = open(&store).await;
+        let c = stats.snapshot().since(&before);
+        // Pointer, checkpoint, then versions 101, 102, 103..104 (104 missing): no listing.
+        assert_eq!((c.list, c.gets()), (0, 2 + 1 + 1 + 2), "{c}");
+        assert_eq!((fresh.version(), &*fresh.snapshot()), (n, &*t.snapshot()));
+        let before = stats.snapshot();
+        fresh.refresh().await.unwrap();
+        let c = stats.snapshot().since(&before);
+        assert_eq!((c.gets(), c.total()), (1, 1), "nothing new: {c}");
+    }
+
+    #[tokio::test]
+    async fn a_pointer_naming_a_missing_checkpoint_falls_back_on_a_listing() {
+        let store = memory();
+        let t = open(&store).await;
+        for i in 0..log::CHECKPOINT_EVERY + 2 {
+            t.upsert(vec![split("S", "2001-01-02", 1.0 + i as f64, "x")])
+                .await
+                .unwrap();
+        }
+        // A stale pointer (a writer that stalled between its checkpoint and its pointer)
+        // naming a checkpoint GC removed.
+        write_pointer(&store, 7).await.unwrap();
+        let fresh = open(&store).await;
+        assert_eq!(fresh.version(), log::CHECKPOINT_EVERY + 2);
+        assert_eq!(*fresh.snapshot(), *t.snapshot());
     }
 
     #[tokio::test]
@@ -499,10 +683,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reader_behind_a_gc_lists_and_catches_up() {
+    async fn a_reader_behind_a_gc_reads_the_pointer_and_catches_up_without_listing() {
         let store = memory();
         let writer = open(&store).await;
-        let mut reader = ActionsTable::open(Arc::clone(&store), true).await.unwrap();
+        let counting = CountingStore::new(Arc::clone(&store));
+        let stats = counting.stats();
+        let mut reader = ActionsTable::open(Arc::new(counting), true).await.unwrap();
         let n = log::CHECKPOINT_EVERY + 2;
         for i in 0..n {
             writer
@@ -510,13 +696,54 @@ mod tests {
                 .await
                 .unwrap();
         }
-        writer.gc_with(Duration::ZERO).await.unwrap();
-        // Version 1 is gone: a GET of it says "nothing new"; past the relist time, a LIST
-        // finds the checkpoint.
-        reader.relist_after = Duration::ZERO;
+        assert_eq!(
+            writer
+                .gc_with(Duration::ZERO)
+                .await
+                .unwrap()
+                .versions_deleted as u64,
+            log::CHECKPOINT_EVERY
+        );
+        // Version 1 is gone: a GET of it says "nothing new" within the recheck time (GC
+        // cannot have removed a version a reader that recent needs)...
         reader.refresh().await.unwrap();
+        assert_eq!(reader.version(), 0);
+        // ... past it, the pointer leads to the checkpoint.
+        reader.recheck_after = Duration::ZERO;
+        let before = stats.snapshot();
+        reader.refresh().await.unwrap();
+        let c = stats.snapshot().since(&before);
         assert_eq!(reader.version(), n);
         assert_eq!(*reader.snapshot(), *writer.snapshot());
+        assert_eq!(c.list, 0, "{c}");
+        // Caught up, nothing new: the GET of the next version and the pointer's.
+        let before = stats.snapshot();
+        reader.refresh().await.unwrap();
+        let c = stats.snapshot().since(&before);
+        assert_eq!((c.gets(), c.total()), (2, 2), "{c}");
+    }
+
+    #[tokio::test]
+    async fn gc_deletes_nothing_a_loader_of_the_pointer_needs() {
+        let store = memory();
+        let t = open(&store).await;
+        let n = log::CHECKPOINT_EVERY + 2;
+        for i in 0..n {
+            t.upsert(vec![split("S", "2001-01-02", 1.0 + i as f64, "x")])
+                .await
+                .unwrap();
+        }
+        // Without the pointer (its write failed), a loader starts from version 1: GC keeps
+        // everything, and points at the checkpoint for next time.
+        let pointer = Path::from(log::LAST_CHECKPOINT);
+        store.delete(&pointer).await.unwrap();
+        assert_eq!(t.gc_with(Duration::ZERO).await.unwrap().versions_deleted, 0);
+        let fresh = open(&store).await;
+        assert_eq!((fresh.version(), &*fresh.snapshot()), (n, &*t.snapshot()));
+        let gone = t.gc_with(Duration::ZERO).await.unwrap();
+        assert_eq!(gone.versions_deleted as u64, log::CHECKPOINT_EVERY);
+        let fresh = open(&store).await;
+        assert_eq!((fresh.version(), &*fresh.snapshot()), (n, &*t.snapshot()));
     }
 
     #[tokio::test]
@@ -568,16 +795,35 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("records version 9"), "{err}");
 
-        // A gap: version 3 without 2.
-        store.delete(&log::log_path(2)).await.unwrap();
+        // A gap: version 4 without 3. Opening asks for 3 and 4 at once and sees it.
         put(
-            log::log_path(3),
-            r#"{"version":3,"committed_at":0,"put":[]}"#,
+            log::log_path(2),
+            r#"{"version":2,"committed_at":0,"put":[]}"#,
+        )
+        .await;
+        put(
+            log::log_path(4),
+            r#"{"version":4,"committed_at":0,"put":[]}"#,
         )
         .await;
         let err = ActionsTable::open(Arc::clone(&store), true)
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("gap"), "{err}");
+        assert!(
+            err.to_string().contains(
+                "_log/00000000000000000003.json is damaged: missing, but version 4 is there"
+            ),
+            "{err}"
+        );
+        // GC, which lists, sees a gap anywhere and deletes nothing.
+        put(
+            log::log_path(3),
+            r#"{"version":3,"committed_at":0,"put":[]}"#,
+        )
+        .await;
+        store.delete(&log::log_path(2)).await.unwrap();
+        let err = t.gc_with(Duration::ZERO).await.unwrap_err();
+        assert!(err.to_string().contains("the log has a gap"), "{err}");
+        assert!(store.head(&log::log_path(1)).await.is_ok());
     }
 }

@@ -9,8 +9,8 @@ use csv::ByteRecord;
 use super::events::{self, RowEvents};
 use super::timestamp::TsParser;
 use super::{
-    Columns, FileContents, ImportError, ImportOptions, Location, RowError, Sink, file_symbol,
-    lossy, optional_f64, optional_trades, required_f64, ts_error,
+    BadEvents, Columns, FileContents, ImportError, ImportOptions, Location, RowError, Sink,
+    file_symbol, lossy, optional_f64, optional_trades, required_f64, ts_error,
 };
 use crate::batch::SeriesBatch;
 
@@ -105,7 +105,14 @@ fn read_csv_input<'a>(
         .read_byte_record(&mut rec)
         .map_err(|e| csv_error(path, e))?
     {
-        match push_row(&rec, n_fields, &cols, &mut ts_parser, &mut sink) {
+        match push_row(
+            &rec,
+            n_fields,
+            &cols,
+            opts.bad_events,
+            &mut ts_parser,
+            &mut sink,
+        ) {
             Ok(None) => {}
             Ok(Some(events)) => found.push((events, rec.position().map_or(0, |p| p.byte()))),
             Err(error) => {
@@ -123,7 +130,7 @@ fn read_csv_input<'a>(
     if found.is_empty() {
         return Ok(FileContents {
             series,
-            events: Vec::new(),
+            ..FileContents::default()
         });
     }
     let starts: Vec<u64> = found.iter().map(|(_, b)| *b).collect();
@@ -133,16 +140,22 @@ fn read_csv_input<'a>(
         .map(Location::Line)
         .collect();
     let rows: Vec<RowEvents> = found.into_iter().map(|(e, _)| e).collect();
-    let events = events::resolve(path, opts, &symbols, &series, &rows, &at)?;
-    Ok(FileContents { series, events })
+    let (events, skipped) = events::resolve(path, opts, &symbols, &series, rows, &at)?;
+    Ok(FileContents {
+        series,
+        events,
+        skipped,
+    })
 }
 
-/// Parses, validates and stores one record; returns its corporate actions, if it has some.
+/// Parses, validates and stores one record; returns its corporate actions, if it has some (a
+/// bad one among them only when `bad_events` skips it).
 #[inline]
 fn push_row(
     rec: &ByteRecord,
     n_fields: usize,
     cols: &Columns,
+    bad_events: BadEvents,
     ts_parser: &mut TsParser,
     sink: &mut Sink,
 ) -> Result<Option<RowEvents>, RowError> {
@@ -179,21 +192,14 @@ fn push_row(
         return Ok(None);
     }
     let split = match cols.split {
-        Some(i) => events::split_coefficient(&rec[i])?,
-        None => None,
+        Some(i) => events::screen(events::split_coefficient(&rec[i]), bad_events)?,
+        None => Ok(None),
     };
     let dividend = match cols.dividend {
-        Some(i) => events::dividend_amount(&rec[i])?,
-        None => None,
+        Some(i) => events::screen(events::dividend_amount(&rec[i]), bad_events)?,
+        None => Ok(None),
     };
-    Ok(
-        (split.is_some() || dividend.is_some()).then_some(RowEvents {
-            slot,
-            ts,
-            split,
-            dividend,
-        }),
-    )
+    Ok(RowEvents::of(slot, ts, split, dividend))
 }
 
 /// The 1-based line a record starts on.

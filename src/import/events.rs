@@ -8,7 +8,8 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 use chrono::NaiveDate;
 
-use super::{ImportError, ImportOptions, Location, RowError, optional_f64};
+use super::{BadEvents, ImportError, ImportOptions, Location, RowError, optional_f64};
+use crate::actions::Refused;
 use crate::actions::input::{SourcedEvent, close_before};
 use crate::actions::{
     ActionRule, CorporateAction, SOURCE_IMPORT, check_amount_below_close, simple_ratio,
@@ -16,13 +17,39 @@ use crate::actions::{
 use crate::batch::SeriesBatch;
 use crate::model::Symbol;
 
+/// One event value of a row: `None` for no event, an error for a value that breaks a rule
+/// (kept only with [`BadEvents::Skip`]).
+pub(super) type EventValue = Result<Option<f64>, RowError>;
+
 /// The event values of one row, before the file is read whole.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct RowEvents {
     pub slot: usize,
     pub ts: i64,
-    pub split: Option<f64>,
-    pub dividend: Option<f64>,
+    pub split: EventValue,
+    pub dividend: EventValue,
+}
+
+impl RowEvents {
+    /// The row's events, `None` if it has none (good or bad).
+    pub fn of(slot: usize, ts: i64, split: EventValue, dividend: EventValue) -> Option<Self> {
+        let none = |v: &EventValue| matches!(v, Ok(None));
+        (!none(&split) || !none(&dividend)).then_some(RowEvents {
+            slot,
+            ts,
+            split,
+            dividend,
+        })
+    }
+}
+
+/// A row's event value as `policy` has it: a bad one refuses the row (the file) unless bad
+/// events are skipped, when it is kept to be listed.
+pub(super) fn screen(value: EventValue, policy: BadEvents) -> Result<EventValue, RowError> {
+    match (value, policy) {
+        (Err(e), BadEvents::Refuse) => Err(e),
+        (value, _) => Ok(value),
+    }
 }
 
 /// A split coefficient: `None` for 1 (or empty), an error unless finite and above 0.
@@ -58,24 +85,36 @@ pub(super) fn dividend_value(value: Option<f64>) -> Result<Option<f64>, RowError
 }
 
 /// The events of a file read whole: `found[i]` was on the row at `at[i]`; `symbols` are the
-/// sink's slots and `series` its bars.
+/// sink's slots and `series` its bars. An event that breaks a rule refuses the file, or with
+/// [`BadEvents::Skip`] is left out and returned with the rule among the skipped.
 pub(super) fn resolve(
     path: &std::path::Path,
     opts: &ImportOptions,
     symbols: &[Symbol],
     series: &[SeriesBatch],
-    found: &[RowEvents],
+    found: Vec<RowEvents>,
     at: &[Location],
-) -> Result<Vec<SourcedEvent>, ImportError> {
+) -> Result<(Vec<SourcedEvent>, Vec<Refused>), ImportError> {
     let recorded_at = chrono::Utc::now().timestamp_micros();
     // Each symbol's bars, once: (ts, close) in time order.
     let mut bars_of: HashMap<usize, Vec<(i64, f64)>> = HashMap::new();
     let mut out = Vec::new();
-    for (f, &at) in found.iter().zip(at) {
-        let refuse = |rule: ActionRule| ImportError::Row {
-            path: path.to_path_buf(),
-            at,
-            error: RowError::Action(rule),
+    let mut skipped = Vec::new();
+    for (f, &at) in found.into_iter().zip(at) {
+        let origin = format!("{} {at}", path.display());
+        let mut reject = |error: RowError| match opts.bad_events {
+            BadEvents::Refuse => Err(ImportError::Row {
+                path: path.to_path_buf(),
+                at,
+                error,
+            }),
+            BadEvents::Skip => {
+                skipped.push(Refused {
+                    origin: origin.clone(),
+                    message: error.to_string(),
+                });
+                Ok(())
+            }
         };
         let symbol = &symbols[f.slot];
         let ex_date = ex_date(f.ts, opts);
@@ -89,37 +128,51 @@ pub(super) fn resolve(
             bars
         });
         let previous_close = close_before(bars, opts.interval, ex_date);
-        let origin = format!("{} {at}", path.display());
-        if let Some(ratio) = f.split {
-            let event =
-                CorporateAction::split(symbol.clone(), ex_date, ratio, SOURCE_IMPORT, recorded_at)
-                    .map_err(refuse)?;
-            out.push(SourcedEvent {
+        let split = f.split.and_then(|ratio| {
+            ratio
+                .map(|r| {
+                    CorporateAction::split(symbol.clone(), ex_date, r, SOURCE_IMPORT, recorded_at)
+                })
+                .transpose()
+                .map_err(RowError::from)
+        });
+        match split {
+            Ok(None) => {}
+            Ok(Some(event)) => out.push(SourcedEvent {
                 event,
                 origin: origin.clone(),
                 previous_close,
-            });
+            }),
+            Err(e) => reject(e)?,
         }
-        if let Some(amount) = f.dividend {
-            if let Some(close) = previous_close {
-                check_amount_below_close(amount, close).map_err(refuse)?;
-            }
-            let event = CorporateAction::dividend(
-                symbol.clone(),
-                ex_date,
-                amount,
-                SOURCE_IMPORT,
-                recorded_at,
-            )
-            .map_err(refuse)?;
-            out.push(SourcedEvent {
+        let dividend = f.dividend.and_then(|amount| {
+            amount
+                .map(|a| {
+                    if let Some(close) = previous_close {
+                        check_amount_below_close(a, close)?;
+                    }
+                    CorporateAction::dividend(
+                        symbol.clone(),
+                        ex_date,
+                        a,
+                        SOURCE_IMPORT,
+                        recorded_at,
+                    )
+                })
+                .transpose()
+                .map_err(RowError::from)
+        });
+        match dividend {
+            Ok(None) => {}
+            Ok(Some(event)) => out.push(SourcedEvent {
                 event,
-                origin,
+                origin: origin.clone(),
                 previous_close,
-            });
+            }),
+            Err(e) => reject(e)?,
         }
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
 /// The date of a row: its UTC date (daily and weekly bars open at 00:00 UTC), or for intraday

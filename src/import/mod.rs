@@ -12,8 +12,8 @@
 //!   CSVs): corporate actions on the row's date (its UTC date, or its local date in `tz` for
 //!   intraday bars). A coefficient other than 1 is a split of that ratio, an amount above 0 a
 //!   dividend; a coefficient <= 0 or not finite, a negative amount, or an amount not below the
-//!   close of the file's previous bar is refused with the line (or Parquet row); see
-//!   [`read_file_with_events`].
+//!   close of the file's previous bar is refused with the line (or Parquet row), or with
+//!   [`BadEvents::Skip`] left out and listed; see [`read_file_with_events`].
 //!
 //! Other columns (`adjusted_close`, ...) are ignored: adjusted prices are computed when
 //! reading. Two columns that name the same thing (say `date` and `time`) are an error rather
@@ -72,6 +72,7 @@ use std::path::{Component, Path, PathBuf};
 use chrono_tz::Tz;
 
 use crate::actions::ActionRule;
+use crate::actions::Refused;
 use crate::actions::input::SourcedEvent;
 use crate::batch::{BarBuilder, SeriesBatch, SeriesKey};
 use crate::model::{Interval, Rule, Symbol};
@@ -101,6 +102,35 @@ pub struct ImportOptions {
     /// `--skip-events`: ignore the `split_coefficient` / `dividend_amount` columns (bars only),
     /// for vendor files whose events break the rules.
     pub skip_events: bool,
+    /// `--bad-events`: what an event of those columns that breaks a rule does (default: it
+    /// refuses the import).
+    pub bad_events: BadEvents,
+}
+
+/// What an import does with an event of its files' `split_coefficient` / `dividend_amount`
+/// columns that breaks a rule (a coefficient <= 0, not finite or not a number, a negative
+/// amount, an amount not below the previous close).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BadEvents {
+    /// Refuse the import, naming the file, line (or row) and rule: nothing is stored.
+    #[default]
+    Refuse,
+    /// Leave the event out, and list it (file, line, rule) in the summary and a warning: the
+    /// bars and every good event are imported.
+    Skip,
+}
+
+impl std::str::FromStr for BadEvents {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "refuse" => Ok(BadEvents::Refuse),
+            "skip" => Ok(BadEvents::Skip),
+            other => Err(format!(
+                "unknown --bad-events {other:?} (expected refuse or skip)"
+            )),
+        }
+    }
 }
 
 /// A format `--format` can force.
@@ -136,6 +166,7 @@ impl Default for ImportOptions {
             epoch_unit: None,
             format: None,
             skip_events: false,
+            bad_events: BadEvents::Refuse,
         }
     }
 }
@@ -425,6 +456,8 @@ pub struct FileContents {
     /// Checked against the file's own bars where it has the previous session; the others
     /// still need the store's (see `Store::import_files`).
     pub events: Vec<SourcedEvent>,
+    /// With [`BadEvents::Skip`], the events left out: where each was and the rule it broke.
+    pub skipped: Vec<Refused>,
 }
 
 /// Reads and validates one file; returns one [`SeriesBatch`] per symbol found, in order of first

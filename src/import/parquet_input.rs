@@ -190,21 +190,22 @@ pub(super) fn read_parquet(path: &Path, opts: &ImportOptions) -> Result<FileCont
                 };
                 sink.push(slot, ts, o, h, l, c, v, vw, n)?;
                 let split = match &split {
-                    Some(a) => events::split_value(a.optional(row, "split_coefficient")?)?,
-                    None => None,
+                    Some(a) => events::screen(
+                        a.optional(row, "split_coefficient")
+                            .and_then(events::split_value),
+                        opts.bad_events,
+                    )?,
+                    None => Ok(None),
                 };
                 let dividend = match &dividend {
-                    Some(a) => events::dividend_value(a.optional(row, "dividend_amount")?)?,
-                    None => None,
+                    Some(a) => events::screen(
+                        a.optional(row, "dividend_amount")
+                            .and_then(events::dividend_value),
+                        opts.bad_events,
+                    )?,
+                    None => Ok(None),
                 };
-                Ok(
-                    (split.is_some() || dividend.is_some()).then_some(RowEvents {
-                        slot,
-                        ts,
-                        split,
-                        dividend,
-                    }),
-                )
+                Ok(RowEvents::of(slot, ts, split, dividend))
             })();
             let at = Location::Row(rows_before + row as u64 + 1);
             match result {
@@ -226,8 +227,12 @@ pub(super) fn read_parquet(path: &Path, opts: &ImportOptions) -> Result<FileCont
     }
     let symbols: Vec<_> = sink.series.iter().map(|(s, _)| s.clone()).collect();
     let series = sink.finish();
-    let events = events::resolve(path, opts, &symbols, &series, &found, &found_at)?;
-    Ok(FileContents { series, events })
+    let (events, skipped) = events::resolve(path, opts, &symbols, &series, found, &found_at)?;
+    Ok(FileContents {
+        series,
+        events,
+        skipped,
+    })
 }
 
 /// The timestamp column of one batch, decoded to integers or text.

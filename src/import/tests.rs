@@ -1351,4 +1351,73 @@ fn parquet_event_columns_give_events_with_their_rows() {
             .events
             .is_empty()
     );
+    // --bad-events skip: the split stays, the dividend is left out and named.
+    let skip_bad = ImportOptions {
+        bad_events: BadEvents::Skip,
+        ..opts(Interval::D1)
+    };
+    let got = read_file_with_events(&path, &skip_bad).unwrap();
+    assert_eq!(got.series[0].batch.num_rows(), 4);
+    assert_eq!(got.events.len(), 1);
+    assert_eq!(got.events[0].event.ratio, Some(4.0));
+    assert_eq!(got.skipped.len(), 1);
+    assert!(
+        got.skipped[0]
+            .to_string()
+            .ends_with("row 4: dividend amount -1 must be a finite number >= 0"),
+        "{}",
+        got.skipped[0]
+    );
+}
+
+#[test]
+fn bad_events_skip_leaves_out_each_bad_event_and_names_its_line_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "timestamp,open,high,low,close,volume,dividend_amount,split_coefficient\n";
+    let rows = "2020-11-05,1,2,1,2,10,0,1\n\
+                2020-11-06,1,2,1,2,10,5,0\n\
+                2020-11-09,1,2,1,2,10,0.5,abc\n\
+                2020-11-10,1,2,1,2,10,-1,4\n";
+    let path = write(dir.path(), "X.csv", &format!("{head}{rows}"));
+    let at = |line: u32| format!("{} line {line}", path.display());
+    // By default the first bad value refuses the file.
+    let e = read_file_with_events(&path, &opts(Interval::D1)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: split ratio 0 must be a finite number above 0 (new shares per old: 4 for 4:1)",
+            at(3)
+        )
+    );
+    let skip = ImportOptions {
+        bad_events: BadEvents::Skip,
+        ..opts(Interval::D1)
+    };
+    let got = read_file_with_events(&path, &skip).unwrap();
+    assert_eq!(got.series[0].batch.num_rows(), 4, "every bar is kept");
+    let kept: Vec<(String, Option<f64>, Option<f64>)> = got
+        .events
+        .iter()
+        .map(|e| (e.origin.clone(), e.event.ratio, e.event.amount))
+        .collect();
+    assert_eq!(kept, [(at(4), None, Some(0.5)), (at(5), Some(4.0), None)]);
+    let skipped: Vec<String> = got.skipped.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        skipped,
+        [
+            format!(
+                "{}: split ratio 0 must be a finite number above 0 (new shares per old: 4 for 4:1)",
+                at(3)
+            ),
+            format!(
+                "{}: dividend amount 5 is not below the previous close 2",
+                at(3)
+            ),
+            format!(
+                "{}: cannot parse split_coefficient \"abc\" as a number",
+                at(4)
+            ),
+            format!("{}: dividend amount -1 must be a finite number >= 0", at(5)),
+        ]
+    );
 }

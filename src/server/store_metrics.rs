@@ -104,6 +104,7 @@ mod tests {
             epoch_unit: None,
             format: None,
             skip_events: false,
+            bad_events: Default::default(),
         });
         store.import_files(&[path], import, || {}).await.unwrap();
         for _ in 0..2 {

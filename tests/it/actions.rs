@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tickvault::actions::{ActionKind, CorporateAction, SOURCE_IMPORT, parse_ex_date};
 use tickvault::config::{Config, Seconds};
-use tickvault::import::ImportOptions;
+use tickvault::import::{BadEvents, ImportOptions};
 use tickvault::model::Symbol;
 use tickvault::{Store, StoreOptions};
 
@@ -196,6 +196,154 @@ async fn skip_events_imports_the_bars_of_a_file_whose_events_break_a_rule() {
     assert_eq!(summary.rows, 6);
     assert!(store.actions().snapshot().is_empty());
     assert_eq!(store.actions().version(), 0);
+}
+
+/// The AAPL rows of 2020-11-02..09 with the 2020-11-06 dividend (0.205) made 150, above the
+/// previous close (119.03), and a good 2:1 split on 2020-11-09: (path, line of the dividend).
+fn one_bad_event(dir: &Path) -> (PathBuf, usize) {
+    let (path, line) = av_file(dir, "2020-11-06", |l| set_field(l, 7, "150"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("2020-11-09") {
+                set_field(l, 8, "2.0")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&path, text.join("\n") + "\n").unwrap();
+    (path, line)
+}
+
+const BAD_DIVIDEND: &str = "dividend amount 150 is not below the previous close 119.03";
+
+#[tokio::test]
+async fn bad_events_skip_imports_the_bars_and_good_events_and_names_the_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, line) = one_bad_event(dir.path());
+    let store = Store::open("memory://").await.unwrap();
+    // By default the bad event refuses the import whole.
+    let err = import(&store, std::slice::from_ref(&path))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("{} line {line}: {BAD_DIVIDEND}", path.display())),
+        "{err}"
+    );
+    assert_eq!(store.catalog().snapshot().file_count(), 0);
+    assert_eq!(store.actions().version(), 0);
+
+    let skip = Arc::new(ImportOptions {
+        bad_events: BadEvents::Skip,
+        ..(*av_options()).clone()
+    });
+    let summary = store
+        .import_files(std::slice::from_ref(&path), Arc::clone(&skip), || {})
+        .await
+        .unwrap();
+    assert_eq!(summary.rows, 6);
+    assert_eq!(summary.actions.inserted, 1, "the split");
+    let skipped: Vec<String> = summary
+        .events_skipped
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        skipped,
+        [format!("{} line {line}: {BAD_DIVIDEND}", path.display())]
+    );
+    let set = store.actions().snapshot();
+    let events: Vec<_> = set
+        .for_symbol(&aapl())
+        .iter()
+        .map(|e| (e.ex_date, e.kind, e.ratio))
+        .collect();
+    assert_eq!(events, [(day("2020-11-09"), ActionKind::Split, Some(2.0))]);
+
+    // A dividend on a file's first row is checked against the store's bars: skipped too,
+    // while the file's bars and its good events land.
+    let later = dir.path().join("later");
+    std::fs::create_dir(&later).unwrap();
+    let second = later.join("DA-AAPL-T-2021-04-21.csv");
+    std::fs::write(
+        &second,
+        "timestamp,open,high,low,close,adjusted_close,volume,dividend_amount,split_coefficient\n\
+         2020-11-06,118.32,119.2,116.13,118.69,118.5,114457922,150,1.0\n\
+         2020-11-10,115.55,117.59,114.13,115.97,115.8,138023390,0.1,1.0\n",
+    )
+    .unwrap();
+    let summary = store
+        .import_files(std::slice::from_ref(&second), skip, || {})
+        .await
+        .unwrap();
+    assert_eq!(summary.rows, 2);
+    let skipped: Vec<String> = summary
+        .events_skipped
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].starts_with(&format!("{} line 2: {BAD_DIVIDEND}", second.display())),
+        "{skipped:?}"
+    );
+    let amounts: Vec<_> = store
+        .actions()
+        .snapshot()
+        .for_symbol(&aapl())
+        .iter()
+        .map(|e| (e.ex_date, e.amount))
+        .collect();
+    assert_eq!(
+        amounts,
+        [(day("2020-11-09"), None), (day("2020-11-10"), Some(0.1))]
+    );
+}
+
+#[test]
+fn cli_import_bad_events_refuses_by_default_and_skip_lists_what_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, line) = one_bad_event(dir.path());
+    let store = dir.path().join("store");
+    let file = path.to_str().unwrap();
+    let args = ["import", "--symbol-pattern", "DA-(.+)-T-", file];
+    let out = tickvault(&store, &args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{file} line {line}: {BAD_DIVIDEND}")),
+        "{err}"
+    );
+    let count = ["sql", "--format", "csv", "SELECT count(*) AS n FROM bars"];
+    assert_eq!(stdout(&tickvault(&store, &count)).trim(), "n\n0");
+
+    let out = stdout(&tickvault(
+        &store,
+        &[&args[..3], &["--bad-events", "skip", file]].concat(),
+    ));
+    assert!(out.contains("imported 1 files, 6 rows"), "{out}");
+    assert!(out.contains(": 1 new"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "corporate actions skipped (--bad-events skip): 1\n  SKIPPED {file} line {line}: {BAD_DIVIDEND}\n"
+        )),
+        "{out}"
+    );
+    assert_eq!(stdout(&tickvault(&store, &count)).trim(), "n\n6");
+    let listed = stdout(&tickvault(
+        &store,
+        &["actions", "list", "AAPL", "--format", "csv"],
+    ));
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains("\nAAPL,2020-11-09,split,2.0,,import,"),
+        "{listed}"
+    );
+    let bad = tickvault(&store, &["import", "--bad-events", "maybe", file]);
+    assert!(!bad.status.success());
 }
 
 #[tokio::test]
