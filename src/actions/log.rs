@@ -43,12 +43,36 @@ pub struct Record {
     symbol: Symbol,
     ex_date: String,
     kind: ActionKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_f64")]
     ratio: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_f64")]
     amount: Option<f64>,
     source: String,
     recorded_at: i64,
+}
+
+/// Ratios and amounts as JSON strings of their shortest exact decimal: serde_json (built
+/// without `float_roundtrip`, which would rebuild half the dependency tree) may read a JSON
+/// number back one ULP off, and a stored value must read back bit for bit.
+mod exact_f64 {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(x) => s.serialize_str(&x.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => text
+                .parse::<f64>()
+                .map(Some)
+                .map_err(|_| D::Error::custom(format!("{text:?} is not a number"))),
+            None => Ok(None),
+        }
+    }
 }
 
 impl Record {
@@ -240,6 +264,28 @@ pub fn changed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_read_back_bit_for_bit() {
+        // Values serde_json's default number parser is known to read one ULP off.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut amounts = vec![0.9400000000000001, 0.1 + 0.2, 118.646918312, 1e-7 / 3.0];
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            amounts.push((x >> 11) as f64 / (1u64 << 53) as f64 * 1000.0);
+        }
+        let day = chrono::NaiveDate::from_ymd_opt(2020, 11, 6).unwrap();
+        for amount in amounts {
+            let event =
+                CorporateAction::dividend(Symbol::new("A").unwrap(), day, amount, "x", 0).unwrap();
+            let json = serde_json::to_string(&Record::of(&event)).unwrap();
+            let back: Record = serde_json::from_str(&json).unwrap();
+            let back = back.into_event().unwrap();
+            assert_eq!(back.amount.unwrap().to_bits(), amount.to_bits(), "{json}");
+        }
+    }
 
     fn meta(path: Path, age_s: i64, now: DateTime<Utc>) -> ObjectMeta {
         ObjectMeta {

@@ -778,7 +778,7 @@ mod tests {
         // A valid JSON entry whose event breaks a rule, or whose number is wrong.
         put(
             log::log_path(2),
-            r#"{"version":2,"committed_at":0,"put":[{"symbol":"A","ex_date":"2020-01-03","kind":"split","ratio":-4.0,"source":"x","recorded_at":0}]}"#,
+            r#"{"version":2,"committed_at":0,"put":[{"symbol":"A","ex_date":"2020-01-03","kind":"split","ratio":"-4","source":"x","recorded_at":0}]}"#,
         )
         .await;
         let err = ActionsTable::open(Arc::clone(&store), true)
