@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per area (every test binary links DataFusion again).
 
+mod adjust;
 mod calendar;
 mod cli;
 mod common;
