@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 use chrono::NaiveDate;
 use reqwest::StatusCode;
@@ -12,7 +12,7 @@ use tickvault::actions::CorporateAction;
 use tickvault::adjust::{Adjust, Adjustment};
 use tickvault::config::Config;
 use tickvault::import::ImportOptions;
-use tickvault::model::{Interval, Symbol};
+use tickvault::model::Symbol;
 use tickvault::{LoadRequest, Store};
 
 use crate::cli::fixtures;
@@ -154,7 +154,7 @@ async fn all_adjusted_closes_equal_alpha_vantage_adjusted_close() {
         .await
         .unwrap();
     let ours = closes(&batches);
-    assert_eq!(ours.len(), 579, "2019-01-02 .. 2021-04-21");
+    assert_eq!(ours.len(), 580, "2019-01-02 .. 2021-04-21");
     for (ts, (close, _)) in &ours {
         let want = vendor[ts];
         assert!(
@@ -630,10 +630,10 @@ async fn sql_views_adjust_bars_and_keep_pruning() {
         vec![125.01, 124.8075, 129.04, 119.03, 118.69]
     );
     let f = 1.0 - 0.205 / 119.03;
-    let all = q("SELECT close FROM bars_adjusted WHERE symbol = 'AAPL' ORDER BY ts").await;
+    let adjusted = q("SELECT close FROM bars_adjusted WHERE symbol = 'AAPL' ORDER BY ts").await;
     assert!(
-        (all[0] - 125.01 * f).abs() < 1e-9 && all[4] == 118.69,
-        "{all:?}"
+        (adjusted[0] - 125.01 * f).abs() < 1e-9 && adjusted[4] == 118.69,
+        "{adjusted:?}"
     );
     // A filter on a price compares adjusted prices (raw 499.23 is not below 200).
     assert_eq!(
