@@ -288,6 +288,8 @@ async fn an_intraday_split_applies_from_the_new_york_day_not_utc_midnight() {
         ),
         // Sunday 20:15 New York = Monday 00:15 UTC: after 00:00 UTC, still the day before.
         minute("AAPL", ex + 15 * MINUTE, 499.0),
+        // Monday 08:00 New York: pre-market trades on the new basis already.
+        minute("AAPL", ex + 12 * hour, 126.0),
         // Monday 09:30 New York: the first regular bar after the split.
         minute("AAPL", ex + 13 * hour + 30 * MINUTE, 127.0),
     ];
@@ -310,7 +312,10 @@ async fn an_intraday_split_applies_from_the_new_york_day_not_utc_midnight() {
             .unwrap(),
     );
     let values: Vec<(f64, f64)> = got.values().copied().collect();
-    assert_eq!(values, vec![(124.75, 40.0), (124.75, 40.0), (127.0, 10.0)]);
+    assert_eq!(
+        values,
+        vec![(124.75, 40.0), (124.75, 40.0), (126.0, 10.0), (127.0, 10.0)]
+    );
 }
 
 #[tokio::test]
@@ -676,6 +681,16 @@ async fn sql_views_adjust_bars_and_keep_pruning() {
     assert_eq!(
         from_view,
         q("SELECT close FROM bars_adjusted WHERE symbol = 'AAPL' ORDER BY ts").await
+    );
+    // Stored statistics are of raw prices, so a filter on a price must not prune with them:
+    // AAPL's 2019 file holds one raw close of 180, 45 split-adjusted.
+    store
+        .write(&bars(&[row("AAPL", "1d", midnight("2019-06-03"), 180.0)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        q("SELECT close FROM bars_split_adjusted WHERE symbol = 'AAPL' AND close < 100").await,
+        vec![45.0]
     );
 }
 
