@@ -757,3 +757,68 @@ async fn the_cli_read_adjusts_and_lists_the_events() {
         assert!(e.starts_with(flag), "{extra:?}: {e}");
     }
 }
+
+#[tokio::test]
+async fn the_tickvault_binary_reads_bars_and_refuses_bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    {
+        let store = Store::open(path.to_str().unwrap()).await.unwrap();
+        let days = ["2020-08-28", "2020-08-31"];
+        let rows: Vec<_> = days
+            .iter()
+            .zip([499.23, 129.04])
+            .map(|(d, c)| row("AAPL", "1d", midnight(d), c))
+            .collect();
+        store.write(&bars(&rows)).await.unwrap();
+    }
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tickvault"))
+            .arg("--store")
+            .arg(&path)
+            .arg("bars")
+            .args(args)
+            .env_remove("TICKVAULT_STORE")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "AAPL",
+        "--from",
+        "2020-08-28",
+        "--columns",
+        "ts,close",
+        "--adjust",
+        "all",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "ts,close\n2020-08-28T00:00:00Z,499.23\n2020-08-31T00:00:00Z,129.04\n"
+    );
+    // This process knows no events: it says so rather than pass raw prices off as adjusted.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("adjusted (all): no event applies"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (args, flag) in [
+        (&["AAPL", "--adjust", "dividends"][..], "--adjust"),
+        (
+            &["AAPL", "--adjust", "all", "--as-of", "31/08/2020"][..],
+            "--as-of",
+        ),
+        (&["AAPL", "--timeframe", "2d"][..], "--timeframe"),
+    ] {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
