@@ -171,7 +171,12 @@ fn main() {
         let served = Arc::clone(&store);
         tokio::spawn(server.serve(async move { Ok(served) }, std::future::pending()));
         let client = reqwest::Client::new();
-        while client.get(format!("{base}/ready")).send().await.map(|r| r.status().is_success()) != Ok(true) {
+        while !client
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let get = |adjust: &str| {

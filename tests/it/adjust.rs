@@ -94,7 +94,7 @@ async fn aapl_alpha_vantage(store: &Store) -> BTreeMap<i64, f64> {
         ..ImportOptions::default()
     };
     store
-        .import_files(&[path.clone()], Arc::new(options), || {})
+        .import_files(std::slice::from_ref(&path), Arc::new(options), || {})
         .await
         .unwrap();
     let mut reader = csv::Reader::from_path(&path).unwrap();
