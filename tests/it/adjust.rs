@@ -552,7 +552,8 @@ async fn json_closes(r: reqwest::Response) -> Vec<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_reads_take_adjust_and_as_of_and_say_what_they_applied() {
-    let server = TestServer::start(Config::default(), aapl_2020().await).await;
+    let store = aapl_2020().await;
+    let server = TestServer::start(Config::default(), Arc::clone(&store)).await;
     let r = server
         .get("/v1/bars/AAPL?interval=1d&adjust=splits&format=json")
         .await;
@@ -590,12 +591,26 @@ async fn http_reads_take_adjust_and_as_of_and_say_what_they_applied() {
         "the split is before the range"
     );
 
+    // SQL over an adjusted view is answered again after the events change (a cached answer
+    // would be keyed by the bars' version only).
+    let sql = "/v1/sql?q=SELECT%20close%20FROM%20bars_adjusted%20WHERE%20symbol%3D%27MSFT%27";
+    assert_eq!(json_closes(server.get(sql).await).await, vec![228.91]);
+    assert_eq!(json_closes(server.get(sql).await).await, vec![228.91]);
+    store
+        .actions()
+        .upsert(vec![split("MSFT", "2020-09-01", 2.0)])
+        .await
+        .unwrap();
+    assert_eq!(json_closes(server.get(sql).await).await, vec![114.455]);
+
     // No adjustment: no header.
     let r = server.get("/v1/bars/AAPL").await;
     assert!(r.headers().get("x-tickvault-adjustments").is_none());
     assert_eq!(json_closes(r).await[0], 500.04);
     // Adjusted, nothing applies: the header says so.
-    let r = server.get("/v1/bars/MSFT?adjust=all").await;
+    let r = server
+        .get("/v1/bars/MSFT?adjust=all&as_of=2020-08-31")
+        .await;
     assert_eq!(r.headers()["x-tickvault-adjustments"], "none");
 
     for (query, param) in [
