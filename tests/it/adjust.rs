@@ -632,6 +632,24 @@ async fn http_reads_take_adjust_and_as_of_and_say_what_they_applied() {
             );
         }
     }
+
+    // An event whose factor would be 0 or less (a dividend above the close before it) refuses
+    // the adjusted read, naming the event; raw reads are not affected.
+    store
+        .actions()
+        .upsert(vec![dividend("MSFT", "2020-08-31", 300.0)])
+        .await
+        .unwrap();
+    let r = server.get("/v1/bars/MSFT?adjust=all").await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "bad_corporate_action");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("MSFT 2020-08-31 dividend") && message.contains("previous close 228.91"),
+        "{message}"
+    );
+    assert_eq!(server.get("/v1/bars/MSFT").await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
