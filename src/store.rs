@@ -490,7 +490,7 @@ impl Store {
             let f = Arc::clone(factors.get(symbol)?);
             Some(Arc::new(move |batch: RecordBatch| {
                 let cols = Columns::of(&batch.schema()).ok_or_else(no_ts)?;
-                Ok(adjust_series(&batch, &cols, &f, false)?)
+                Ok(adjust_series(batch, &cols, &f, false)?)
             }))
         };
         if let Some(stream) = self.engine.load_series_mapped(

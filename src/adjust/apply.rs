@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch};
-use arrow::datatypes::{Schema, TimestampMicrosecondType};
+use arrow::datatypes::{Float64Type, Schema, TimestampMicrosecondType};
 use arrow::error::ArrowError;
 
 use super::factors::{Factors, Multiplier};
@@ -60,53 +60,71 @@ impl RowMultipliers {
     }
 }
 
-fn multiply(column: &ArrayRef, by: &[f64]) -> Result<ArrayRef, ArrowError> {
-    let values = column
-        .as_primitive_opt::<arrow::datatypes::Float64Type>()
-        .ok_or_else(|| ArrowError::InvalidArgumentError("price columns are Float64".into()))?;
-    let out: Vec<f64> = values.values().iter().zip(by).map(|(v, m)| v * m).collect();
-    Ok(Arc::new(Float64Array::new(
-        out.into(),
-        values.nulls().cloned(),
-    )))
+/// What a column is multiplied by: one value for every row, or one per row.
+#[derive(Clone, Copy)]
+enum By<'a> {
+    All(f64),
+    Rows(&'a [f64]),
 }
 
-fn multiply_scalar(column: &ArrayRef, by: f64) -> Result<ArrayRef, ArrowError> {
+/// Multiplies a Float64 column, in place when nothing else holds its buffers (the loader's
+/// freshly decoded batches), else into new ones; nulls stay where they were.
+fn scale(column: ArrayRef, by: By<'_>) -> Result<ArrayRef, ArrowError> {
     let values = column
-        .as_primitive_opt::<arrow::datatypes::Float64Type>()
-        .ok_or_else(|| ArrowError::InvalidArgumentError("price columns are Float64".into()))?;
-    Ok(Arc::new(
-        values.unary::<_, arrow::datatypes::Float64Type>(|v| v * by),
-    ))
+        .as_primitive_opt::<Float64Type>()
+        .ok_or_else(|| ArrowError::InvalidArgumentError("price columns are Float64".into()))?
+        .clone();
+    drop(column);
+    let scaled = match values.into_builder() {
+        Ok(mut builder) => {
+            let slice = builder.values_slice_mut();
+            match by {
+                By::All(m) => slice.iter_mut().for_each(|v| *v *= m),
+                By::Rows(ms) => slice.iter_mut().zip(ms).for_each(|(v, m)| *v *= m),
+            }
+            builder.finish()
+        }
+        Err(shared) => match by {
+            By::All(m) => shared.unary(|v| v * m),
+            By::Rows(ms) => {
+                let out: Vec<f64> = shared.values().iter().zip(ms).map(|(v, m)| v * m).collect();
+                Float64Array::new(out.into(), shared.nulls().cloned())
+            }
+        },
+    };
+    Ok(Arc::new(scaled))
 }
 
+/// The batch with its price columns multiplied by `price` and its volume by `volume`.
 fn rebuild(
-    batch: &RecordBatch,
+    batch: RecordBatch,
     cols: &Columns,
-    price: impl Fn(&ArrayRef) -> Result<ArrayRef, ArrowError>,
-    volume: impl Fn(&ArrayRef) -> Result<ArrayRef, ArrowError>,
+    price: By<'_>,
+    volume: By<'_>,
 ) -> Result<RecordBatch, ArrowError> {
-    let mut columns = batch.columns().to_vec();
-    for &c in &cols.prices {
-        columns[c] = price(&columns[c])?;
-    }
-    if let Some(v) = cols.volume {
-        columns[v] = volume(&columns[v])?;
-    }
-    RecordBatch::try_new(batch.schema(), columns)
+    let (schema, columns, _) = batch.into_parts();
+    let columns = columns
+        .into_iter()
+        .enumerate()
+        .map(|(i, column)| {
+            if cols.prices.contains(&i) {
+                scale(column, price)
+            } else if cols.volume == Some(i) {
+                scale(column, volume)
+            } else {
+                Ok(column)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns)
 }
 
 fn apply_rows(
-    batch: &RecordBatch,
+    batch: RecordBatch,
     cols: &Columns,
     m: &RowMultipliers,
 ) -> Result<RecordBatch, ArrowError> {
-    rebuild(
-        batch,
-        cols,
-        |c| multiply(c, &m.price),
-        |c| multiply(c, &m.volume),
-    )
+    rebuild(batch, cols, By::Rows(&m.price), By::Rows(&m.volume))
 }
 
 fn ts_values<'a>(batch: &'a RecordBatch, cols: &Columns) -> &'a [i64] {
@@ -116,27 +134,22 @@ fn ts_values<'a>(batch: &'a RecordBatch, cols: &Columns) -> &'a [i64] {
         .values()
 }
 
-/// Adjusts a batch of one series (`invert` undoes the adjustment instead).
+/// Adjusts a batch of one series (`invert` undoes the adjustment instead). The batch is taken
+/// whole so that its columns can be multiplied in place when it holds the only reference.
 pub fn adjust_series(
-    batch: &RecordBatch,
+    batch: RecordBatch,
     cols: &Columns,
     factors: &Factors,
     invert: bool,
 ) -> Result<RecordBatch, ArrowError> {
-    let ts = ts_values(batch, cols);
-    let runs = factors.runs(ts);
+    let runs = factors.runs(ts_values(&batch, cols));
     let flip = |m: Multiplier| if invert { m.inverse() } else { m };
     match runs.as_slice() {
-        [] => Ok(batch.clone()),
+        [] => Ok(batch),
         // The common case: the whole batch between two events.
         [(range, m)] if range.len() == batch.num_rows() => {
             let m = flip(*m);
-            rebuild(
-                batch,
-                cols,
-                |c| multiply_scalar(c, m.price),
-                |c| multiply_scalar(c, m.volume),
-            )
+            rebuild(batch, cols, By::All(m.price), By::All(m.volume))
         }
         _ => {
             let mut rows = RowMultipliers::ones(batch.num_rows());
@@ -185,7 +198,7 @@ pub fn adjust_mixed(
     }
     match rows {
         None => Ok(batch.clone()),
-        Some(rows) => apply_rows(batch, cols, &rows),
+        Some(rows) => apply_rows(batch.clone(), cols, &rows),
     }
 }
 
@@ -250,7 +263,7 @@ mod tests {
         let f = Factors::new([Step::split(10, 4.0).unwrap()]);
         let b = batch(&[(5, 400.0, Some(401.0)), (10, 101.0, None)], &["A"]);
         let cols = Columns::of(&b.schema()).unwrap();
-        let out = adjust_series(&b, &cols, &f, false).unwrap();
+        let out = adjust_series(b.clone(), &cols, &f, false).unwrap();
         let col = |i: usize| {
             out.column(i)
                 .as_primitive::<arrow::datatypes::Float64Type>()
@@ -262,6 +275,32 @@ mod tests {
         assert!(col(8).is_null(1), "a null vwap stays null");
         assert_eq!(out.column(9), b.column(9), "trades are counts, not prices");
         assert_eq!(out.column(2), b.column(2));
+    }
+
+    #[test]
+    fn a_batch_nothing_else_holds_is_adjusted_in_place_and_a_shared_one_is_copied() {
+        let f = Factors::new([Step::split(10, 4.0).unwrap()]);
+        let ptr = |b: &RecordBatch| b.column(6).as_primitive::<Float64Type>().values().as_ptr();
+        let b = batch(&[(5, 400.0, None), (6, 404.0, None)], &["A"]);
+        let cols = Columns::of(&b.schema()).unwrap();
+        let before = ptr(&b);
+        let out = adjust_series(b, &cols, &f, false).unwrap();
+        assert_eq!(ptr(&out), before, "the loader's own batch: no new buffer");
+        assert_eq!(close_of(&out), vec![100.0, 101.0]);
+
+        let kept = batch(&[(5, 400.0, None)], &["A"]);
+        let out = adjust_series(kept.clone(), &cols, &f, false).unwrap();
+        assert_ne!(ptr(&out), ptr(&kept));
+        assert_eq!(
+            close_of(&kept),
+            vec![400.0],
+            "a batch someone else holds is not changed"
+        );
+        assert_eq!(close_of(&out), vec![100.0]);
+    }
+
+    fn close_of(b: &RecordBatch) -> Vec<f64> {
+        b.column(6).as_primitive::<Float64Type>().values().to_vec()
     }
 
     #[test]
@@ -305,15 +344,17 @@ mod tests {
             }
             let raw = batch(&rows, &["A"]);
             let cols = Columns::of(&raw.schema()).unwrap();
-            let adjusted = adjust_series(&raw, &cols, &f, false).unwrap();
-            let back = adjust_series(&adjusted, &cols, &f, true).unwrap();
-            prop_assert!(close_enough(&raw, &back));
+            // `raw` shares its buffers with the batch adjusted: they must be copied, not changed.
+            let adjusted = adjust_series(raw.clone(), &cols, &f, false).unwrap();
             // Each row was multiplied by its own factor.
-            let c = adjusted.column(6).as_primitive::<arrow::datatypes::Float64Type>();
+            let c = adjusted.column(6).as_primitive::<Float64Type>();
             for (i, r) in rows.iter().enumerate() {
                 let want = r.1 * f.at(r.0).price;
                 prop_assert!((c.value(i) - want).abs() <= 1e-12 * want.abs().max(1.0));
             }
+            // The adjusted batch owns its price buffers: undone in place.
+            let back = adjust_series(adjusted, &cols, &f, true).unwrap();
+            prop_assert!(close_enough(&raw, &back));
         }
     }
 }
