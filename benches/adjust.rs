@@ -78,22 +78,28 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn time<F, Fut>(runs: usize, run: F) -> (f64, f64, usize)
+/// Median and min ms of `run(false)` (raw) and `run(true)` (adjusted), taken in turns so that
+/// a busy machine slows both alike; each runs once to warm first.
+async fn time_pair<F, Fut>(runs: usize, run: F) -> [(f64, f64, usize); 2]
 where
-    F: Fn() -> Fut,
+    F: Fn(bool) -> Fut,
     Fut: std::future::Future<Output = usize>,
 {
-    let mut times = Vec::with_capacity(runs);
-    let mut rows = 0;
+    let mut times = [Vec::with_capacity(runs), Vec::with_capacity(runs)];
+    let mut rows = [0, 0];
     for i in 0..=runs {
-        let t = Instant::now();
-        rows = run().await;
-        if i > 0 {
-            times.push(t.elapsed().as_secs_f64() * 1e3);
+        for adjusted in [false, true] {
+            let t = Instant::now();
+            rows[adjusted as usize] = run(adjusted).await;
+            if i > 0 {
+                times[adjusted as usize].push(t.elapsed().as_secs_f64() * 1e3);
+            }
         }
     }
-    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
-    (median(times), min, rows)
+    [0, 1].map(|k| {
+        let min = times[k].iter().copied().fold(f64::INFINITY, f64::min);
+        (median(times[k].clone()), min, rows[k])
+    })
 }
 
 fn main() {
@@ -158,8 +164,11 @@ fn main() {
             }
         };
         let mut results = Vec::new();
-        for (name, adjust) in [("in-process raw", Adjust::None), ("in-process adjusted", Adjust::All)] {
-            let (med, min, rows) = time(runs, || load(adjust)).await;
+        let pair = time_pair(runs, |adjusted| {
+            load(if adjusted { Adjust::All } else { Adjust::None })
+        })
+        .await;
+        for (name, (med, min, rows)) in ["in-process raw", "in-process adjusted"].into_iter().zip(pair) {
             results.push((name, med, min, rows));
         }
 
@@ -195,8 +204,8 @@ fn main() {
                 reader.map(|b| b.expect("batch").num_rows()).sum::<usize>()
             }
         };
-        for (name, adjust) in [("http raw", "none"), ("http adjusted", "all")] {
-            let (med, min, rows) = time(runs, || get(adjust)).await;
+        let pair = time_pair(runs, |adjusted| get(if adjusted { "all" } else { "none" })).await;
+        for (name, (med, min, rows)) in ["http raw", "http adjusted"].into_iter().zip(pair) {
             results.push((name, med, min, rows));
         }
         for (name, med, min, rows) in &results {
