@@ -12,7 +12,7 @@ use tickvault::actions::CorporateAction;
 use tickvault::adjust::{Adjust, Adjustment};
 use tickvault::config::Config;
 use tickvault::import::ImportOptions;
-use tickvault::model::Symbol;
+use tickvault::model::{Interval, Symbol};
 use tickvault::{LoadRequest, Store};
 
 use crate::cli::fixtures;
@@ -854,4 +854,75 @@ async fn the_tickvault_binary_reads_bars_and_refuses_bad_flags() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn intraday_events_follow_the_calendar_the_registry_gives_a_symbol() {
+    use tickvault::calendar::Calendar;
+    use tickvault::sync::provider::{self, ProviderConfig, ProviderKind, UpstreamPolicy};
+    use tickvault::sync::registry::SymbolSpec;
+    use tickvault::sync::syncer::{ProviderHandle, SyncOptions, Syncer};
+    let store = Arc::new(Store::open("memory://").await.unwrap());
+    // No request is made: tracking only records the symbol.
+    let config = ProviderConfig::new(ProviderKind::Binance, Some("http://127.0.0.1:9".into()));
+    let handle = ProviderHandle::new(
+        "up",
+        provider::build(&config).unwrap(),
+        UpstreamPolicy::default(),
+    );
+    let syncer = Syncer::open(Arc::clone(&store), vec![handle], SyncOptions::default())
+        .await
+        .unwrap();
+    syncer
+        .track(SymbolSpec {
+            symbol: sym("COIN-USD"),
+            intervals: vec![Interval::M1],
+            provider: "up".into(),
+            since: midnight("2021-01-01"),
+            calendar: Calendar::AlwaysOpen,
+            added_at: 0,
+        })
+        .await
+        .unwrap();
+    // 2021-03-15 03:59 UTC: the day of the split in UTC (24x7), still the 14th in New York.
+    let ex = midnight("2021-03-15");
+    let at = ex + 4 * 60 * MINUTE - MINUTE;
+    for s in ["COIN-USD", "XYZ"] {
+        store
+            .write(&bars(&[minute(s, ex - MINUTE, 20.0), minute(s, at, 10.0)]))
+            .await
+            .unwrap();
+    }
+    store
+        .actions()
+        .upsert(vec![
+            split("COIN-USD", "2021-03-15", 2.0),
+            split("XYZ", "2021-03-15", 2.0),
+        ])
+        .await
+        .unwrap();
+    let adjusted = |s: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            let req = load(
+                &[s],
+                "1m",
+                None,
+                None,
+                Adjustment::new(Adjust::Splits, None),
+            );
+            let got = closes(&store.load_bars_collect(&req).await.unwrap());
+            got.values().map(|c| c.0).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        adjusted("COIN-USD").await,
+        vec![10.0, 10.0],
+        "24x7: from 00:00 UTC"
+    );
+    assert_eq!(
+        adjusted("XYZ").await,
+        vec![10.0, 5.0],
+        "untracked: us-equity, New York"
+    );
 }
