@@ -76,7 +76,10 @@ impl Error {
         match self {
             Error::Storage(storage::Error::Damaged(d))
             | Error::Write(write::Error::Storage(storage::Error::Damaged(d))) => Some(d),
-            Error::Query(query::Error::DataFusion(e)) => storage::find_damage(e),
+            Error::Query(query::Error::DataFusion(e))
+            | Error::Adjust(crate::adjust::Error::Read { source: e, .. }) => {
+                storage::find_damage(e)
+            }
             _ => None,
         }
     }

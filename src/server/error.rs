@@ -126,6 +126,11 @@ impl From<store::Error> for ApiError {
                 "bad_corporate_action",
                 e.to_string(),
             ),
+            // Reading a dividend's previous close failed as a query would (a timeout, a
+            // resource limit).
+            store::Error::Adjust(crate::adjust::Error::Read { source, .. }) => {
+                Self::from_datafusion(&source)
+            }
             store::Error::InvalidInput(_) | store::Error::InvalidRow { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
             }
