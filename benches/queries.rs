@@ -108,6 +108,7 @@ async fn time_load(store: &Store, runs: usize) -> (f64, f64, usize) {
         start: Some(1_640_995_200_000_000), // 2022-01-01
         end: Some(1_672_531_200_000_000),   // 2023-01-01
         columns: None,
+        adjustment: tickvault::adjust::Adjustment::NONE,
     };
     time_stream(runs, || async {
         store.load_bars(&req).await.expect("load plans")

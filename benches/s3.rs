@@ -32,6 +32,7 @@ fn load_request() -> LoadRequest {
         start: Some(1_640_995_200_000_000), // 2022-01-01
         end: Some(1_672_531_200_000_000),   // 2023-01-01
         columns: None,
+        adjustment: tickvault::adjust::Adjustment::NONE,
     }
 }
 

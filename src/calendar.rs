@@ -183,6 +183,16 @@ impl Calendar {
         }
     }
 
+    /// The instant (µs UTC) trading date `d` begins in the calendar's time zone: 00:00 New York
+    /// for US equities (so the evening bars of the day before, after 00:00 UTC, are still of
+    /// that day), 00:00 UTC for 24x7 and fx, whose intraday bars are dated by UTC day.
+    pub fn day_start(self, d: NaiveDate) -> i64 {
+        match self {
+            Calendar::UsEquity => new_york_us(d, 0, 0),
+            Calendar::AlwaysOpen | Calendar::Fx => utc_midnight_us(d),
+        }
+    }
+
     /// Whether bars are expected on this date (for daily bars: is it a trading day).
     pub fn is_trading_day(self, d: NaiveDate) -> bool {
         match self {
@@ -358,6 +368,24 @@ mod tests {
         assert_eq!(sunday.len(), 2);
         let daily = Calendar::Fx.expected_bars(Interval::D1, us(2024, 1, 1), us(2024, 1, 8));
         assert_eq!(daily.len(), 5);
+    }
+
+    #[test]
+    fn days_start_at_midnight_in_the_calendar_time_zone() {
+        // New York is UTC-4 in summer, UTC-5 in winter.
+        let hour = 3_600_000_000;
+        assert_eq!(
+            Calendar::UsEquity.day_start(date(2020, 8, 31)),
+            us(2020, 8, 31) + 4 * hour
+        );
+        assert_eq!(
+            Calendar::UsEquity.day_start(date(2024, 1, 2)),
+            us(2024, 1, 2) + 5 * hour
+        );
+        assert_eq!(
+            Calendar::AlwaysOpen.day_start(date(2024, 1, 2)),
+            us(2024, 1, 2)
+        );
     }
 
     #[test]

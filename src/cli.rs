@@ -48,6 +48,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Run a read-only SQL query over `bars` and the views from sql/.
     Sql(SqlArgs),
+    /// Load bars of one or more symbols (the backtest loader), raw or adjusted.
+    Bars(crate::adjust::cli::BarsArgs),
     /// Rows, files, bytes and time range per timeframe and symbol.
     Stats(StatsArgs),
     /// Merge partitions that have several files into one file each.
@@ -239,7 +241,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         _ => {}
     }
     let read_only = match &cli.command {
-        Command::Sql(_) | Command::Stats(_) | Command::Check(_) => true,
+        Command::Sql(_) | Command::Bars(_) | Command::Stats(_) | Command::Check(_) => true,
         Command::Actions(args) => crate::actions::cli::is_read_only(args),
         _ => false,
     };
@@ -261,6 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Import(args) => import_cmd(&store, args).await,
         Command::Actions(args) => crate::actions::cli::actions_cmd(&store, args).await,
         Command::Sql(args) => sql_cmd(&store, args).await,
+        Command::Bars(args) => crate::adjust::cli::bars_cmd(&store, args).await,
         Command::Stats(args) => stats_cmd(&store, args),
         Command::Compact => {
             let s = store.compact().await?;

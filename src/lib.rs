@@ -5,6 +5,7 @@
 //! ([`query`]). [`Store`] is the front door.
 
 pub mod actions;
+pub mod adjust;
 pub mod batch;
 pub mod calendar;
 pub mod catalog;
@@ -26,7 +27,9 @@ pub mod sync;
 pub mod wal;
 pub mod write;
 
-pub use store::{Error, ImportSummary, LoadRequest, Result, Store, StoreOptions, TransferSummary};
+pub use store::{
+    Error, ImportSummary, LoadRequest, LoadedBars, Result, Store, StoreOptions, TransferSummary,
+};
 
 /// An error and its causes on one line (HTTP clients hide the useful part in `source`).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

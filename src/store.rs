@@ -8,24 +8,29 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, col, lit};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
 use crate::actions::ActionsTable;
+use crate::adjust::apply::{Columns, FactorsBySeries, adjust_mixed, adjust_series};
+use crate::adjust::view::{AdjustedBars, VIEWS};
+use crate::adjust::{Adjuster, Adjustment, Applied};
 use crate::batch::{SeriesBatch, SeriesKey};
 use crate::catalog::{self, Catalog};
 use crate::import::{self, ImportOptions};
 use crate::live::{self, Live, LiveOptions};
 use crate::maintenance::{self, CheckReport, CompactSummary, GcSummary, SeriesStats};
-use crate::model::{BARS_SCHEMA, COL_TIMEFRAME, Interval, Symbol};
-use crate::query::{self, QueryEngine};
+use crate::model::{BARS_SCHEMA, COL_SYMBOL, COL_TIMEFRAME, COL_TS, Interval, Symbol};
+use crate::query::{self, QueryEngine, SeriesMap};
 use crate::storage::{
     self, DiskCache, OpenedStore, RequestCounts, RequestStats, StoreSettings, StoreUrl,
     open_object_store,
 };
 use crate::write::{self, WriteSummary, Writer};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -55,6 +60,8 @@ pub enum Error {
     /// A corporate action that breaks a rule; nothing of the input was applied.
     #[error(transparent)]
     Refused(#[from] crate::actions::Refused),
+    #[error(transparent)]
+    Adjust(#[from] crate::adjust::Error),
 }
 
 impl From<datafusion::error::DataFusionError> for Error {
@@ -72,7 +79,10 @@ impl Error {
         match self {
             Error::Storage(storage::Error::Damaged(d))
             | Error::Write(write::Error::Storage(storage::Error::Damaged(d))) => Some(d),
-            Error::Query(query::Error::DataFusion(e)) => storage::find_damage(e),
+            Error::Query(query::Error::DataFusion(e))
+            | Error::Adjust(crate::adjust::Error::Read { source: e, .. }) => {
+                storage::find_damage(e)
+            }
             _ => None,
         }
     }
@@ -87,6 +97,15 @@ pub struct LoadRequest {
     pub end: Option<i64>,
     /// `None` for every column of `bars`.
     pub columns: Option<Vec<String>>,
+    /// Raw prices ([`Adjustment::NONE`]) or adjusted by splits and dividends, as of a date.
+    pub adjustment: Adjustment,
+}
+
+/// A load's rows, and the corporate actions an adjusted load applied to them (those that
+/// change a bar at or after the request's start).
+pub struct LoadedBars {
+    pub stream: SendableRecordBatchStream,
+    pub applied: Vec<Applied>,
 }
 
 /// What an import did.
@@ -143,6 +162,7 @@ pub struct Store {
     live: Option<Arc<Live>>,
     engine: QueryEngine,
     actions: Arc<ActionsTable>,
+    adjuster: Arc<Adjuster>,
 }
 
 impl std::fmt::Debug for Store {
@@ -228,6 +248,17 @@ impl Store {
                 .map_err(Error::Actions)?,
         );
         crate::actions::sql::register(&engine, &actions)?;
+        let adjuster = Arc::new(Adjuster::new(
+            engine.clone(),
+            Arc::clone(&catalog),
+            live.clone(),
+            Arc::clone(&actions),
+        ));
+        let bars = engine.context().table_provider("bars").await?;
+        for (name, adjust) in VIEWS {
+            let view = AdjustedBars::new(Arc::clone(&bars), adjust, Arc::downgrade(&adjuster));
+            engine.context().register_table(name, Arc::new(view))?;
+        }
         Ok(Self {
             url: label.to_string(),
             object_store,
@@ -237,6 +268,7 @@ impl Store {
             live,
             engine,
             actions,
+            adjuster,
         })
     }
 
@@ -301,6 +333,12 @@ impl Store {
     /// The `corporate_actions` table: splits and dividends that adjusted reads apply.
     pub fn actions(&self) -> &Arc<ActionsTable> {
         &self.actions
+    }
+
+    /// Plans adjusted reads (and caches the closes dividends need); the sync registry tells it
+    /// symbols' calendars.
+    pub fn adjuster(&self) -> &Arc<Adjuster> {
+        &self.adjuster
     }
 
     /// The live tier, when the store was opened with one.
@@ -466,8 +504,13 @@ impl Store {
         Ok(self.sql(sql).await?.collect().await?)
     }
 
-    /// Streams bars for a backtest, ordered by (ts, symbol).
+    /// Streams bars for a backtest, ordered by (ts, symbol), adjusted as the request asks.
     pub async fn load_bars(&self, req: &LoadRequest) -> Result<SendableRecordBatchStream> {
+        Ok(self.load_bars_adjusted(req).await?.stream)
+    }
+
+    /// [`Store::load_bars`], and the corporate actions it applied.
+    pub async fn load_bars_adjusted(&self, req: &LoadRequest) -> Result<LoadedBars> {
         if req.symbols.is_empty() {
             return Err(Error::InvalidInput("no symbols requested".into()));
         }
@@ -478,11 +521,28 @@ impl Store {
                 .map(|c| BARS_SCHEMA.index_of(c).map_err(|_| unknown_column(c)))
                 .collect::<Result<Vec<usize>>>()?,
         };
-        if let Some(stream) =
-            self.engine
-                .load_series(&req.symbols, req.interval, req.start, req.end, &columns)
-        {
-            return Ok(stream);
+        let plan = self
+            .adjuster
+            .plan_read(&req.symbols, req.interval, &req.adjustment, req.start)
+            .await?;
+        let applied = plan.applied;
+        let factors = plan.factors;
+        let map = |symbol: &str| -> Option<SeriesMap> {
+            let f = Arc::clone(factors.get(symbol)?);
+            Some(Arc::new(move |batch: RecordBatch| {
+                let cols = Columns::of(&batch.schema()).ok_or_else(no_ts)?;
+                Ok(adjust_series(batch, &cols, &f, false)?)
+            }))
+        };
+        if let Some(stream) = self.engine.load_series_mapped(
+            &req.symbols,
+            req.interval,
+            req.start,
+            req.end,
+            &columns,
+            &map,
+        ) {
+            return Ok(LoadedBars { stream, applied });
         }
         let ts_lit = |v: i64| {
             lit(ScalarValue::TimestampMicrosecond(
@@ -491,13 +551,13 @@ impl Store {
             ))
         };
         let mut predicate = col(COL_TIMEFRAME).eq(lit(req.interval.as_str())).and(
-            col("symbol").in_list(req.symbols.iter().map(|s| lit(s.as_str())).collect(), false),
+            col(COL_SYMBOL).in_list(req.symbols.iter().map(|s| lit(s.as_str())).collect(), false),
         );
         if let Some(start) = req.start {
-            predicate = predicate.and(col("ts").gt_eq(ts_lit(start)));
+            predicate = predicate.and(col(COL_TS).gt_eq(ts_lit(start)));
         }
         if let Some(end) = req.end {
-            predicate = predicate.and(col("ts").lt(ts_lit(end)));
+            predicate = predicate.and(col(COL_TS).lt(ts_lit(end)));
         }
         let mut df = self
             .engine
@@ -506,14 +566,53 @@ impl Store {
             .await?
             .filter(predicate)?
             .sort(vec![
-                col("ts").sort(true, false),
-                col("symbol").sort(true, false),
+                col(COL_TS).sort(true, false),
+                col(COL_SYMBOL).sort(true, false),
             ])?;
-        if let Some(columns) = &req.columns {
-            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+        // An adjustment needs each row's series and open time; they are dropped after it.
+        let mut read = columns.clone();
+        if !factors.is_empty() {
+            for name in [COL_SYMBOL, COL_TIMEFRAME, COL_TS] {
+                let i = BARS_SCHEMA.index_of(name).expect("bars column");
+                if !read.contains(&i) {
+                    read.push(i);
+                }
+            }
+        }
+        if req.columns.is_some() || read.len() != columns.len() {
+            let names: Vec<&str> = read
+                .iter()
+                .map(|&i| BARS_SCHEMA.field(i).name().as_str())
+                .collect();
             df = df.select_columns(&names)?;
         }
-        Ok(df.execute_stream().await?)
+        let stream = df.execute_stream().await?;
+        if factors.is_empty() {
+            return Ok(LoadedBars { stream, applied });
+        }
+        let mut by_series = FactorsBySeries::new();
+        for (symbol, f) in factors {
+            by_series
+                .entry(symbol)
+                .or_default()
+                .insert(req.interval.as_str().to_string(), f);
+        }
+        let output: Vec<usize> = (0..columns.len()).collect();
+        let schema = Arc::new(
+            stream
+                .schema()
+                .project(&output)
+                .map_err(DataFusionError::from)?,
+        );
+        let adjusted = stream.map(move |batch| -> datafusion::error::Result<RecordBatch> {
+            let batch = batch?;
+            let cols = Columns::of(&batch.schema()).ok_or_else(no_ts)?;
+            Ok(adjust_mixed(&batch, &cols, &by_series)?.project(&output)?)
+        });
+        Ok(LoadedBars {
+            stream: Box::pin(RecordBatchStreamAdapter::new(schema, adjusted)),
+            applied,
+        })
     }
 
     /// Loads bars and collects them (convenience for small requests and tests).
@@ -545,6 +644,11 @@ impl Store {
     pub fn stats(&self) -> Vec<SeriesStats> {
         maintenance::stats(&self.catalog)
     }
+}
+
+/// An adjusted read's batch without ts (the loader always reads it): a bug, not bad input.
+fn no_ts() -> DataFusionError {
+    DataFusionError::Internal("an adjusted read lost its ts column".into())
 }
 
 /// An error naming a column `bars` does not have, and the ones it has.

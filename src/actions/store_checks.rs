@@ -98,6 +98,7 @@ impl Store {
                 start: None,
                 end: last.map(day_start),
                 columns: Some(vec!["ts".into(), "close".into()]),
+                adjustment: crate::adjust::Adjustment::NONE,
             };
             let batches = self.load_bars_collect(&request).await?;
             let bars = session_closes(&batches);

@@ -35,6 +35,7 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use object_store::ObjectStore;
 
 pub use bounded::execute_bounded;
+pub use range_read::SeriesMap;
 pub use repeatable::is_repeatable;
 pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
 pub use views::SQL_FILES;
@@ -239,6 +240,20 @@ impl QueryEngine {
         end: Option<i64>,
         columns: &[usize],
     ) -> Option<SendableRecordBatchStream> {
+        self.load_series_mapped(symbols, interval, start, end, columns, &|_| None)
+    }
+
+    /// [`QueryEngine::load_series`] with each series' batches passed through the function
+    /// `map` gives for its symbol before the merge (see `RangeReader::read_merged_mapped`).
+    pub fn load_series_mapped(
+        &self,
+        symbols: &[String],
+        interval: Interval,
+        start: Option<i64>,
+        end: Option<i64>,
+        columns: &[usize],
+        map: &dyn Fn(&str) -> Option<SeriesMap>,
+    ) -> Option<SendableRecordBatchStream> {
         let mut symbols = symbols.to_vec();
         symbols.sort();
         symbols.dedup();
@@ -253,7 +268,7 @@ impl QueryEngine {
                 limit: None,
             })
             .collect();
-        self.ranges.read_merged(queries)
+        self.ranges.read_merged_mapped(queries, map)
     }
 
     /// Streams a planned query's result; a scan of many series reads a few at a time (see

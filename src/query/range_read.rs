@@ -36,6 +36,9 @@ use crate::live::Live;
 use crate::model::{BARS_SCHEMA, COL_TS, FILE_SCHEMA, Interval, Symbol, year_of};
 use crate::storage::PartitionKey;
 
+/// A function applied to every batch of one series.
+pub type SeriesMap = Arc<dyn Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync>;
+
 /// Rows decoded per batch.
 pub const BATCH_ROWS: usize = 8192;
 
@@ -94,7 +97,18 @@ impl RangeReader {
 
     /// Reads of several series (the same columns and limit each) merged into one stream sorted
     /// by ts, ties going to the earlier query; the limit applies to the merged rows.
-    pub fn read_merged(&self, mut queries: Vec<RangeQuery>) -> Option<SendableRecordBatchStream> {
+    pub fn read_merged(&self, queries: Vec<RangeQuery>) -> Option<SendableRecordBatchStream> {
+        self.read_merged_mapped(queries, &|_| None)
+    }
+
+    /// [`RangeReader::read_merged`], each series' batches first passed through the function
+    /// `map` gives for its symbol (adjusted reads multiply prices there, one series at a time).
+    /// The batches `map` sees hold the query's columns and ts.
+    pub fn read_merged_mapped(
+        &self,
+        mut queries: Vec<RangeQuery>,
+        map: &dyn Fn(&str) -> Option<SeriesMap>,
+    ) -> Option<SendableRecordBatchStream> {
         let columns = queries.first()?.columns.clone();
         let limit = queries[0].limit;
         let ts = BARS_SCHEMA.index_of(COL_TS).expect("bars has ts");
@@ -108,7 +122,20 @@ impl RangeReader {
         // Each series holds a batch or two while the merge waits on the others: smaller
         // batches when there are many keep that bounded.
         let batch_rows = (BATCH_ROWS * 16 / queries.len()).clamp(1024, BATCH_ROWS);
-        let inputs = self.read_all(&queries, batch_rows)?;
+        let inputs = self
+            .read_all(&queries, batch_rows)?
+            .into_iter()
+            .zip(&queries)
+            .map(|(input, q)| match map(&q.symbol) {
+                None => input,
+                Some(f) => {
+                    let schema = input.schema();
+                    let mapped = input.map(move |batch| f(batch?));
+                    Box::pin(RecordBatchStreamAdapter::new(schema, mapped))
+                        as SendableRecordBatchStream
+                }
+            })
+            .collect();
         let schema = Arc::new(
             BARS_SCHEMA
                 .project(&queries[0].columns)

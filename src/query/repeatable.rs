@@ -1,11 +1,14 @@
 //! Whether a query gives the same answer each time it runs over the same data: not when it
 //! calls a function whose value changes between calls (`now()`, `random()`, `uuid()`),
-//! directly, in a subquery or through a view.
+//! directly, in a subquery or through a view; nor when it reads an adjusted view, whose answer
+//! changes with the corporate actions, which change without a commit of bars.
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
 use datafusion::datasource::view::ViewTable;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+
+use crate::adjust::view::AdjustedBars;
 
 pub fn is_repeatable(plan: &LogicalPlan) -> bool {
     let mut repeatable = true;
@@ -23,10 +26,14 @@ pub fn is_repeatable(plan: &LogicalPlan) -> bool {
         })?;
         if let LogicalPlan::TableScan(scan) = node
             && let Ok(provider) = source_as_provider(&scan.source)
-            && let Some(view) = provider.downcast_ref::<ViewTable>()
-            && !is_repeatable(view.logical_plan())
         {
-            repeatable = false;
+            let unrepeatable_view = provider
+                .downcast_ref::<ViewTable>()
+                .is_some_and(|view| !is_repeatable(view.logical_plan()));
+            let adjusted = provider.downcast_ref::<AdjustedBars>().is_some();
+            if unrepeatable_view || adjusted {
+                repeatable = false;
+            }
         }
         Ok(if repeatable {
             TreeNodeRecursion::Continue

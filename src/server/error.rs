@@ -121,6 +121,16 @@ impl From<store::Error> for ApiError {
         }
         match e {
             store::Error::Query(e) => e.into(),
+            store::Error::Adjust(crate::adjust::Error::BadEvent(_)) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_corporate_action",
+                e.to_string(),
+            ),
+            // Reading a dividend's previous close failed as a query would (a timeout, a
+            // resource limit).
+            store::Error::Adjust(crate::adjust::Error::Read { source, .. }) => {
+                Self::from_datafusion(&source)
+            }
             store::Error::InvalidInput(_) | store::Error::InvalidRow { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
             }

@@ -16,6 +16,7 @@ use super::output::{CacheFill, QuerySlot, cached_response, parse_format, stream_
 use super::result_cache::{CacheKey, StoreVersion};
 use super::timeframe::timeframe_param;
 use crate::LoadRequest;
+use crate::adjust::{Adjust, Adjustment, Applied, parse_as_of};
 use crate::import::parse_timestamp;
 use crate::model::{Interval, Symbol};
 use crate::query::is_repeatable;
@@ -134,6 +135,10 @@ pub struct BarsParams {
     format: Option<String>,
     /// Fetch missing ranges from the provider first (read-through).
     fill: Option<bool>,
+    /// `none` (default), `splits` or `all`.
+    adjust: Option<String>,
+    /// Point in time: only events with ex-date <= this date.
+    as_of: Option<String>,
 }
 
 /// `GET /v1/bars/{symbol}?timeframe&start&end&columns&format`
@@ -208,6 +213,7 @@ async fn load(
         ));
     }
     let columns = params.columns.as_deref().map(column_list).transpose()?;
+    let adjustment = adjustment(params.adjust.as_deref(), params.as_of.as_deref())?;
     let store = app.store()?;
     let syncer = app.syncer()?;
     let parsed: Vec<Symbol> = symbols
@@ -223,18 +229,33 @@ async fn load(
         start,
         end,
         columns,
+        adjustment,
     };
     let slot = QuerySlot::acquire(&app)?;
+    // The events applied are known once the load is planned, before the first row: a header.
+    let applied = Arc::new(std::sync::OnceLock::new());
+    let applied_in = Arc::clone(&applied);
     let mut response = stream_response(slot, format, async move {
-        let stream = store.load_bars(&request).await.map_err(|e| match e {
-            crate::Error::InvalidInput(msg) if msg.starts_with("unknown column") => {
-                ApiError::bad_param("columns", msg)
-            }
-            e => e.into(),
-        })?;
-        Ok((stream, None))
+        let loaded = store
+            .load_bars_adjusted(&request)
+            .await
+            .map_err(|e| match e {
+                crate::Error::InvalidInput(msg) if msg.starts_with("unknown column") => {
+                    ApiError::bad_param("columns", msg)
+                }
+                e => e.into(),
+            })?;
+        let _ = applied_in.set(loaded.applied);
+        Ok((loaded.stream, None))
     })
     .await?;
+    if !adjustment.is_none() {
+        let value = adjustments_header(applied.get().map_or(&[][..], Vec::as_slice));
+        response.headers_mut().insert(
+            ADJUSTMENTS_HEADER,
+            axum::http::HeaderValue::from_str(&value).expect("ascii header"),
+        );
+    }
     if let Some(f) = filled {
         // What the read fetched first: `requests=2; rows=390; chunks=2; failures=0`.
         let value = format!(
@@ -282,6 +303,61 @@ fn column_list(param: &str) -> Result<Vec<String>, ApiError> {
 
 /// The response header that says what a `fill=true` read fetched.
 pub const FILL_HEADER: &str = "x-tickvault-fill";
+
+/// The response header of an adjusted read: the events applied, `; `-separated
+/// (`AAPL 2020-08-31 split ratio=4 factor=0.25`), or `none`.
+pub const ADJUSTMENTS_HEADER: &str = "x-tickvault-adjustments";
+
+/// Past this, the header lists the first events and how many more there are (a client's
+/// header limit is often 8-16 KiB).
+const MAX_ADJUSTMENTS_HEADER: usize = 6 * 1024;
+
+/// `adjust=` and `as_of=`, checked.
+fn adjustment(adjust: Option<&str>, as_of: Option<&str>) -> Result<Adjustment, ApiError> {
+    let adjust: Adjust = adjust
+        .unwrap_or("none")
+        .parse()
+        .map_err(|e| ApiError::bad_param("adjust", e))?;
+    let as_of = as_of
+        .map(|d| parse_as_of(d).map_err(|e| ApiError::bad_param("as_of", e)))
+        .transpose()?;
+    if as_of.is_some() && adjust == Adjust::None {
+        return Err(ApiError::bad_param(
+            "as_of",
+            "needs adjust=splits or adjust=all (raw bars are the same on every date)",
+        ));
+    }
+    Ok(Adjustment::new(adjust, as_of))
+}
+
+/// The value of [`ADJUSTMENTS_HEADER`].
+fn adjustments_header(applied: &[Applied]) -> String {
+    if applied.is_empty() {
+        return "none".to_string();
+    }
+    let mut out = String::new();
+    for (i, a) in applied.iter().enumerate() {
+        let entry = a.to_string();
+        if out.len() + entry.len() > MAX_ADJUSTMENTS_HEADER {
+            out.push_str(&format!("; and {} more", applied.len() - i));
+            break;
+        }
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(&entry);
+    }
+    // Symbols are visible characters, but may be outside ASCII: a header value must not be.
+    out.chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
 
 /// RFC 3339 or `YYYY-MM-DD` (midnight UTC), as µs since the epoch: the import's timestamp
 /// parser, so the API accepts what `tickvault import` does, with naive times in UTC.

@@ -220,6 +220,15 @@ impl Syncer {
         let reads = Arc::new(Mutex::new(HashMap::new()));
         super::tables::register(store.engine(), &log, &reads, micros(options.stale_after))
             .map_err(|e| Error::Invalid(format!("registering the sync tables: {e}")))?;
+        // Adjusted intraday reads date an ex-date in the symbol's calendar time zone.
+        let registry = Arc::clone(&log);
+        store.adjuster().set_calendars(Arc::new(move |symbol| {
+            registry
+                .state()
+                .symbols
+                .get(symbol)
+                .map(|spec| spec.calendar)
+        }));
         Ok(Self {
             store,
             log,
@@ -849,6 +858,7 @@ impl Syncer {
                 start: Some(start),
                 end: Some(end),
                 columns: Some(vec!["ts".into(), "close".into()]),
+                adjustment: crate::adjust::Adjustment::NONE,
             })
             .await?;
         let mut out = BTreeMap::new();
@@ -922,6 +932,7 @@ impl Syncer {
                 start: Some(start),
                 end: Some(end),
                 columns: Some(vec!["ts".into()]),
+                adjustment: crate::adjust::Adjustment::NONE,
             })
             .await?;
         let mut out = Vec::new();

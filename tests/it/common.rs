@@ -500,6 +500,7 @@ pub async fn check_loads(
                 start: Some(lo),
                 end: Some(hi),
                 columns: columns.clone(),
+                adjustment: tickvault::adjust::Adjustment::NONE,
             };
             let rows = |batches: &[RecordBatch]| -> Vec<(Option<i64>, String, f64)> {
                 let mut out = Vec::new();

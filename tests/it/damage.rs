@@ -96,6 +96,7 @@ async fn answers(store: &Store) -> Vec<Result<RecordBatch, String>> {
         start: Some(T0 + 2 * DAY),
         end: Some(T0 + 6 * DAY),
         columns: None,
+        adjustment: tickvault::adjust::Adjustment::NONE,
     };
     out.push(
         store

@@ -264,6 +264,7 @@ fn the_loader_reads_ten_thousand_symbols_with_live_rows() {
             start: None,
             end: None,
             columns: Some(vec!["symbol".into(), "close".into()]),
+            adjustment: tickvault::adjust::Adjustment::NONE,
         };
         let started = Instant::now();
         let batches = store.load_bars_collect(&request).await.unwrap();

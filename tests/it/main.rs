@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per area (every test binary links DataFusion again).
 
 mod actions;
+mod adjust;
 mod calendar;
 mod cli;
 mod common;

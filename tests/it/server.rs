@@ -273,6 +273,7 @@ async fn bars_over_arrow_equal_the_library_loader() {
             start: Some(tickvault::server::parse_time("2020-01-01").unwrap()),
             end: Some(tickvault::server::parse_time("2021-01-01").unwrap()),
             columns: None,
+            adjustment: tickvault::adjust::Adjustment::NONE,
         })
         .await
         .unwrap();

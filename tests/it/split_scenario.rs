@@ -12,6 +12,7 @@ use arrow::array::{Array, Float64Array, TimestampMicrosecondArray};
 use chrono::{NaiveDate, TimeZone};
 use chrono_tz::America::New_York;
 use tickvault::actions::ActionKind;
+use tickvault::adjust::{Adjust, Adjustment};
 use tickvault::calendar::Calendar;
 use tickvault::model::{Interval, Symbol};
 use tickvault::sync::fake_upstream::{FakeData, FakeUpstream};
@@ -66,6 +67,11 @@ fn raw_series(start: i64, end: i64, ex_date: NaiveDate) -> Vec<RawBar> {
 
 /// Every stored bar of the symbol: ts -> [open, high, low, close, volume].
 async fn stored(store: &Store) -> BTreeMap<i64, [f64; 5]> {
+    read(store, Adjustment::NONE).await
+}
+
+/// Every bar of the symbol as a read with `adjustment` answers it.
+async fn read(store: &Store, adjustment: Adjustment) -> BTreeMap<i64, [f64; 5]> {
     let batches = store
         .load_bars_collect(&LoadRequest {
             symbols: vec![SYMBOL.into()],
@@ -77,6 +83,7 @@ async fn stored(store: &Store) -> BTreeMap<i64, [f64; 5]> {
                     .map(String::from)
                     .to_vec(),
             ),
+            adjustment,
         })
         .await
         .unwrap();
@@ -273,8 +280,26 @@ async fn a_split_after_the_backfill_leaves_one_price_basis_in_the_series() {
             b.0
         );
     }
-    // What the lead's adjusted read is compared with: the fake serves every bar before the
-    // ex-date divided by 4 now.
+    // The splits-adjusted read equals what the fake serves now (every bar before the ex-date
+    // divided by 4, its volume times 4). The series is tracked 24/7 so that the sync expects
+    // every hour, but the symbol trades in New York, as the fake's Yahoo says: the read dates
+    // the ex-date there too.
+    store
+        .adjuster()
+        .set_calendars(Arc::new(|_| Some(Calendar::UsEquity)));
     let served = as_map(&fake.split_adjusted_bars(SYMBOL, Interval::H1));
-    assert_eq!(served.len(), all.len());
+    let adjusted = read(&store, Adjustment::new(Adjust::Splits, None)).await;
+    assert_eq!(adjusted.len(), served.len());
+    for ((ts, got), (served_ts, want)) in adjusted.iter().zip(&served) {
+        assert_eq!(ts, served_ts);
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g - w).abs() <= 1e-9 * w.abs(),
+                "the adjusted bar at {ts} is {got:?}, the fake serves {want:?}"
+            );
+        }
+    }
+    // And the split is really in it: the first bar is a quarter of the stored one.
+    let first_ts = *all.keys().next().unwrap();
+    assert_eq!(adjusted[&first_ts][3], all[&first_ts][3] / RATIO);
 }

@@ -87,6 +87,7 @@ async fn loader_orders_by_ts_then_symbol_and_projects() {
         start: Some(T2021 + 300 * DAY),
         end: Some(T2021 + 380 * DAY),
         columns: Some(vec!["ts".into(), "symbol".into(), "close".into()]),
+        adjustment: tickvault::adjust::Adjustment::NONE,
     };
     let batches = store.load_bars_collect(&req).await.unwrap();
     let mut seen = Vec::new();

@@ -1101,6 +1101,7 @@ async fn the_library_loader_fills_only_what_is_missing() {
         start: Some(day(2021, 3, 1)),
         end: Some(day(2021, 4, 1)),
         columns: None,
+        adjustment: tickvault::adjust::Adjustment::NONE,
     };
     let (filled, stream) = syncer.load_bars(&request, true).await.unwrap();
     let filled = filled.unwrap();

@@ -132,6 +132,7 @@ async fn a_store_written_before_the_rename_opens_answers_and_takes_new_writes() 
             start: Some(T2021),
             end: None,
             columns: Some(vec!["ts".into(), "close".into()]),
+            adjustment: tickvault::adjust::Adjustment::NONE,
         })
         .await
         .unwrap();

@@ -105,6 +105,7 @@ async fn the_disk_cache_answers_repeated_backtests_without_s3() {
         start: None,
         end: None,
         columns: None,
+        adjustment: tickvault::adjust::Adjustment::NONE,
     };
     let rows = |batches: &[arrow::array::RecordBatch]| -> usize {
         batches.iter().map(|b| b.num_rows()).sum()
