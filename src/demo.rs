@@ -107,6 +107,8 @@ pub fn examples(base: &str) -> String {
   curl '{base}/v1/symbols'
   curl '{base}/v1/bars/AAPL?start=2021-04-01&end=2021-04-22'
   curl '{base}/v1/bars?symbols=AAPL,MSFT,NVDA&start=2021-01-01&format=csv'
+  curl -i '{base}/v1/bars/AAPL?start=2020-08-26&end=2020-09-03&adjust=all'     # split- and dividend-adjusted
+  curl '{base}/v1/corporate-actions?symbols=AAPL,TSLA'
   curl '{base}/v1/sql' --data-binary "SELECT symbol, max(close) AS high FROM bars WHERE timeframe = '1d' AND ts >= '2020-01-01' GROUP BY symbol ORDER BY high DESC"
   curl '{base}/v1/sql?q=SELECT+*+FROM+daily_returns+WHERE+symbol=%27TSLA%27+ORDER+BY+day+DESC+LIMIT+5'
   python3 -c "import pyarrow as pa, urllib.request as u; t = pa.ipc.open_stream(u.urlopen('{base}/v1/bars?symbols=AAPL,MSFT&format=arrow')).read_all(); print(t.num_rows, 'rows'); print(t.slice(t.num_rows - 2))"

@@ -890,6 +890,26 @@ async fn demo_serves_the_real_sample_from_an_empty_store() {
         csv,
         "ts,close\n2021-04-20T00:00:00Z,718.99\n2021-04-21T00:00:00Z,744.12\n"
     );
+    // The sample's split and dividend columns became corporate actions: AAPL's close of
+    // 2020-08-28 adjusted as Alpha Vantage's adjusted_close (124.405824223).
+    let adjusted = reqwest::get(format!(
+        "{base}/v1/bars/AAPL?start=2020-08-28&end=2020-08-29&columns=close&adjust=all&format=csv"
+    ))
+    .await
+    .unwrap();
+    let applied = adjusted.headers()["x-tickvault-adjustments"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        applied.contains("AAPL 2020-08-31 split ratio=4"),
+        "{applied}"
+    );
+    let close: f64 = adjusted.text().await.unwrap()["close\n".len()..]
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((close / 124.405824223 - 1.0).abs() < 1e-3, "{close}");
     terminate(&child);
     assert!(child.wait().unwrap().success());
 
