@@ -3,7 +3,6 @@
 //! and by the CLI; bad events refused with file and line, disagreements reported.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use tickvault::model::Symbol;
 use tickvault::{Store, StoreOptions};
 
 use crate::cli::fixtures;
+use crate::cli::{ok, tickvault};
 use crate::server::TestServer;
 
 fn aapl() -> Symbol {
@@ -318,9 +318,9 @@ fn cli_import_bad_events_refuses_by_default_and_skip_lists_what_it_left_out() {
         "{err}"
     );
     let count = ["sql", "--format", "csv", "SELECT count(*) AS n FROM bars"];
-    assert_eq!(stdout(&tickvault(&store, &count)).trim(), "n\n0");
+    assert_eq!(ok(&tickvault(&store, &count)).trim(), "n\n0");
 
-    let out = stdout(&tickvault(
+    let out = ok(&tickvault(
         &store,
         &[&args[..3], &["--bad-events", "skip", file]].concat(),
     ));
@@ -332,8 +332,8 @@ fn cli_import_bad_events_refuses_by_default_and_skip_lists_what_it_left_out() {
         )),
         "{out}"
     );
-    assert_eq!(stdout(&tickvault(&store, &count)).trim(), "n\n6");
-    let listed = stdout(&tickvault(
+    assert_eq!(ok(&tickvault(&store, &count)).trim(), "n\n6");
+    let listed = ok(&tickvault(
         &store,
         &["actions", "list", "AAPL", "--format", "csv"],
     ));
@@ -536,27 +536,6 @@ async fn http_lists_corporate_actions_and_sql_sees_new_commits() {
     server.stop().await;
 }
 
-fn tickvault(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tickvault"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("TICKVAULT_STORE")
-        .output()
-        .expect("run tickvault")
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_imports_and_lists_events_and_refuses_a_bad_file_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -570,13 +549,13 @@ async fn cli_imports_and_lists_events_and_refuses_a_bad_file_whole() {
          KO,2021-03-12,dividend,,0.42\n",
     )
     .unwrap();
-    let out = stdout(&tickvault(
+    let out = ok(&tickvault(
         &store,
         &["actions", "import", file.to_str().unwrap()],
     ));
     assert!(out.contains("imported 3 corporate actions"), "{out}");
     assert!(out.contains("3 new"), "{out}");
-    let listed = stdout(&tickvault(
+    let listed = ok(&tickvault(
         &store,
         &["actions", "list", "TSLA", "--format", "csv"],
     ));
@@ -594,7 +573,7 @@ async fn cli_imports_and_lists_events_and_refuses_a_bad_file_whole() {
         lines[2].starts_with("TSLA,2022-08-25,split,3.0,,import,"),
         "{listed}"
     );
-    let all = stdout(&tickvault(&store, &["actions", "list", "--format", "csv"]));
+    let all = ok(&tickvault(&store, &["actions", "list", "--format", "csv"]));
     assert_eq!(all.lines().count(), 4, "{all}");
 
     // A bad row: nothing of the file is stored.
@@ -613,7 +592,7 @@ async fn cli_imports_and_lists_events_and_refuses_a_bad_file_whole() {
         err.contains(&format!("{} line 3", bad.display())) && err.contains("ratio 0"),
         "{err}"
     );
-    let all = stdout(&tickvault(&store, &["actions", "list", "--format", "csv"]));
+    let all = ok(&tickvault(&store, &["actions", "list", "--format", "csv"]));
     assert!(!all.contains("NEW"), "{all}");
 
     // Another source said something else: the import (the user's own data) wins, and says so.
@@ -630,7 +609,7 @@ async fn cli_imports_and_lists_events_and_refuses_a_bad_file_whole() {
         "symbol,ex_date,kind,ratio,amount\nKO,2012-08-13,split,2,\n",
     )
     .unwrap();
-    let out = stdout(&tickvault(
+    let out = ok(&tickvault(
         &store,
         &["actions", "import", fix.to_str().unwrap()],
     ));
@@ -645,7 +624,7 @@ async fn cli_imports_and_lists_events_and_refuses_a_bad_file_whole() {
     ] {
         let mut args = cmd.clone();
         args.push("--help");
-        let out = stdout(&tickvault(&store, &args));
+        let out = ok(&tickvault(&store, &args));
         assert!(out.contains("Usage: tickvault"), "{cmd:?}: {out}");
     }
 }
@@ -653,7 +632,7 @@ async fn cli_imports_and_lists_events_and_refuses_a_bad_file_whole() {
 #[test]
 fn cli_import_of_alpha_vantage_files_stores_their_events() {
     let dir = tempfile::tempdir().unwrap();
-    let out = stdout(&tickvault(
+    let out = ok(&tickvault(
         dir.path(),
         &[
             "import",
@@ -669,7 +648,7 @@ fn cli_import_of_alpha_vantage_files_stores_their_events() {
         out.contains("corporate actions (split_coefficient, dividend_amount columns): 39 new"),
         "{out}"
     );
-    let listed = stdout(&tickvault(
+    let listed = ok(&tickvault(
         dir.path(),
         &["actions", "list", "AAPL", "--format", "csv"],
     ));

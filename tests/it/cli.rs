@@ -8,7 +8,8 @@ pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-fn tickvault(store: &Path, args: &[&str]) -> Output {
+/// Runs the binary over `store` (never the environment's store).
+pub(crate) fn tickvault(store: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tickvault"))
         .arg("--store")
         .arg(store)
@@ -18,7 +19,8 @@ fn tickvault(store: &Path, args: &[&str]) -> Output {
         .expect("run tickvault")
 }
 
-fn ok(out: &Output) -> String {
+/// The stdout of a run that must have succeeded (else its exit code and both streams).
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "exit {:?}\nstdout: {}\nstderr: {}",

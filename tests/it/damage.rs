@@ -3,7 +3,6 @@
 //! files written before checksums still read.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
@@ -12,6 +11,7 @@ use tickvault::batch::{BarBuilder, SeriesBatch, SeriesKey};
 use tickvault::model::{Interval, Symbol};
 use tickvault::{LoadRequest, Store, StoreOptions};
 
+use crate::cli::tickvault;
 use crate::common::{DAY, MINUTE, Rng};
 
 /// 2021-01-01T00:00:00Z.
@@ -191,17 +191,6 @@ async fn flipped_bytes_in_data_files_are_named_never_served() {
     // Every flip was put back: the store reads as before.
     let again = answers(&open_reader(dir.path()).await).await;
     assert!(again.into_iter().map(Result::unwrap).eq(intact));
-}
-
-/// The tickvault binary over `store`.
-fn tickvault(store: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tickvault"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("TICKVAULT_STORE")
-        .output()
-        .unwrap()
 }
 
 fn text(out: &std::process::Output) -> String {

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use tickvault::{LoadRequest, Store};
 
+use crate::cli::{ok, tickvault};
 use crate::common::{DAY, MINUTE, T2021, bars, contents, row};
 
 /// Every regular file under `dir`, relative to it, with `/` separators.
@@ -223,27 +223,6 @@ async fn the_old_column_name_is_gone_from_sql_and_the_error_names_the_new_one() 
         let name = schema.schema().field(column).name().clone();
         assert!(name.contains("timeframe"), "{table}: {name}");
     }
-}
-
-fn tickvault(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tickvault"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("TICKVAULT_STORE")
-        .output()
-        .expect("run tickvault")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn csv(dir: &Path, name: &str, minute: i64) -> PathBuf {
