@@ -507,7 +507,15 @@ impl Syncer {
         };
         let targets = self.actions_targets(
             &plans,
-            |s| Some(state.symbols.get(s).map_or(start, |spec| spec.since)),
+            // A read may reach before the tracked `since`: Yahoo needs every split after it.
+            |s| {
+                Some(
+                    state
+                        .symbols
+                        .get(s)
+                        .map_or(start, |spec| spec.since),
+                )
+            },
             now,
         );
         let events = self.read_actions(targets, &mut plans, &mut summary).await;

@@ -303,3 +303,68 @@ async fn a_split_after_the_backfill_leaves_one_price_basis_in_the_series() {
     let first_ts = *all.keys().next().unwrap();
     assert_eq!(adjusted[&first_ts][3], all[&first_ts][3] / RATIO);
 }
+
+/// A read-through fill of a range before the tracked `since` still learns the splits after it:
+/// Yahoo's bars there are adjusted for a split the tracked range never saw.
+#[tokio::test]
+async fn a_fill_before_the_tracked_since_stores_bars_as_traded() {
+    let now = chrono::Utc::now().timestamp_micros();
+    let t = now - now.rem_euclid(HOUR);
+    let start = t - 8 * DAY;
+    let ex_date = new_york_date(t - 3 * DAY);
+    let split = tickvault::actions::CorporateAction::split(
+        Symbol::new(SYMBOL).unwrap(),
+        ex_date,
+        RATIO,
+        "truth",
+        0,
+    )
+    .unwrap();
+    let raw = raw_series(start, t, ex_date);
+    let mut data = FakeData::new();
+    data.insert(SYMBOL, Interval::H1, raw.clone());
+    data.set_actions(SYMBOL, vec![split]);
+    let fake = FakeUpstream::start(data).await.unwrap();
+    fake.set_now(t);
+
+    let store = Arc::new(Store::open("memory://").await.unwrap());
+    let handle = ProviderHandle::new(
+        "up",
+        provider::build(&ProviderConfig::new(
+            ProviderKind::Yahoo,
+            Some(fake.base_url()),
+        ))
+        .unwrap(),
+        fast_policy(),
+    );
+    let syncer = Syncer::open(Arc::clone(&store), vec![handle], SyncOptions::default())
+        .await
+        .unwrap();
+    // Tracked only from after the split.
+    syncer
+        .track(SymbolSpec {
+            symbol: Symbol::new(SYMBOL).unwrap(),
+            intervals: vec![Interval::H1],
+            provider: "up".into(),
+            since: t - 2 * DAY,
+            calendar: Calendar::AlwaysOpen,
+            added_at: 0,
+        })
+        .await
+        .unwrap();
+    let before = t - 5 * DAY;
+    let filled = syncer
+        .fill(&[Symbol::new(SYMBOL).unwrap()], Interval::H1, start, before)
+        .await
+        .unwrap();
+    assert!(filled.failures.is_empty(), "{filled:?}");
+    let want: BTreeMap<i64, [f64; 5]> = as_map(&raw)
+        .into_iter()
+        .filter(|(ts, _)| *ts < before)
+        .collect();
+    assert_eq!(
+        stored(&store).await,
+        want,
+        "bars before the split are stored as traded"
+    );
+}
