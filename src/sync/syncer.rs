@@ -513,7 +513,7 @@ impl Syncer {
                     state
                         .symbols
                         .get(s)
-                        .map_or(start, |spec| spec.since),
+                        .map_or(start, |spec| spec.since.min(start)),
                 )
             },
             now,
