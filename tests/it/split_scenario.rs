@@ -11,7 +11,7 @@ use std::time::Duration;
 use arrow::array::{Array, Float64Array, TimestampMicrosecondArray};
 use chrono::{NaiveDate, TimeZone};
 use chrono_tz::America::New_York;
-use tickvault::actions::ActionKind;
+use tickvault::actions::{ActionKind, CorporateAction};
 use tickvault::adjust::{Adjust, Adjustment};
 use tickvault::calendar::Calendar;
 use tickvault::model::{Interval, Symbol};
@@ -116,20 +116,42 @@ fn as_map(bars: &[RawBar]) -> BTreeMap<i64, [f64; 5]> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_split_after_the_backfill_leaves_one_price_basis_in_the_series() {
+/// The top of the current hour, and the split 4:1 whose ex-date is three days before it.
+fn hour_and_split() -> (i64, CorporateAction) {
     let now = chrono::Utc::now().timestamp_micros();
     let t = now - now.rem_euclid(HOUR);
-    let since = t - 8 * DAY;
     let ex_date = new_york_date(t - 3 * DAY);
-    let split = tickvault::actions::CorporateAction::split(
-        Symbol::new(SYMBOL).unwrap(),
-        ex_date,
-        RATIO,
-        "truth",
-        0,
-    )
-    .unwrap();
+    let split =
+        CorporateAction::split(Symbol::new(SYMBOL).unwrap(), ex_date, RATIO, "truth", 0).unwrap();
+    (t, split)
+}
+
+/// The Yahoo adapter pointed at `fake`, as provider "up".
+fn yahoo(fake: &FakeUpstream) -> ProviderHandle {
+    let config = ProviderConfig::new(ProviderKind::Yahoo, Some(fake.base_url()));
+    ProviderHandle::new("up", provider::build(&config).unwrap(), fast_policy())
+}
+
+/// Tracks the symbol's hourly bars, 24/7, from `since` with provider "up".
+async fn track(syncer: &Syncer, since: i64) {
+    syncer
+        .track(SymbolSpec {
+            symbol: Symbol::new(SYMBOL).unwrap(),
+            intervals: vec![Interval::H1],
+            provider: "up".into(),
+            since,
+            calendar: Calendar::AlwaysOpen,
+            added_at: 0,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_split_after_the_backfill_leaves_one_price_basis_in_the_series() {
+    let (t, split) = hour_and_split();
+    let ex_date = split.ex_date;
+    let since = t - 8 * DAY;
     let raw = raw_series(since, t, ex_date);
     let first_part = t - 5 * DAY;
 
@@ -146,15 +168,6 @@ async fn a_split_after_the_backfill_leaves_one_price_basis_in_the_series() {
     assert!(fake.public_actions(SYMBOL).is_empty());
 
     let store = Arc::new(Store::open("memory://").await.unwrap());
-    let handle = ProviderHandle::new(
-        "up",
-        provider::build(&ProviderConfig::new(
-            ProviderKind::Yahoo,
-            Some(fake.base_url()),
-        ))
-        .unwrap(),
-        fast_policy(),
-    );
     let options = SyncOptions {
         // Recent empty hours are asked again (the fake's bars arrive later).
         settle: Duration::from_secs(10 * 24 * 3600),
@@ -162,20 +175,10 @@ async fn a_split_after_the_backfill_leaves_one_price_basis_in_the_series() {
         actions_every: Duration::ZERO,
         ..SyncOptions::default()
     };
-    let syncer = Syncer::open(Arc::clone(&store), vec![handle], options)
+    let syncer = Syncer::open(Arc::clone(&store), vec![yahoo(&fake)], options)
         .await
         .unwrap();
-    syncer
-        .track(SymbolSpec {
-            symbol: Symbol::new(SYMBOL).unwrap(),
-            intervals: vec![Interval::H1],
-            provider: "up".into(),
-            since,
-            calendar: Calendar::AlwaysOpen,
-            added_at: 0,
-        })
-        .await
-        .unwrap();
+    track(&syncer, since).await;
 
     let first = syncer.backfill(&BackfillRequest::default()).await.unwrap();
     assert!(first.failures.is_empty(), "{first:?}");
@@ -308,19 +311,9 @@ async fn a_split_after_the_backfill_leaves_one_price_basis_in_the_series() {
 /// Yahoo's bars there are adjusted for a split the tracked range never saw.
 #[tokio::test]
 async fn a_fill_before_the_tracked_since_stores_bars_as_traded() {
-    let now = chrono::Utc::now().timestamp_micros();
-    let t = now - now.rem_euclid(HOUR);
+    let (t, split) = hour_and_split();
     let start = t - 8 * DAY;
-    let ex_date = new_york_date(t - 3 * DAY);
-    let split = tickvault::actions::CorporateAction::split(
-        Symbol::new(SYMBOL).unwrap(),
-        ex_date,
-        RATIO,
-        "truth",
-        0,
-    )
-    .unwrap();
-    let raw = raw_series(start, t, ex_date);
+    let raw = raw_series(start, t, split.ex_date);
     let mut data = FakeData::new();
     data.insert(SYMBOL, Interval::H1, raw.clone());
     data.set_actions(SYMBOL, vec![split]);
@@ -328,30 +321,15 @@ async fn a_fill_before_the_tracked_since_stores_bars_as_traded() {
     fake.set_now(t);
 
     let store = Arc::new(Store::open("memory://").await.unwrap());
-    let handle = ProviderHandle::new(
-        "up",
-        provider::build(&ProviderConfig::new(
-            ProviderKind::Yahoo,
-            Some(fake.base_url()),
-        ))
-        .unwrap(),
-        fast_policy(),
-    );
-    let syncer = Syncer::open(Arc::clone(&store), vec![handle], SyncOptions::default())
-        .await
-        .unwrap();
+    let syncer = Syncer::open(
+        Arc::clone(&store),
+        vec![yahoo(&fake)],
+        SyncOptions::default(),
+    )
+    .await
+    .unwrap();
     // Tracked only from after the split.
-    syncer
-        .track(SymbolSpec {
-            symbol: Symbol::new(SYMBOL).unwrap(),
-            intervals: vec![Interval::H1],
-            provider: "up".into(),
-            since: t - 2 * DAY,
-            calendar: Calendar::AlwaysOpen,
-            added_at: 0,
-        })
-        .await
-        .unwrap();
+    track(&syncer, t - 2 * DAY).await;
     let before = t - 5 * DAY;
     let filled = syncer
         .fill(&[Symbol::new(SYMBOL).unwrap()], Interval::H1, start, before)
