@@ -74,12 +74,7 @@ impl Provider for Alpaca {
     }
 
     async fn fetch(&self, up: &Upstream, req: &FetchRequest) -> Result<Fetched, FetchError> {
-        let (Some(key), Some(secret)) = (self.key.as_deref(), self.secret.as_deref()) else {
-            return Err(FetchError::Invalid(
-                "alpaca needs api_key and api_secret".into(),
-            ));
-        };
-        let headers = [("APCA-API-KEY-ID", key), ("APCA-API-SECRET-KEY", secret)];
+        let headers = self.headers()?;
         // `end` is inclusive.
         let first = join(
             &self.base_url,
@@ -92,24 +87,22 @@ impl Provider for Alpaca {
                 encode(&rfc3339(req.end - 1)),
             ),
         );
-        let mut url = first.clone();
         let mut fetched = Fetched::default();
-        loop {
-            let page = up.get(&url, &headers, |body| parse_bars(body, req)).await?;
-            fetched.requests += 1;
-            fetched.bars.extend(page.bars);
-            fetched.rejected.extend(page.rejected);
-            let Some(token) = page.next_page_token else {
-                return Ok(fetched);
-            };
-            if fetched.requests >= MAX_PAGES {
-                return Err(FetchError::Malformed {
-                    url,
-                    message: format!("next_page_token still present after {MAX_PAGES} pages"),
-                });
-            }
-            url = format!("{first}&page_token={}", encode(&token));
-        }
+        fetched.requests = pages(
+            up,
+            &headers,
+            &first,
+            |body| {
+                let page = parse_bars(body, req)?;
+                Ok((page.next_page_token.clone(), page))
+            },
+            |page| {
+                fetched.bars.extend(page.bars);
+                fetched.rejected.extend(page.rejected);
+            },
+        )
+        .await?;
+        Ok(fetched)
     }
 
     fn serves_actions(&self) -> bool {
@@ -123,12 +116,7 @@ impl Provider for Alpaca {
         start: NaiveDate,
         end: NaiveDate,
     ) -> Result<FetchedActions, FetchError> {
-        let (Some(key), Some(secret)) = (self.key.as_deref(), self.secret.as_deref()) else {
-            return Err(FetchError::Invalid(
-                "alpaca needs api_key and api_secret".into(),
-            ));
-        };
-        let headers = [("APCA-API-KEY-ID", key), ("APCA-API-SECRET-KEY", secret)];
+        let headers = self.headers()?;
         let first = join(
             &self.base_url,
             &format!(
@@ -139,28 +127,64 @@ impl Provider for Alpaca {
             ),
         );
         let recorded_at = chrono::Utc::now().timestamp_micros();
-        let mut url = first.clone();
         let mut out = FetchedActions::default();
-        loop {
-            let page = up
-                .get(&url, &headers, |body| {
-                    parse_actions(body, symbol, self.kind(), recorded_at)
-                })
-                .await?;
-            out.requests += 1;
-            out.actions.extend(page.actions);
-            out.rejected.extend(page.rejected);
-            let Some(token) = page.next_page_token else {
-                return Ok(out);
-            };
-            if out.requests >= MAX_PAGES {
-                return Err(FetchError::Malformed {
-                    url,
-                    message: format!("next_page_token still present after {MAX_PAGES} pages"),
-                });
+        out.requests = pages(
+            up,
+            &headers,
+            &first,
+            |body| {
+                let page = parse_actions(body, symbol, self.kind(), recorded_at)?;
+                Ok((page.next_page_token.clone(), page))
+            },
+            |page| {
+                out.actions.extend(page.actions);
+                out.rejected.extend(page.rejected);
+            },
+        )
+        .await?;
+        Ok(out)
+    }
+}
+
+impl Alpaca {
+    /// The key headers every request carries.
+    fn headers(&self) -> Result<[(&'static str, &str); 2], FetchError> {
+        match (self.key.as_deref(), self.secret.as_deref()) {
+            (Some(key), Some(secret)) => {
+                Ok([("APCA-API-KEY-ID", key), ("APCA-API-SECRET-KEY", secret)])
             }
-            url = format!("{first}&page_token={}", encode(&token));
+            _ => Err(FetchError::Invalid(
+                "alpaca needs api_key and api_secret".into(),
+            )),
         }
+    }
+}
+
+/// Follows `next_page_token` from `first` (at most [`MAX_PAGES`] pages), handing each parsed
+/// page to `take`; returns the requests made. `parse` returns a page's token and the page.
+async fn pages<P>(
+    up: &Upstream,
+    headers: &[(&str, &str)],
+    first: &str,
+    parse: impl Fn(&[u8]) -> Result<(Option<String>, P), String>,
+    mut take: impl FnMut(P),
+) -> Result<u32, FetchError> {
+    let mut url = first.to_string();
+    let mut requests = 0;
+    loop {
+        let (token, page) = up.get(&url, headers, &parse).await?;
+        requests += 1;
+        take(page);
+        let Some(token) = token else {
+            return Ok(requests);
+        };
+        if requests >= MAX_PAGES {
+            return Err(FetchError::Malformed {
+                url,
+                message: format!("next_page_token still present after {MAX_PAGES} pages"),
+            });
+        }
+        url = format!("{first}&page_token={}", encode(&token));
     }
 }
 
