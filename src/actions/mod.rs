@@ -14,9 +14,6 @@ pub mod table;
 mod text;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use chrono::NaiveDate;
 
 pub use event::{
     ActionKind, ActionRule, CorporateAction, check_amount_below_close, parse_ex_date, simple_ratio,
@@ -87,10 +84,6 @@ impl ActionSet {
         self.by_symbol.is_empty()
     }
 
-    pub fn symbols(&self) -> impl Iterator<Item = &Symbol> {
-        self.by_symbol.keys()
-    }
-
     /// Upserts `events` by key. Same values: unchanged (the first record stays). Same source,
     /// new values: the source corrected itself, updated. Another source, new values: reported
     /// as a [`Disagreement`]; replaced only when the incoming event is the user's own import.
@@ -129,25 +122,12 @@ impl ActionSet {
         }
         out
     }
-
-    /// The set with `symbol`'s events on or after `from` (and before `to` if given) removed.
-    pub fn without(&self, symbol: &Symbol, from: NaiveDate, to: Option<NaiveDate>) -> ActionSet {
-        let mut set = self.clone();
-        if let Some(list) = set.by_symbol.get_mut(symbol) {
-            list.retain(|e| e.ex_date < from || to.is_some_and(|t| e.ex_date >= t));
-            if list.is_empty() {
-                set.by_symbol.remove(symbol);
-            }
-        }
-        set
-    }
 }
-
-/// Shared handle to the current version, swapped whole on each commit.
-pub type ActionSetRef = Arc<ActionSet>;
 
 #[cfg(test)]
 mod tests {
+    use chrono::NaiveDate;
+
     use super::*;
 
     fn day(s: &str) -> NaiveDate {
