@@ -10,6 +10,7 @@ pub mod batch;
 pub mod calendar;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delete;
 pub mod demo;
