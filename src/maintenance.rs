@@ -102,7 +102,7 @@ pub async fn gc(catalog: &Catalog, grace: Duration) -> write::Result<GcSummary> 
         .iter()
         .map(|t| (t.path.as_str(), t.removed_at))
         .collect();
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = catalog.clock().now_micros();
     let grace_us = grace.as_micros() as i64;
     let store = catalog.store();
     let mut summary = GcSummary::default();

@@ -39,7 +39,7 @@ pub async fn list(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let syncer = app.syncer()?;
     let state = syncer.refresh().await?;
     let stale_after = i64::try_from(syncer.options().stale_after.as_micros()).unwrap_or(i64::MAX);
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = syncer.clock().now_micros();
     let mut rows: BTreeMap<(String, Interval), serde_json::Map<String, Value>> = BTreeMap::new();
     for s in store.stats() {
         let mut row = serde_json::Map::new();
@@ -102,7 +102,9 @@ pub async fn track(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body.map_err(|e| body_rejection(e.status(), e.body_text()))?;
     let syncer = app.syncer()?;
-    let spec = make_spec(&app.config, body).map_err(|(field, e)| ApiError::bad_param(field, e))?;
+    let added_at = syncer.clock().now_micros();
+    let spec = make_spec(&app.config, body, added_at)
+        .map_err(|(field, e)| ApiError::bad_param(field, e))?;
     let answer = json!({
         "symbol": spec.symbol.as_str(),
         "timeframes": spec.intervals.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
@@ -245,7 +247,7 @@ pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
         })
         .collect();
     let stale_after = i64::try_from(syncer.options().stale_after.as_micros()).unwrap_or(i64::MAX);
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = syncer.clock().now_micros();
     let mut states: BTreeMap<&str, u64> = BTreeMap::new();
     for status in state.status.values() {
         *states

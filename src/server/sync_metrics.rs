@@ -101,7 +101,7 @@ pub fn render(app: &App) -> String {
         "Seconds since the tracked series last synced successfully (since it was added, if never).",
     );
     let state = syncer.state();
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = syncer.clock().now_micros();
     for ((symbol, interval), status) in &state.status {
         let Some(spec) = state.symbols.get(symbol) else {
             continue;

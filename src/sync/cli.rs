@@ -111,14 +111,14 @@ pub async fn symbols_cmd(
                 calendar,
             };
             let spec =
-                make_spec(config, request).map_err(|(field, e)| anyhow::anyhow!("{field}: {e}"))?;
+                make_spec(config, request, syncer.clock().now_micros()).map_err(|(field, e)| anyhow::anyhow!("{field}: {e}"))?;
             let symbol = spec.symbol.clone();
             syncer.track(spec).await?;
             println!("tracking {symbol}; the next backfill fetches its history");
         }
         SymbolsCommand::List => {
             let state = syncer.state();
-            let now = chrono::Utc::now().timestamp_micros();
+            let now = syncer.clock().now_micros();
             let stale = i64::try_from(syncer.options().stale_after.as_micros()).unwrap_or(i64::MAX);
             println!("symbol\ttimeframe\tprovider\tcalendar\tstate\tlast_bar\tlast_error");
             for ((symbol, interval), status) in &state.status {

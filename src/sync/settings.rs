@@ -148,10 +148,12 @@ pub struct TrackRequest {
 /// Full history when `since` is not given: 1990-01-01.
 pub const DEFAULT_SINCE: i64 = 631_152_000_000_000;
 
-/// Checks a track request against the config; errors name the field.
+/// Checks a track request against the config; errors name the field. `added_at` (µs UTC) is
+/// when the symbol is added (the syncer's clock).
 pub fn make_spec(
     config: &crate::config::Config,
     req: TrackRequest,
+    added_at: i64,
 ) -> Result<super::registry::SymbolSpec, (&'static str, String)> {
     use crate::calendar::Calendar;
     use crate::model::{Interval, Symbol};
@@ -199,6 +201,6 @@ pub fn make_spec(
         provider,
         since,
         calendar,
-        added_at: chrono::Utc::now().timestamp_micros(),
+        added_at,
     })
 }
