@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sync::scheduler::{Job, SchedulerSettings};
+
 /// The effective configuration of a tickvault process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,7 +90,6 @@ pub const MIN_MAX_BODY: u64 = 1 << 10;
 pub const MIN_LIVE_MEMORY: u64 = 1 << 20;
 
 /// Jobs the scheduler knows.
-pub const JOBS: [&str; 5] = ["transfer", "compact", "gc", "backfill", "live"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -616,11 +617,11 @@ impl Config {
         if let Some(job) = self
             .disabled_jobs
             .iter()
-            .find(|j| !JOBS.contains(&j.as_str()))
+            .find(|j| Job::parse(j).is_none())
         {
             return Err(Error::Invalid(format!(
                 "disabled_jobs: unknown job {job:?} (jobs: {})",
-                JOBS.join(", ")
+                Job::names()
             )));
         }
         if let Some(name) = &self.default_provider
@@ -737,6 +738,28 @@ impl Config {
 
     pub fn job_enabled(&self, job: &str) -> bool {
         !self.disabled_jobs.iter().any(|j| j == job)
+    }
+
+    /// What the scheduler runs on its own: every enabled job at its interval, following other
+    /// processes' commits. (A read-only store runs only the following; the scheduler knows.)
+    pub fn scheduler_settings(&self) -> SchedulerSettings {
+        let interval = |job| match job {
+            Job::Transfer => self.transfer_interval,
+            Job::Compact => self.compact_interval,
+            Job::Gc => self.gc_interval,
+            Job::Backfill => self.backfill_interval,
+            Job::Live => self.live_interval,
+        };
+        SchedulerSettings {
+            every: Job::ALL
+                .into_iter()
+                .filter(|j| self.job_enabled(j.name()))
+                .map(|j| (j, interval(j).duration()))
+                .collect(),
+            backfill_delay: self.backfill_delay.duration(),
+            follow: Some(self.follow_interval.duration()),
+            gc_grace: self.gc_grace.duration(),
+        }
     }
 
     /// The effective config as TOML with every secret replaced by `***`.

@@ -18,7 +18,7 @@ use crate::write::{self, write_file};
 /// A partition is compacted when it has more files than this, or overlapping files.
 pub const COMPACT_MAX_FILES: usize = 4;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CompactSummary {
     pub partitions_compacted: usize,
     pub files_removed: usize,

@@ -13,10 +13,10 @@ use super::App;
 use super::error::ApiError;
 use super::extract::{Path, Query, body_rejection};
 use super::info::rfc3339;
-use super::jobs::{self, Job};
 use super::query::parse_time;
 use super::timeframe::timeframe_param;
 use crate::model::{Interval, Symbol};
+use crate::sync::scheduler::{Job, JobReport};
 use crate::sync::settings::{TrackRequest, make_spec};
 use crate::sync::syncer::BackfillRequest;
 
@@ -215,14 +215,10 @@ pub async fn delete_bars(
 pub async fn run_job(
     State(app): State<App>,
     Path(job): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let job = Job::parse(&job).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no job {job:?} (jobs: {})",
-            crate::config::JOBS.join(", ")
-        ))
-    })?;
-    Ok(Json(jobs::run(&app, job).await?))
+) -> Result<Json<JobReport>, ApiError> {
+    let job = Job::parse(&job)
+        .ok_or_else(|| ApiError::not_found(format!("no job {job:?} (jobs: {})", Job::names())))?;
+    Ok(Json(app.scheduler()?.run(job).await?))
 }
 
 /// `GET /v1/sync/status`: each job's last and next run; each provider's requests, errors,
@@ -233,7 +229,7 @@ pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let jobs: serde_json::Map<String, Value> = Job::ALL
         .into_iter()
         .map(|j| {
-            let mut v = serde_json::to_value(app.jobs.status(j).get()).unwrap_or(Value::Null);
+            let mut v = serde_json::to_value(app.job_state(j)).unwrap_or(Value::Null);
             v["enabled"] = json!(app.config.job_enabled(j.name()));
             (j.name().to_string(), v)
         })
