@@ -577,6 +577,144 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreOptions;
+    use crate::clock::ManualClock;
+    use crate::live::LiveOptions;
+
+    const T0: i64 = 1_750_000_000_000_000;
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    async fn live_store(clock: &Arc<ManualClock>, wal: &std::path::Path) -> Arc<Store> {
+        let options = StoreOptions {
+            live: Some(LiveOptions::new(wal)),
+            clock: Arc::clone(clock) as Arc<dyn Clock>,
+            ..StoreOptions::default()
+        };
+        Arc::new(Store::open_with_options("memory://", &options).await.unwrap())
+    }
+
+    fn every_minute(job: Job) -> SchedulerSettings {
+        SchedulerSettings::manual(Duration::from_secs(3600)).run_every(job, MINUTE)
+    }
+
+    /// Polls until `done` holds (the scheduler's tasks run between polls); fails after 10 s.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn secs(us: i64) -> Option<f64> {
+        Some(unix_seconds(us))
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_at_each_interval_boundary_and_exactly_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let store = live_store(&clock, dir.path()).await;
+        let scheduler = Scheduler::start(store, None, every_minute(Job::Transfer));
+        clock.until_sleepers(1).await;
+        assert_eq!(scheduler.state(Job::Transfer).next_run, secs(T0 + 60_000_000));
+        for tick in 1..=3 {
+            let at = T0 + tick * 60_000_000;
+            clock.set(at - 1);
+            tokio::task::yield_now().await;
+            let state = scheduler.state(Job::Transfer);
+            assert_eq!(state.runs, (tick - 1) as u64, "ran before its tick");
+            assert_eq!(clock.sleepers(), 1);
+            clock.set(at);
+            until("the tick's run", || scheduler.state(Job::Transfer).runs == tick as u64).await;
+            let state = scheduler.state(Job::Transfer);
+            assert_eq!(state.last_started, secs(at));
+            assert_eq!(state.last_outcome, Some("ok"));
+            until("the next tick is set", || {
+                scheduler.state(Job::Transfer).next_run == secs(at + 60_000_000)
+            })
+            .await;
+        }
+        // The compaction was not put on a timer: it never ran.
+        assert_eq!(scheduler.state(Job::Compact).runs, 0);
+    }
+
+    #[tokio::test]
+    async fn a_run_that_overruns_skips_the_ticks_it_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let store = live_store(&clock, dir.path()).await;
+        let live = Arc::clone(store.live().unwrap());
+        let scheduler = Scheduler::start(store, None, every_minute(Job::Transfer));
+        clock.until_sleepers(1).await;
+        // The run of the first tick waits for the transfer lock while 2.5 minutes pass.
+        let held = live.transfer_lock.lock().await;
+        clock.set(T0 + 60_000_000);
+        until("the run started", || clock.sleepers() == 0).await;
+        clock.set(T0 + 210_000_000);
+        drop(held);
+        until("the run ended", || scheduler.state(Job::Transfer).runs == 1).await;
+        let state = scheduler.state(Job::Transfer);
+        assert_eq!(state.last_started, secs(T0 + 60_000_000));
+        assert_eq!(state.last_duration_ms, Some(150_000.0));
+        // The ticks at 2 and 3 minutes were missed: the next run is at 4, not at once.
+        clock.until_sleepers(1).await;
+        assert_eq!(
+            scheduler.state(Job::Transfer).next_run,
+            secs(T0 + 240_000_000)
+        );
+        clock.set(T0 + 240_000_000 - 1);
+        tokio::task::yield_now().await;
+        assert_eq!(scheduler.state(Job::Transfer).runs, 1);
+        clock.set(T0 + 240_000_000);
+        until("the 4-minute run", || scheduler.state(Job::Transfer).runs == 2).await;
+        assert_eq!(
+            scheduler.state(Job::Transfer).last_started,
+            secs(T0 + 240_000_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_the_run_in_flight_then_transfers_and_stops_the_timers() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let store = live_store(&clock, dir.path()).await;
+        let live = Arc::clone(store.live().unwrap());
+        let scheduler = Arc::new(Scheduler::start(
+            store,
+            None,
+            every_minute(Job::Transfer).run_every(Job::Compact, MINUTE),
+        ));
+        clock.until_sleepers(2).await;
+        let held = live.transfer_lock.lock().await;
+        clock.set(T0 + 60_000_000);
+        // The compaction ran and waits for its next tick; the transfer is in flight.
+        until("the compaction ran and the transfer started", || {
+            scheduler.state(Job::Compact).runs == 1 && clock.sleepers() == 1
+        })
+        .await;
+        let stopping = tokio::spawn({
+            let scheduler = Arc::clone(&scheduler);
+            async move { scheduler.shutdown().await }
+        });
+        // Shutdown waits for the run in flight.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!stopping.is_finished());
+        assert_eq!(scheduler.state(Job::Transfer).runs, 0);
+        drop(held);
+        let last = stopping.await.unwrap().expect("a live tier: a final transfer");
+        assert!(last.is_ok(), "{last:?}");
+        // The run in flight, then the final transfer.
+        assert_eq!(scheduler.state(Job::Transfer).runs, 2);
+        // No timer is left: time passes and nothing runs.
+        assert_eq!(clock.sleepers(), 0);
+        clock.set(T0 + 3_600_000_000);
+        tokio::task::yield_now().await;
+        assert_eq!(scheduler.state(Job::Transfer).runs, 2);
+        assert_eq!(scheduler.state(Job::Compact).runs, 1);
+    }
 
     #[test]
     fn ticks_skip_what_an_overrunning_run_missed() {
