@@ -614,11 +614,7 @@ impl Config {
                 self.transfer_threshold, self.live_max_memory
             )));
         }
-        if let Some(job) = self
-            .disabled_jobs
-            .iter()
-            .find(|j| Job::parse(j).is_none())
-        {
+        if let Some(job) = self.disabled_jobs.iter().find(|j| Job::parse(j).is_none()) {
             return Err(Error::Invalid(format!(
                 "disabled_jobs: unknown job {job:?} (jobs: {})",
                 Job::names()

@@ -250,9 +250,10 @@ impl Store {
             }
             Some(live_options) => {
                 let live_clock = Arc::clone(&clock);
-                let live = tokio::task::spawn_blocking(move || Live::open(live_options, live_clock))
-                    .await
-                    .map_err(|e| Error::Write(write::Error::Task(e)))??;
+                let live =
+                    tokio::task::spawn_blocking(move || Live::open(live_options, live_clock))
+                        .await
+                        .map_err(|e| Error::Write(write::Error::Task(e)))??;
                 Some(Arc::new(live))
             }
             None => None,

@@ -4,8 +4,8 @@
 use std::fmt::Write;
 
 use super::App;
-use crate::sync::scheduler::{Job, JobState};
 use super::metrics::{escape as label, header};
+use crate::sync::scheduler::{Job, JobState};
 use crate::sync::upstream::UpstreamStats;
 
 /// Reads one counter out of a provider's stats, or out of a job's.

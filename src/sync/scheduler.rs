@@ -218,9 +218,10 @@ impl JobReport {
     /// Some series failed while the job as a whole ran.
     pub fn partial(&self) -> Option<String> {
         match self {
-            JobReport::Backfill(s) | JobReport::Live(s) => s.failures.first().map(|first| {
-                format!("{} series failed, e.g. {first}", s.failures.len())
-            }),
+            JobReport::Backfill(s) | JobReport::Live(s) => s
+                .failures
+                .first()
+                .map(|first| format!("{} series failed, e.g. {first}", s.failures.len())),
             _ => None,
         }
     }
@@ -590,7 +591,11 @@ mod tests {
             clock: Arc::clone(clock) as Arc<dyn Clock>,
             ..StoreOptions::default()
         };
-        Arc::new(Store::open_with_options("memory://", &options).await.unwrap())
+        Arc::new(
+            Store::open_with_options("memory://", &options)
+                .await
+                .unwrap(),
+        )
     }
 
     fn every_minute(job: Job) -> SchedulerSettings {
@@ -617,7 +622,10 @@ mod tests {
         let store = live_store(&clock, dir.path()).await;
         let scheduler = Scheduler::start(store, None, every_minute(Job::Transfer));
         clock.until_sleepers(1).await;
-        assert_eq!(scheduler.state(Job::Transfer).next_run, secs(T0 + 60_000_000));
+        assert_eq!(
+            scheduler.state(Job::Transfer).next_run,
+            secs(T0 + 60_000_000)
+        );
         for tick in 1..=3 {
             let at = T0 + tick * 60_000_000;
             clock.set(at - 1);
@@ -626,7 +634,10 @@ mod tests {
             assert_eq!(state.runs, (tick - 1) as u64, "ran before its tick");
             assert_eq!(clock.sleepers(), 1);
             clock.set(at);
-            until("the tick's run", || scheduler.state(Job::Transfer).runs == tick as u64).await;
+            until("the tick's run", || {
+                scheduler.state(Job::Transfer).runs == tick as u64
+            })
+            .await;
             let state = scheduler.state(Job::Transfer);
             assert_eq!(state.last_started, secs(at));
             assert_eq!(state.last_outcome, Some("ok"));
@@ -667,7 +678,10 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(scheduler.state(Job::Transfer).runs, 1);
         clock.set(T0 + 240_000_000);
-        until("the 4-minute run", || scheduler.state(Job::Transfer).runs == 2).await;
+        until("the 4-minute run", || {
+            scheduler.state(Job::Transfer).runs == 2
+        })
+        .await;
         assert_eq!(
             scheduler.state(Job::Transfer).last_started,
             secs(T0 + 240_000_000)
@@ -704,7 +718,10 @@ mod tests {
         assert!(!stopping.is_finished());
         assert_eq!(scheduler.state(Job::Transfer).runs, 0);
         drop(held);
-        let last = stopping.await.unwrap().expect("a live tier: a final transfer");
+        let last = stopping
+            .await
+            .unwrap()
+            .expect("a live tier: a final transfer");
         assert!(last.is_ok(), "{last:?}");
         // The run in flight, then the final transfer.
         assert_eq!(scheduler.state(Job::Transfer).runs, 2);

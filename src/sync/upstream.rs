@@ -7,8 +7,8 @@
 //! retries of one call pace requests to a real server, so they stay on real (tokio) time.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
 use tickvault::clock::{Clock, ManualClock};
 use tickvault::live::LiveOptions;
 use tickvault::sync::scheduler::{Job, JobReport, Scheduler, SchedulerSettings};
@@ -92,7 +92,10 @@ async fn a_failing_run_is_reported_and_the_next_tick_runs_again() {
 
     object_store.fail_data_puts.store(true, Ordering::SeqCst);
     clock.set(T0 + 60_000_000);
-    until("the failed run", || scheduler.state(Job::Transfer).runs == 1).await;
+    until("the failed run", || {
+        scheduler.state(Job::Transfer).runs == 1
+    })
+    .await;
     let state = scheduler.state(Job::Transfer);
     assert_eq!(state.failures, 1);
     assert_eq!(state.last_outcome, Some("failed"));

@@ -757,7 +757,11 @@ async fn a_restart_mid_backfill_loses_nothing_and_refetches_only_chunks_in_fligh
         // the one in flight, and no other can start before it ends.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while fake.requests().len() < 8 {
-            assert!(tokio::time::Instant::now() < deadline, "{:?}", fake.requests());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                fake.requests()
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         run.abort(); // the process dies: whatever was in flight is gone
@@ -854,7 +858,11 @@ mod http {
             clock: dyn_clock.unwrap(),
             ..Default::default()
         };
-        let store = Arc::new(Store::open_with_options("memory://", &options).await.unwrap());
+        let store = Arc::new(
+            Store::open_with_options("memory://", &options)
+                .await
+                .unwrap(),
+        );
         let mut yahoo = ProviderConfig::new(ProviderKind::Yahoo, Some(fake.base_url()));
         yahoo.backoff_base = Seconds(0.01);
         let mut config = Config {
@@ -919,7 +927,10 @@ mod http {
             .unwrap();
         assert_eq!(
             runs,
-            format!(r#"[{{"job":"backfill","rows":75,"requests":2,"at":{}}}]"#, T0 + 100_000)
+            format!(
+                r#"[{{"job":"backfill","rows":75,"requests":2,"at":{}}}]"#,
+                T0 + 100_000
+            )
         );
         server.stop().await;
     }
