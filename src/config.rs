@@ -89,8 +89,6 @@ pub const MIN_MAX_BODY: u64 = 1 << 10;
 /// The least `live_max_memory` accepted: room for a few live batches.
 pub const MIN_LIVE_MEMORY: u64 = 1 << 20;
 
-/// Jobs the scheduler knows.
-
 impl Default for Config {
     fn default() -> Self {
         Self {
