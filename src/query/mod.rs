@@ -10,6 +10,7 @@ pub mod limits;
 mod overlay;
 mod range_query;
 mod range_read;
+mod read_only;
 mod reader;
 mod repeatable;
 mod series_aggregate;
@@ -185,30 +186,23 @@ impl QueryEngine {
     }
 
     /// Plans user SQL: queries only. DDL, DML (INSERT, COPY), `SET` and other statements are
-    /// refused, and the session has no way to reach local files (no URL tables, no file
-    /// functions). SQL over a limit of `limits` is refused before it is planned.
+    /// refused from the parsed statement before anything plans them (see `read_only`), and the
+    /// session has no way to reach local files (no URL tables, no file functions). SQL over a
+    /// limit of `limits` is refused before it is planned.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
         let state = self.ctx.state();
         let statement = parse(&state, sql)?;
-        let plan = state
-            .statement_to_plan(statement)
-            .await
-            .and_then(|plan| options.verify_plan(&plan).map(|()| plan))
-            .map_err(|e| match e {
-                DataFusionError::Plan(msg)
-                    if msg.contains("not supported") && is_guard_message(&msg) =>
-                {
-                    Error::ReadOnly(format!(
-                        "only queries are allowed ({msg}); tickvault SQL cannot create, change or \
-                         copy tables"
-                    ))
-                }
-                e => Error::DataFusion(e),
-            })?;
+        if let Some(what) = read_only::refusal(&statement) {
+            return Err(read_only_error(&what));
+        }
+        let plan = state.statement_to_plan(statement).await?;
+        // A second line behind the statement check: a plan that would still change something.
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| read_only_error(&e.strip_backtrace()))?;
         Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 
@@ -300,6 +294,9 @@ fn parse(state: &SessionState, sql: &str) -> Result<datafusion::sql::parser::Sta
     Ok(statement)
 }
 
-fn is_guard_message(msg: &str) -> bool {
-    ["DDL", "DML", "Statement"].iter().any(|k| msg.contains(k))
+/// The refusal of SQL that is not a query; `what` says what it is.
+fn read_only_error(what: &str) -> Error {
+    Error::ReadOnly(format!(
+        "only queries are allowed, not {what}; tickvault SQL cannot create, change or copy tables"
+    ))
 }
