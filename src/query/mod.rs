@@ -42,6 +42,7 @@ pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
 pub use views::SQL_FILES;
 
 use crate::catalog::Catalog;
+use crate::error::ErrorKind;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use range_query::RangeQuery;
 use range_read::RangeReader;
@@ -63,6 +64,34 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::ReadOnly(_) => ErrorKind::ReadOnly,
+            Error::Limit(_) => ErrorKind::SqlLimit,
+            Error::DataFusion(e) => datafusion_kind(e),
+        }
+    }
+}
+
+/// What a DataFusion error says happened: a damaged file anywhere in its chain, the memory
+/// limit, the user's SQL (it does not plan, or fails on the data), or ours.
+pub fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
+    if crate::storage::find_damage(e).is_some() {
+        return ErrorKind::Damaged;
+    }
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => ErrorKind::MemoryLimit,
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_)
+        | DataFusionError::Configuration(_) => ErrorKind::InvalidSql,
+        DataFusionError::Execution(_) | DataFusionError::ArrowError(..) => ErrorKind::QueryFailed,
+        _ => ErrorKind::Internal,
+    }
+}
 
 /// A DataFusion session over one store.
 #[derive(Clone)]
