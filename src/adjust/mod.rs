@@ -30,11 +30,11 @@ use crate::actions::{ActionKind, ActionSet, ActionsTable, CorporateAction};
 use crate::batch::SeriesKey;
 use crate::calendar::Calendar;
 use crate::catalog::Catalog;
+use crate::error::ErrorKind;
 use crate::live::Live;
 use crate::model::{
     BARS_SCHEMA, COL_SYMBOL, COL_TIMEFRAME, COL_TS, Interval, MICROS_PER_DAY, Symbol,
 };
-use crate::error::ErrorKind;
 use crate::query::QueryEngine;
 use crate::storage::PartitionKey;
 

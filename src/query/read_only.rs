@@ -166,7 +166,10 @@ mod tests {
             ("EXECUTE p", "EXECUTE"),
             ("START TRANSACTION", "START TRANSACTION"),
             ("USE other", "USE"),
-            ("CREATE FUNCTION f() RETURNS INT RETURN 1", "CREATE FUNCTION"),
+            (
+                "CREATE FUNCTION f() RETURNS INT RETURN 1",
+                "CREATE FUNCTION",
+            ),
             ("SELECT * INTO t FROM bars", "SELECT INTO"),
             ("SELECT 1 UNION SELECT * INTO t FROM bars", "SELECT INTO"),
             (

@@ -257,21 +257,30 @@ mod tests {
             .await
             .unwrap_err();
         let e = ApiError::from(syncer::Error::from(panicked));
-        assert_eq!((e.status, e.code), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
         assert!(e.message().contains("boom in the task"), "{e}");
 
         let pending = tokio::spawn(std::future::pending::<()>());
         pending.abort();
         let cancelled = pending.await.unwrap_err();
         let e = ApiError::from(syncer::Error::from(cancelled));
-        assert_eq!((e.status, e.code), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
         assert!(e.message().contains("cancelled"), "{e}");
 
         let panicked = tokio::task::spawn_blocking(|| panic!("boom while encoding"))
             .await
             .unwrap_err();
         let e = ApiError::from(store::Error::Write(write::Error::Task(panicked)));
-        assert_eq!((e.status, e.code), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
         assert!(e.message().contains("boom while encoding"), "{e}");
     }
 

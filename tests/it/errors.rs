@@ -42,11 +42,7 @@ impl Provider for PanickingProvider {
 #[tokio::test]
 async fn a_fetch_task_that_panics_is_an_internal_error_naming_the_panic() {
     let store = Arc::new(Store::open("memory://").await.unwrap());
-    let handle = ProviderHandle::new(
-        "up",
-        Arc::new(PanickingProvider),
-        UpstreamPolicy::default(),
-    );
+    let handle = ProviderHandle::new("up", Arc::new(PanickingProvider), UpstreamPolicy::default());
     let syncer = Syncer::open(store, vec![handle], SyncOptions::default())
         .await
         .unwrap();
@@ -66,7 +62,10 @@ async fn a_fetch_task_that_panics_is_an_internal_error_naming_the_panic() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
-    assert!(err.to_string().contains("the adapter broke on AAPL"), "{err}");
+    assert!(
+        err.to_string().contains("the adapter broke on AAPL"),
+        "{err}"
+    );
     let api = ApiError::from(err);
     assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR, "{api}");
     assert_eq!(api.code, "internal");

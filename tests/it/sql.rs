@@ -67,7 +67,10 @@ async fn the_read_only_guard_judges_the_statement_not_the_message() {
     ] {
         let err = store.query(sql).await.unwrap_err();
         assert!(
-            matches!(err, tickvault::Error::Query(tickvault::query::Error::DataFusion(_))),
+            matches!(
+                err,
+                tickvault::Error::Query(tickvault::query::Error::DataFusion(_))
+            ),
             "{sql}: {err}"
         );
         assert!(err.to_string().contains("not supported"), "{sql}: {err}");
