@@ -16,6 +16,7 @@ use super::info::rfc3339;
 use super::jobs::{self, Job};
 use super::query::parse_time;
 use super::timeframe::timeframe_param;
+use crate::error::ErrorKind;
 use crate::model::{Interval, Symbol};
 use crate::sync::settings::{TrackRequest, make_spec};
 use crate::sync::syncer::BackfillRequest;
@@ -155,9 +156,8 @@ pub async fn backfill_symbol(
     let symbol = symbol_param(&symbol)?;
     let syncer = app.syncer()?;
     if !syncer.refresh().await?.symbols.contains_key(&symbol) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_tracked",
+        return Err(ApiError::of_kind(
+            ErrorKind::NotTracked,
             format!("{symbol} is not tracked; POST /v1/symbols first"),
         ));
     }
