@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod delete;
 pub mod demo;
+pub mod error;
 pub mod format;
 pub mod import;
 pub mod ingest;

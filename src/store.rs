@@ -21,6 +21,7 @@ use crate::adjust::{Adjuster, Adjustment, Applied};
 use crate::batch::{SeriesBatch, SeriesKey};
 use crate::catalog::{self, Catalog};
 use crate::clock::{self, Clock};
+use crate::error::ErrorKind;
 use crate::import::{self, ImportOptions};
 use crate::live::{self, Live, LiveOptions};
 use crate::maintenance::{self, CheckReport, CompactSummary, GcSummary, SeriesStats};
@@ -48,6 +49,8 @@ pub enum Error {
     InvalidRow { row: usize, message: String },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error("invalid input: {0}")]
+    UnknownColumn(UnknownColumn),
     #[error(transparent)]
     Import(#[from] crate::import::ImportError),
     #[error(transparent)]
@@ -74,6 +77,26 @@ impl From<datafusion::error::DataFusionError> for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// What happened (the HTTP API's status and code follow from it).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Storage(e) => e.kind(),
+            Error::Catalog(e) => e.kind(),
+            Error::Write(e) => e.kind(),
+            Error::Query(e) => e.kind(),
+            Error::InvalidRow { .. } | Error::InvalidInput(_) | Error::UnknownColumn(_) => {
+                ErrorKind::InvalidInput
+            }
+            Error::Import(e) => e.kind(),
+            Error::Live(e) => e.kind(),
+            Error::NoLiveTier => ErrorKind::WalUnavailable,
+            Error::Preflight(e) => e.kind(),
+            Error::Actions(e) => e.kind(),
+            Error::Refused(_) => ErrorKind::InvalidCorporateAction,
+            Error::Adjust(e) => e.kind(),
+        }
+    }
+
     /// The damaged data file behind this error, if that is what it is. (Transparent wrappers
     /// hide their inner error from `source()`, so the variants are matched here.)
     pub fn damage(&self) -> Option<&storage::DamagedFile> {
@@ -688,6 +711,15 @@ fn no_ts() -> DataFusionError {
     DataFusionError::Internal("an adjusted read lost its ts column".into())
 }
 
+/// A column asked for that `bars` does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown column {name:?} (bars has {known})")]
+pub struct UnknownColumn {
+    pub name: String,
+    /// The columns `bars` has, comma-separated.
+    pub known: String,
+}
+
 /// An error naming a column `bars` does not have, and the ones it has.
 fn unknown_column(name: &str) -> Error {
     let known: Vec<&str> = BARS_SCHEMA
@@ -695,10 +727,10 @@ fn unknown_column(name: &str) -> Error {
         .iter()
         .map(|f| f.name().as_str())
         .collect();
-    Error::InvalidInput(format!(
-        "unknown column {name:?} (bars has {})",
-        known.join(", ")
-    ))
+    Error::UnknownColumn(UnknownColumn {
+        name: name.to_string(),
+        known: known.join(", "),
+    })
 }
 
 /// Splits a `bars`-schema batch into per-series file-schema batches, validating every row.

@@ -14,6 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::batch::{SeriesBatch, SeriesKey, check_batch, sort_dedup, split_by_year, ts_column};
 use crate::catalog::{self, Catalog, FileMeta, Snapshot, Transaction};
+use crate::error::ErrorKind;
 use crate::storage::{self, ParquetFilePath, PartitionKey, encode_bars, read_bars};
 
 /// How many times a write is redone after losing a partition to a concurrent writer.
@@ -37,6 +38,17 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Storage(e) => e.kind(),
+            Error::Catalog(e) => e.kind(),
+            Error::Task(_) => ErrorKind::Internal,
+            Error::InvalidRow { .. } => ErrorKind::InvalidRow,
+        }
+    }
+}
 
 /// What a write did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

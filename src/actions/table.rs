@@ -56,6 +56,18 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            Error::ReadOnly => ErrorKind::ReadOnly,
+            Error::Io { .. } | Error::Damaged { .. } | Error::TooManyAttempts(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
 impl From<JsonError> for Error {
     fn from(e: JsonError) -> Self {
         match e {

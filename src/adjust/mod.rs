@@ -30,6 +30,7 @@ use crate::actions::{ActionKind, ActionSet, ActionsTable, CorporateAction};
 use crate::batch::SeriesKey;
 use crate::calendar::Calendar;
 use crate::catalog::Catalog;
+use crate::error::ErrorKind;
 use crate::live::Live;
 use crate::model::{
     BARS_SCHEMA, COL_SYMBOL, COL_TIMEFRAME, COL_TS, Interval, MICROS_PER_DAY, Symbol,
@@ -50,6 +51,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::BadEvent(_) => ErrorKind::InvalidCorporateAction,
+            // Reading a previous close fails as a query would (a timeout, a resource limit).
+            Error::Read { source, .. } => crate::query::datafusion_kind(source),
+        }
+    }
+}
 
 /// Which trading calendar a symbol follows (the sync registry knows); `None`: us-equity.
 pub type CalendarLookup = Arc<dyn Fn(&Symbol) -> Option<Calendar> + Send + Sync>;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use snapshot::{Checkpoint, Commit, FileMeta, MissingFile, Seq, Snapshot, Tombstone};
 
 use crate::clock::{self, Clock};
+use crate::error::ErrorKind;
 use crate::storage::{JsonError, PartitionKey, create_object, get_json};
 
 pub const CATALOG_PREFIX: &str = "_catalog";
@@ -62,6 +63,20 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::ReadOnly(_) => ErrorKind::ReadOnly,
+            Error::Io { .. }
+            | Error::Corrupt { .. }
+            | Error::Inconsistent(_)
+            | Error::TooManyAttempts(_)
+            | Error::BrokenLog { .. } => ErrorKind::Internal,
+        }
+    }
+}
 
 impl From<JsonError> for Error {
     fn from(e: JsonError) -> Self {

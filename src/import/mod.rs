@@ -292,6 +292,21 @@ fn missing_column_message(column: &str) -> String {
 }
 
 impl ImportError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            ImportError::Io { .. } => ErrorKind::Internal,
+            ImportError::Row { .. } => ErrorKind::InvalidRow,
+            ImportError::NotFound(_)
+            | ImportError::Malformed { .. }
+            | ImportError::MissingColumn { .. }
+            | ImportError::AmbiguousColumn { .. }
+            | ImportError::UnsupportedColumnType { .. }
+            | ImportError::SymbolPatternNoMatch { .. }
+            | ImportError::FileSymbol { .. } => ErrorKind::InvalidInput,
+        }
+    }
+
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImportError + '_ {
         move |source| ImportError::Io {
             path: path.to_path_buf(),

@@ -549,6 +549,9 @@ pub(crate) fn epoch_unit_of(v: i64) -> Option<EpochUnit> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::batch::SeriesBatch;
 use crate::clock::Clock;
+use crate::error::ErrorKind;
 use crate::wal::{Lsn, Wal, WalStats};
 
 pub use tier::{Generation, Latest, ROW_BYTES, SeriesView, TierState};
@@ -59,6 +60,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Busy { .. } => ErrorKind::Busy,
+            Error::WalFailed(_) => ErrorKind::WalUnavailable,
+            Error::Open { .. } | Error::Decode { .. } => ErrorKind::Internal,
+        }
+    }
+}
 
 /// What start-up read back from the WAL.
 #[derive(Debug, Clone, Default)]

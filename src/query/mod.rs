@@ -10,6 +10,7 @@ pub mod limits;
 mod overlay;
 mod range_query;
 mod range_read;
+mod read_only;
 mod reader;
 mod repeatable;
 mod series_aggregate;
@@ -41,6 +42,7 @@ pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
 pub use views::SQL_FILES;
 
 use crate::catalog::Catalog;
+use crate::error::ErrorKind;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use range_query::RangeQuery;
 use range_read::RangeReader;
@@ -62,6 +64,34 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::ReadOnly(_) => ErrorKind::ReadOnly,
+            Error::Limit(_) => ErrorKind::SqlLimit,
+            Error::DataFusion(e) => datafusion_kind(e),
+        }
+    }
+}
+
+/// What a DataFusion error says happened: a damaged file anywhere in its chain, the memory
+/// limit, the user's SQL (it does not plan, or fails on the data), or ours.
+pub fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
+    if crate::storage::find_damage(e).is_some() {
+        return ErrorKind::Damaged;
+    }
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => ErrorKind::MemoryLimit,
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_)
+        | DataFusionError::Configuration(_) => ErrorKind::InvalidSql,
+        DataFusionError::Execution(_) | DataFusionError::ArrowError(..) => ErrorKind::QueryFailed,
+        _ => ErrorKind::Internal,
+    }
+}
 
 /// A DataFusion session over one store.
 #[derive(Clone)]
@@ -185,30 +215,23 @@ impl QueryEngine {
     }
 
     /// Plans user SQL: queries only. DDL, DML (INSERT, COPY), `SET` and other statements are
-    /// refused, and the session has no way to reach local files (no URL tables, no file
-    /// functions). SQL over a limit of `limits` is refused before it is planned.
+    /// refused from the parsed statement before anything plans them (see `read_only`), and the
+    /// session has no way to reach local files (no URL tables, no file functions). SQL over a
+    /// limit of `limits` is refused before it is planned.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
         let state = self.ctx.state();
         let statement = parse(&state, sql)?;
-        let plan = state
-            .statement_to_plan(statement)
-            .await
-            .and_then(|plan| options.verify_plan(&plan).map(|()| plan))
-            .map_err(|e| match e {
-                DataFusionError::Plan(msg)
-                    if msg.contains("not supported") && is_guard_message(&msg) =>
-                {
-                    Error::ReadOnly(format!(
-                        "only queries are allowed ({msg}); tickvault SQL cannot create, change or \
-                         copy tables"
-                    ))
-                }
-                e => Error::DataFusion(e),
-            })?;
+        if let Some(what) = read_only::refusal(&statement) {
+            return Err(read_only_error(&what));
+        }
+        let plan = state.statement_to_plan(statement).await?;
+        // A second line behind the statement check: a plan that would still change something.
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| read_only_error(&e.strip_backtrace()))?;
         Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 
@@ -300,6 +323,9 @@ fn parse(state: &SessionState, sql: &str) -> Result<datafusion::sql::parser::Sta
     Ok(statement)
 }
 
-fn is_guard_message(msg: &str) -> bool {
-    ["DDL", "DML", "Statement"].iter().any(|k| msg.contains(k))
+/// The refusal of SQL that is not a query; `what` says what it is.
+fn read_only_error(what: &str) -> Error {
+    Error::ReadOnly(format!(
+        "only queries are allowed, not {what}; tickvault SQL cannot create, change or copy tables"
+    ))
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::App;
 use super::error::ApiError;
 use crate::config::Scope;
+use crate::error::ErrorKind;
 
 pub async fn read(State(app): State<App>, request: Request, next: Next) -> Response {
     check(&app, Scope::Read, request, next).await
@@ -17,9 +18,8 @@ pub async fn read(State(app): State<App>, request: Request, next: Next) -> Respo
 pub async fn write(State(app): State<App>, request: Request, next: Next) -> Response {
     if app.config.read_only {
         // Checked before the token: no token makes a replica writable.
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "read_only",
+        return ApiError::of_kind(
+            ErrorKind::ReadOnly,
             "this server is a read-only replica (--read-only); send writes to the writer",
         )
         .into_response();

@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use datafusion::error::DataFusionError;
 
+use crate::error::ErrorKind;
 use crate::storage::{DamagedFile, find_damage};
 use crate::{query, store};
 
@@ -48,16 +49,35 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        Self::of_kind(ErrorKind::Internal, message)
     }
 
-    /// A data file that failed its checksum: ours to fix, so a 500, and counted by its code.
-    pub fn damaged(e: &DamagedFile) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "damaged_file",
-            format!("{e}; the query was stopped rather than answered from it"),
-        )
+    /// An error of a kind: the one place a kind of failure gets its status and code.
+    pub fn of_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let (status, code) = match kind {
+            ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ErrorKind::InvalidRow => (StatusCode::BAD_REQUEST, "invalid_row"),
+            ErrorKind::InvalidCorporateAction => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "bad_corporate_action")
+            }
+            ErrorKind::InvalidSql => (StatusCode::BAD_REQUEST, "sql_error"),
+            ErrorKind::SqlLimit => (StatusCode::BAD_REQUEST, "sql_limit"),
+            ErrorKind::QueryFailed => (StatusCode::BAD_REQUEST, "query_failed"),
+            ErrorKind::ReadOnly => (StatusCode::FORBIDDEN, "read_only"),
+            ErrorKind::NotTracked => (StatusCode::NOT_FOUND, "not_tracked"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::Busy => (StatusCode::TOO_MANY_REQUESTS, "busy"),
+            // Ours to fix, so a 500, and counted by its code.
+            ErrorKind::Damaged => (StatusCode::INTERNAL_SERVER_ERROR, "damaged_file"),
+            ErrorKind::MemoryLimit => (StatusCode::INSUFFICIENT_STORAGE, "memory_limit"),
+            ErrorKind::WalUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "wal_unavailable"),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let error = Self::new(status, code, message);
+        match kind {
+            ErrorKind::Busy => error.with_retry_after(1),
+            _ => error,
+        }
     }
 
     pub fn message(&self) -> &str {
@@ -71,101 +91,59 @@ impl ApiError {
 
     /// Classifies a query error: the user's SQL (400), the memory limit (507), or ours (500).
     pub fn from_datafusion(e: &DataFusionError) -> Self {
-        if let Some(damage) = find_damage(e) {
-            return Self::damaged(damage);
-        }
-        let root = e.find_root();
-        match root {
-            DataFusionError::ResourcesExhausted(msg) => Self::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "memory_limit",
-                format!(
-                    "the query needs more memory than the server's query memory limit allows; \
-                     narrow it (fewer symbols, a shorter range, fewer groups) or raise \
-                     query_memory: {msg}"
-                ),
-            ),
-            DataFusionError::SQL(..)
-            | DataFusionError::Plan(_)
-            | DataFusionError::SchemaError(..)
-            | DataFusionError::NotImplemented(_)
-            | DataFusionError::Configuration(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "sql_error", root.to_string())
-            }
-            DataFusionError::Execution(_) | DataFusionError::ArrowError(..) => {
-                Self::new(StatusCode::BAD_REQUEST, "query_failed", root.to_string())
-            }
-            _ => Self::internal(e.to_string()),
-        }
+        Self::of_kind(query::datafusion_kind(e), datafusion_message(e))
     }
+}
+
+/// A query error's message: the damaged file, the memory limit with what to do about it, the
+/// root cause for the user's SQL (DataFusion's wrappers say nothing to a client), or all of it.
+fn datafusion_message(e: &DataFusionError) -> String {
+    if let Some(damage) = find_damage(e) {
+        return damaged_message(damage);
+    }
+    let root = e.find_root();
+    match (query::datafusion_kind(e), root) {
+        (_, DataFusionError::ResourcesExhausted(msg)) => format!(
+            "the query needs more memory than the server's query memory limit allows; narrow it \
+             (fewer symbols, a shorter range, fewer groups) or raise query_memory: {msg}"
+        ),
+        (ErrorKind::InvalidSql | ErrorKind::QueryFailed, _) => root.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+fn damaged_message(e: &DamagedFile) -> String {
+    format!("{e}; the query was stopped rather than answered from it")
 }
 
 impl From<query::Error> for ApiError {
     fn from(e: query::Error) -> Self {
         match e {
-            query::Error::ReadOnly(_) => {
-                Self::new(StatusCode::FORBIDDEN, "read_only", e.to_string())
-            }
-            query::Error::Limit(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "sql_limit", e.to_string())
-            }
             query::Error::DataFusion(e) => Self::from_datafusion(&e),
+            e => Self::of_kind(e.kind(), e.to_string()),
         }
     }
 }
 
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> Self {
-        if let Some(damage) = e.damage() {
-            return Self::damaged(damage);
-        }
-        match e {
-            store::Error::Query(e) => e.into(),
-            store::Error::Adjust(crate::adjust::Error::BadEvent(_)) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_corporate_action",
-                e.to_string(),
-            ),
-            // Reading a dividend's previous close failed as a query would (a timeout, a
-            // resource limit).
-            store::Error::Adjust(crate::adjust::Error::Read { source, .. }) => {
-                Self::from_datafusion(&source)
+        let message = match (e.damage(), &e) {
+            (Some(damage), _) => damaged_message(damage),
+            (_, store::Error::Query(query::Error::DataFusion(source)))
+            | (_, store::Error::Adjust(crate::adjust::Error::Read { source, .. })) => {
+                datafusion_message(source)
             }
-            store::Error::InvalidInput(_) | store::Error::InvalidRow { .. } => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
-            }
-            store::Error::Write(crate::write::Error::InvalidRow { .. }) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_row", e.to_string())
-            }
-            store::Error::Live(crate::live::Error::Busy { .. }) => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", e.to_string()).with_retry_after(1)
-            }
-            store::Error::Live(crate::live::Error::WalFailed(_)) | store::Error::NoLiveTier => {
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "wal_unavailable",
-                    e.to_string(),
-                )
-            }
-            store::Error::Write(crate::write::Error::Catalog(
-                crate::catalog::Error::Conflict { .. },
-            ))
-            | store::Error::Catalog(crate::catalog::Error::Conflict { .. }) => {
-                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
-            e => Self::internal(e.to_string()),
-        }
+            _ => e.to_string(),
+        };
+        Self::of_kind(e.kind(), message)
     }
 }
 
 impl From<crate::sync::syncer::Error> for ApiError {
     fn from(e: crate::sync::syncer::Error) -> Self {
-        use crate::sync::syncer::Error as E;
         match e {
-            E::Store(e) => e.into(),
-            E::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", m),
-            E::NotTracked(_) => Self::new(StatusCode::NOT_FOUND, "not_tracked", e.to_string()),
-            E::Log(_) | E::Actions(_) => Self::internal(e.to_string()),
+            crate::sync::syncer::Error::Store(e) => e.into(),
+            e => Self::of_kind(e.kind(), e.to_string()),
         }
     }
 }
@@ -259,7 +237,128 @@ pub fn redact_paths(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_paths;
+    use axum::http::StatusCode;
+    use datafusion::error::DataFusionError;
+
+    use super::{ApiError, redact_paths};
+    use crate::sync::syncer;
+    use crate::{catalog, live, query, store, write};
+
+    fn status_and_code(e: impl Into<ApiError>) -> (StatusCode, &'static str) {
+        let e = e.into();
+        (e.status, e.code)
+    }
+
+    /// A task that panicked or was cancelled is ours (500 `internal`), and the message says
+    /// which and carries the panic's message; it was a 400 `invalid_request` for a sync.
+    #[tokio::test]
+    async fn failed_tasks_are_internal_errors_that_say_what_failed() {
+        let panicked = tokio::spawn(async { panic!("boom in the task") })
+            .await
+            .unwrap_err();
+        let e = ApiError::from(syncer::Error::from(panicked));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(e.message().contains("boom in the task"), "{e}");
+
+        let pending = tokio::spawn(std::future::pending::<()>());
+        pending.abort();
+        let cancelled = pending.await.unwrap_err();
+        let e = ApiError::from(syncer::Error::from(cancelled));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(e.message().contains("cancelled"), "{e}");
+
+        let panicked = tokio::task::spawn_blocking(|| panic!("boom while encoding"))
+            .await
+            .unwrap_err();
+        let e = ApiError::from(store::Error::Write(write::Error::Task(panicked)));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(e.message().contains("boom while encoding"), "{e}");
+    }
+
+    /// Each kind keeps the status and code clients branch on, through every wrapper.
+    #[test]
+    fn kinds_keep_their_status_and_code() {
+        let df = |e: DataFusionError| store::Error::Query(query::Error::DataFusion(e));
+        let cases: Vec<(store::Error, StatusCode, &str)> = vec![
+            (
+                store::Error::InvalidInput("x".into()),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                df(DataFusionError::Plan("no table".into())),
+                StatusCode::BAD_REQUEST,
+                "sql_error",
+            ),
+            (
+                df(DataFusionError::Execution("cast".into())),
+                StatusCode::BAD_REQUEST,
+                "query_failed",
+            ),
+            (
+                df(DataFusionError::ResourcesExhausted("pool".into())),
+                StatusCode::INSUFFICIENT_STORAGE,
+                "memory_limit",
+            ),
+            (
+                df(DataFusionError::Internal("bug".into())),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                store::Error::Query(query::Error::ReadOnly("INSERT".into())),
+                StatusCode::FORBIDDEN,
+                "read_only",
+            ),
+            (
+                store::Error::Catalog(catalog::Error::ReadOnly("import".into())),
+                StatusCode::FORBIDDEN,
+                "read_only",
+            ),
+            (
+                store::Error::Live(live::Error::Busy { bytes: 2, max: 1 }),
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+            ),
+            (
+                store::Error::Live(live::Error::WalFailed("disk".into())),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wal_unavailable",
+            ),
+            (
+                store::Error::NoLiveTier,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wal_unavailable",
+            ),
+            (
+                store::Error::Write(write::Error::Catalog(catalog::Error::TooManyAttempts(50))),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let shown = e.to_string();
+            assert_eq!(status_and_code(e), (status, code), "{shown}");
+        }
+        let busy = ApiError::from(store::Error::Live(live::Error::Busy { bytes: 2, max: 1 }));
+        assert_eq!(busy.retry_after_secs, Some(1));
+        assert_eq!(
+            status_and_code(syncer::Error::Invalid("start must be before end".into())),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        // The memory limit's message says what to do; the user's SQL gets the root cause.
+        let e = ApiError::from(df(DataFusionError::ResourcesExhausted("pool".into())));
+        assert!(e.message().contains("raise query_memory: pool"), "{e}");
+    }
 
     #[test]
     fn absolute_paths_become_store_relative_or_hidden() {

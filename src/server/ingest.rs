@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::extract::Query;
 use super::query::body_error;
 use super::timeframe::timeframe_param;
+use crate::error::ErrorKind;
 use crate::ingest::{BodyFormat, CsvParams, parse_body};
 use crate::model::Symbol;
 
@@ -74,13 +75,7 @@ pub async fn write(
             Ok(panic) => std::panic::resume_unwind(panic),
             Err(e) => ApiError::internal(e.to_string()),
         })?
-        .map_err(|e| {
-            rejected(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_row",
-                e.to_string(),
-            ))
-        })?;
+        .map_err(|e| rejected(ApiError::of_kind(ErrorKind::InvalidRow, e.to_string())))?;
     let rows: usize = series.iter().map(|s| s.batch.num_rows()).sum();
     // Every parser checks the rules row by row as it reads; no second pass here.
     let lsn = store

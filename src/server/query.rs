@@ -240,9 +240,7 @@ async fn load(
             .load_bars_adjusted(&request)
             .await
             .map_err(|e| match e {
-                crate::Error::InvalidInput(msg) if msg.starts_with("unknown column") => {
-                    ApiError::bad_param("columns", msg)
-                }
+                crate::Error::UnknownColumn(e) => ApiError::bad_param("columns", e),
                 e => e.into(),
             })?;
         let _ = applied_in.set(loaded.applied);

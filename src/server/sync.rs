@@ -15,6 +15,7 @@ use super::extract::{Path, Query, body_rejection};
 use super::info::rfc3339;
 use super::query::parse_time;
 use super::timeframe::timeframe_param;
+use crate::error::ErrorKind;
 use crate::model::{Interval, Symbol};
 use crate::sync::scheduler::{Job, JobReport};
 use crate::sync::settings::{TrackRequest, make_spec};
@@ -157,9 +158,8 @@ pub async fn backfill_symbol(
     let symbol = symbol_param(&symbol)?;
     let syncer = app.syncer()?;
     if !syncer.refresh().await?.symbols.contains_key(&symbol) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_tracked",
+        return Err(ApiError::of_kind(
+            ErrorKind::NotTracked,
             format!("{symbol} is not tracked; POST /v1/symbols first"),
         ));
     }

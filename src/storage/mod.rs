@@ -26,6 +26,8 @@ pub use s3::S3Config;
 pub use upload::{MULTIPART_THRESHOLD, put_file};
 pub use url::{OpenedStore, StoreSettings, StoreUrl, open_object_store};
 
+use crate::error::ErrorKind;
+
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,6 +48,24 @@ pub enum Error {
     BadFileSchema { path: String, reason: String },
     #[error(transparent)]
     Damaged(#[from] DamagedFile),
+    /// A task decoding or checking a file panicked or was cancelled.
+    #[error("decoding a bar file: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidUrl { .. } => ErrorKind::InvalidInput,
+            Error::Damaged(_) => ErrorKind::Damaged,
+            Error::CreateDir { .. }
+            | Error::ObjectStore(_)
+            | Error::Parquet(_)
+            | Error::Arrow(_)
+            | Error::BadFileSchema { .. }
+            | Error::Task(_) => ErrorKind::Internal,
+        }
+    }
+}

@@ -173,8 +173,7 @@ pub async fn read_bars(store: &Arc<dyn ObjectStore>, file: Recorded) -> Result<R
         }
         decode_bars(&file.path, bytes)
     })
-    .await
-    .expect("decode task does not panic")
+    .await?
 }
 
 fn decode_bars(path: &str, bytes: Bytes) -> Result<RecordBatch> {

@@ -37,6 +37,20 @@ pub enum PreflightError {
     NoConditionalWrites { url: String },
 }
 
+impl PreflightError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            // The configuration names a store that cannot be used as it is.
+            PreflightError::BucketMissing { .. }
+            | PreflightError::AccessDenied { .. }
+            | PreflightError::NoCredentials { .. }
+            | PreflightError::NoConditionalWrites { .. } => ErrorKind::InvalidInput,
+            PreflightError::Unreachable { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
 /// Lists the catalog prefix once: proves the bucket exists and the credentials work.
 pub async fn check_reachable(
     store: &Arc<dyn ObjectStore>,

@@ -89,6 +89,9 @@ pub fn covered_end(
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::MICROS_PER_DAY;

@@ -46,6 +46,13 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The sync state is ours to keep: every failure of it is internal.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Internal
+    }
+}
+
 impl From<JsonError> for Error {
     fn from(e: JsonError) -> Self {
         match e {

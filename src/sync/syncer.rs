@@ -41,9 +41,28 @@ pub enum Error {
     Invalid(String),
     #[error("{0} is not tracked")]
     NotTracked(Symbol),
+    /// A fetch task panicked or was cancelled (the message says which, and a panic's message).
+    #[error("a fetch task failed: {0}")]
+    FetchTask(#[from] tokio::task::JoinError),
+    #[error("registering the sync tables: {0}")]
+    Tables(datafusion::error::DataFusionError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            Error::Log(e) => e.kind(),
+            Error::Store(e) => e.kind(),
+            Error::Actions(e) => e.kind(),
+            Error::Invalid(_) => ErrorKind::InvalidInput,
+            Error::NotTracked(_) => ErrorKind::NotTracked,
+            Error::FetchTask(_) | Error::Tables(_) => ErrorKind::Internal,
+        }
+    }
+}
 
 /// How the stage 2 job behaves.
 #[derive(Debug, Clone)]
@@ -222,7 +241,7 @@ impl Syncer {
         );
         let reads = Arc::new(Mutex::new(HashMap::new()));
         super::tables::register(store.engine(), &log, &reads, micros(options.stale_after))
-            .map_err(|e| Error::Invalid(format!("registering the sync tables: {e}")))?;
+            .map_err(Error::Tables)?;
         // Adjusted intraday reads date an ex-date in the symbol's calendar time zone.
         let registry = Arc::clone(&log);
         store.adjuster().set_calendars(Arc::new(move |symbol| {
@@ -616,8 +635,7 @@ impl Syncer {
         let mut batches = Vec::new();
         let mut ops = Vec::new();
         for result in results {
-            let Some(result) = result.map_err(|e| Error::Invalid(format!("fetch task: {e}")))?
-            else {
+            let Some(result) = result? else {
                 continue;
             };
             summary.requests += u64::from(result.requests);
@@ -1023,9 +1041,7 @@ impl Syncer {
                 }
             }
             for result in ready {
-                let Some(result) =
-                    result.map_err(|e| Error::Invalid(format!("fetch task: {e}")))?
-                else {
+                let Some(result) = result? else {
                     continue; // skipped: its series already failed
                 };
                 self.take_result(result, &mut batch, &mut ctx, summary, update_status, now);

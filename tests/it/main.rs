@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod crash;
 mod damage;
+mod errors;
 mod failures;
 mod hostile;
 mod http_hardening;

@@ -451,6 +451,8 @@ async fn bad_requests_get_clear_json_errors() {
         "COPY (SELECT 1) TO '/tmp/x.csv'",
         "DROP VIEW daily_returns",
         "SET datafusion.execution.batch_size = 1",
+        "ALTER TABLE bars ADD COLUMN x INT",
+        "SELECT * INTO t FROM bars",
     ] {
         let m = expect_error(
             server.post_sql(sql).await,
@@ -460,6 +462,15 @@ async fn bad_requests_get_clear_json_errors() {
         .await;
         assert!(m.starts_with("read-only"), "{sql}: {m}");
     }
+    // A query whose error quotes the guard's words is still a query that failed.
+    expect_error(
+        server
+            .post_sql("SELECT 'DML not supported', 'DML not supported'")
+            .await,
+        StatusCode::BAD_REQUEST,
+        "sql_error",
+    )
+    .await;
     // No local files either way: URL tables are off.
     let r = server.post_sql("SELECT * FROM '/etc/passwd'").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);

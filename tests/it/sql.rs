@@ -26,6 +26,12 @@ async fn user_sql_is_read_only() {
         "INSERT INTO bars SELECT * FROM bars",
         "COPY (SELECT 1) TO '/tmp/x.csv'",
         "SET datafusion.execution.batch_size = 1",
+        // Refused as what they are, not reported as unsupported SQL.
+        "ALTER TABLE bars ADD COLUMN x INT",
+        "USE other",
+        "SELECT * INTO t FROM bars",
+        "WITH s AS (SELECT 1) INSERT INTO bars SELECT * FROM bars",
+        "EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/x.csv'",
     ] {
         let err = store.query(sql).await.unwrap_err();
         let msg = err.to_string();
@@ -38,6 +44,56 @@ async fn user_sql_is_read_only() {
         .unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
     // The views are still there, and queries still work.
+    assert!(
+        text(&store, "SELECT count(*) AS n FROM bars")
+            .await
+            .contains("| 1 |")
+    );
+}
+
+/// The read-only guard looks at the parsed statement, never at the words of an error: a query
+/// whose failure quotes "DML not supported" is a query that failed, and queries that only read
+/// (EXPLAIN ANALYZE runs one) pass.
+#[tokio::test]
+async fn the_read_only_guard_judges_the_statement_not_the_message() {
+    let store = Store::open("memory://").await.unwrap();
+    store
+        .write(&bars(&[row("A", "1d", T2021, 1.0)]))
+        .await
+        .unwrap();
+    for sql in [
+        // DataFusion refuses two columns of one name, quoting them: "… Utf8(\"DML not
+        // supported\") …" was taken for the guard's own refusal.
+        "SELECT 'DML not supported', 'DML not supported'",
+        "SELECT * FROM \"DML not supported\"",
+        "SELECT * FROM bars WHERE \"DDL not supported\" = 1",
+    ] {
+        let err = store.query(sql).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                tickvault::Error::Query(tickvault::query::Error::DataFusion(_))
+            ),
+            "{sql}: {err}"
+        );
+        assert!(err.to_string().contains("not supported"), "{sql}: {err}");
+    }
+    assert!(
+        text(&store, "SELECT 'DDL not supported: INSERT INTO bars' AS m")
+            .await
+            .contains("DDL not supported: INSERT INTO bars")
+    );
+    assert!(
+        text(&store, "EXPLAIN ANALYZE SELECT count(*) FROM bars")
+            .await
+            .contains("output_rows")
+    );
+    // More than one statement is refused whole, and nothing of it runs.
+    let err = store
+        .query("SELECT 1; INSERT INTO bars SELECT * FROM bars")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("single SQL statement"), "{err}");
     assert!(
         text(&store, "SELECT count(*) AS n FROM bars")
             .await

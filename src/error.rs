@@ -1,0 +1,37 @@
+//! What kind of failure an error is, the same word at every layer: each module's error says
+//! its kind with `kind()` (delegating to the errors it wraps), and the HTTP API maps a kind to
+//! a status and a code in one place (`server::error`).
+
+/// What happened, as a caller branches on it. Each kind is one HTTP status and `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Input that cannot be used: a bad parameter, an unknown column, a refused option.
+    InvalidInput,
+    /// A written row breaks a rule; nothing of the write was applied.
+    InvalidRow,
+    /// A corporate action breaks a rule; nothing of the input was applied.
+    InvalidCorporateAction,
+    /// SQL that does not parse or plan (a syntax error, an unknown table or column).
+    InvalidSql,
+    /// SQL too long or nested too deep to plan safely.
+    SqlLimit,
+    /// A query that planned but failed on the data (a cast of a value that does not fit, ...).
+    QueryFailed,
+    /// A change asked of something that only reads: SQL that is not a query, a read-only store.
+    ReadOnly,
+    /// A symbol the sync registry does not track.
+    NotTracked,
+    /// A concurrent change touched what this one was computed from; redo it.
+    Conflict,
+    /// Full for the moment (the live tier while it moves rows to Parquet); retry shortly.
+    Busy,
+    /// A query needs more memory than the query memory limit allows.
+    MemoryLimit,
+    /// Writes cannot be taken: the WAL failed, or the store has no live tier.
+    WalUnavailable,
+    /// A data file failed its checksum.
+    Damaged,
+    /// A failure on our side: storage I/O, a corrupt or inconsistent catalog, a task that
+    /// panicked or was cancelled, a bug.
+    Internal,
+}
