@@ -25,6 +25,7 @@ pub mod server;
 pub mod storage;
 pub mod store;
 pub mod sync;
+pub mod units;
 pub mod wal;
 pub mod write;
 

@@ -102,7 +102,12 @@ pub async fn track(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body.map_err(|e| body_rejection(e.status(), e.body_text()))?;
     let syncer = app.syncer()?;
-    let spec = make_spec(&app.config, body).map_err(|(field, e)| ApiError::bad_param(field, e))?;
+    let spec = make_spec(
+        &app.config.providers,
+        app.config.default_provider.as_deref(),
+        body,
+    )
+    .map_err(|(field, e)| ApiError::bad_param(field, e))?;
     let answer = json!({
         "symbol": spec.symbol.as_str(),
         "timeframes": spec.intervals.iter().map(|i| i.as_str()).collect::<Vec<_>>(),

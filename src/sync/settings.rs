@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::provider::{ProviderKind, UpstreamPolicy};
-use crate::config::Seconds;
+use crate::units::Seconds;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,9 +148,13 @@ pub struct TrackRequest {
 /// Full history when `since` is not given: 1990-01-01.
 pub const DEFAULT_SINCE: i64 = 631_152_000_000_000;
 
-/// Checks a track request against the config; errors name the field.
+/// The configured providers by name (`[providers.NAME]`).
+pub type Providers = std::collections::BTreeMap<String, ProviderConfig>;
+
+/// Checks a track request against the configured providers; errors name the field.
 pub fn make_spec(
-    config: &crate::config::Config,
+    providers: &Providers,
+    default_provider: Option<&str>,
     req: TrackRequest,
 ) -> Result<super::registry::SymbolSpec, (&'static str, String)> {
     use crate::calendar::Calendar;
@@ -178,12 +182,12 @@ pub fn make_spec(
         .collect::<Result<Vec<_>, _>>()?;
     let provider = req
         .provider
-        .or_else(|| config.default_provider.clone())
+        .or_else(|| default_provider.map(str::to_string))
         .ok_or((
             "provider",
             "missing, and no default_provider is configured".to_string(),
         ))?;
-    let kind = config.providers.get(&provider).map(|p| p.kind);
+    let kind = providers.get(&provider).map(|p| p.kind);
     let calendar = match req.calendar {
         Some(c) => c.parse::<Calendar>().map_err(|e| ("calendar", e))?,
         None if kind == Some(ProviderKind::Binance) => Calendar::AlwaysOpen,
