@@ -289,6 +289,10 @@ impl Overrides {
                 .value_name(key.kind.hint)
                 .help(key.help_text())
                 .global(commands == Commands::All)
+                .help_heading(match commands {
+                    Commands::All => "Store options (every command)",
+                    Commands::Serve => "Server options",
+                })
                 // Checked here so that a bad flag is a usage error naming the flag, as clap's are.
                 .value_parser(move |text: &str| {
                     (key.apply)(&mut Config::default(), text).map(|()| text.to_string())
@@ -663,6 +667,266 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    /// `tickvault ARGS` with the global flags, a `serve` that takes the server flags and a
+    /// `sql` that takes none of its own, as the CLI builds them.
+    fn parse_flags(args: &[&str]) -> Result<Overrides, clap::Error> {
+        use clap::{Args, FromArgMatches};
+        let cmd = GlobalOverrides::augment_args(clap::Command::new("tickvault"))
+            .subcommand(Overrides::augment_args(clap::Command::new("serve")))
+            .subcommand(clap::Command::new("sql").arg(clap::Arg::new("query")));
+        let m =
+            cmd.try_get_matches_from(std::iter::once("tickvault").chain(args.iter().copied()))?;
+        let mut overrides = GlobalOverrides::from_arg_matches(&m)?.0;
+        if let Some(("serve", sub)) = m.subcommand() {
+            overrides = overrides.and(&Overrides::from_arg_matches(sub)?);
+        }
+        Ok(overrides)
+    }
+
+    /// The defaults, then `file`, `env` and `flags`, unchecked.
+    fn resolve(file: &str, env: &[(&str, &str)], flags: &[&str]) -> Result<Config, Error> {
+        let mut c = Config::from_toml(file).unwrap();
+        let var = |k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        c.override_with(&parse_flags(flags).unwrap(), &var)?;
+        Ok(c)
+    }
+
+    #[test]
+    fn every_key_is_set_by_the_file_a_variable_and_a_flag() {
+        for key in KEYS {
+            let sample = key.kind.sample;
+            let by_env = resolve("", &[(key.env, sample)], &[]).unwrap();
+            assert_ne!(by_env, Config::default(), "{}: sample = default", key.toml);
+            assert_eq!((key.show)(&by_env), sample, "{}", key.toml);
+
+            // The file holds only this key, written as serde writes it.
+            let written: toml::Table = toml::from_str(&toml::to_string(&by_env).unwrap()).unwrap();
+            let mut file = toml::Table::new();
+            let (table, name) = match key.toml.split_once('.') {
+                Some((table, name)) => (Some(table), name),
+                None => (None, key.toml),
+            };
+            let section = match table {
+                Some(t) => written[t].as_table().unwrap(),
+                None => &written,
+            };
+            let value = section
+                .get(name)
+                .unwrap_or_else(|| panic!("{} is not a key of the file", key.toml))
+                .clone();
+            match table {
+                Some(t) => {
+                    let inner = toml::Table::from_iter([(name.to_string(), value)]);
+                    file.insert(t.into(), toml::Value::Table(inner));
+                }
+                None => {
+                    file.insert(name.into(), value);
+                }
+            }
+            let by_file = resolve(&toml::to_string(&file).unwrap(), &[], &[]).unwrap();
+            assert_eq!(by_file, by_env, "{} by file", key.toml);
+
+            // Server keys after `serve`; the others after any command (global flags).
+            let command = match key.commands {
+                Commands::Serve => "serve",
+                Commands::All => "sql",
+            };
+            let flag = format!("--{}", key.flag);
+            let switch = format!("--{}={sample}", key.flag);
+            let args = match key.kind.switch {
+                true => vec![command, &switch],
+                false => vec![command, &flag, sample],
+            };
+            assert_eq!(resolve("", &[], &args).unwrap(), by_env, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn keys_follow_the_naming_rule_and_cover_every_field() {
+        let mut c = Config::default();
+        for key in KEYS {
+            let env = format!("TICKVAULT_{}", key.toml.replace('.', "_").to_uppercase());
+            assert_eq!(key.env, env, "{}", key.toml);
+            let flag = match key.toml {
+                "tokens" => "token".to_string(),
+                "disabled_jobs" => "disable-job".to_string(),
+                t => t.replace(['.', '_'], "-"),
+            };
+            assert_eq!(key.flag, flag, "{}", key.toml);
+            (key.apply)(&mut c, key.kind.sample).unwrap();
+        }
+        // With every key set, the file written holds exactly the declared keys (and the tables):
+        // a field added to Config or S3Config without a declaration fails here.
+        let written: toml::Table = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        let mut fields: Vec<String> = written
+            .iter()
+            .flat_map(|(name, value)| match (name.as_str(), value) {
+                ("s3", toml::Value::Table(t)) => t.keys().map(|k| format!("s3.{k}")).collect(),
+                ("providers", _) => vec![],
+                _ => vec![name.clone()],
+            })
+            .collect();
+        let mut declared: Vec<String> = KEYS.iter().map(|k| k.toml.to_string()).collect();
+        fields.sort();
+        declared.sort();
+        assert_eq!(fields, declared);
+    }
+
+    #[test]
+    fn a_flag_beats_a_variable_beats_the_file_beats_the_default() {
+        let file = "query_timeout = \"5s\"\ncache_max_bytes = \"1GiB\"\n[s3]\nregion = \"file\"\n";
+        let env = [
+            ("TICKVAULT_QUERY_TIMEOUT", "6s"),
+            ("TICKVAULT_S3_REGION", "env"),
+            ("AWS_REGION", "aws"),
+            ("AWS_ACCESS_KEY_ID", "aws-key"),
+        ];
+        let flags = ["serve", "--query-timeout", "7s", "--s3-region", "flag"];
+        let c = resolve("", &[], &[]).unwrap();
+        assert_eq!((c.query_timeout, c.s3.region), (Seconds(30.0), None));
+        let c = resolve(file, &[], &[]).unwrap();
+        assert_eq!(c.query_timeout, Seconds(5.0));
+        assert_eq!(c.s3.region.as_deref(), Some("file"));
+        let c = resolve(file, &env[2..], &[]).unwrap();
+        assert_eq!(c.s3.region.as_deref(), Some("file"), "the file beats AWS_*");
+        assert_eq!(c.s3.access_key_id.as_deref(), Some("aws-key"), "AWS_* fill");
+        let c = resolve("", &env[2..], &[]).unwrap();
+        assert_eq!(
+            c.s3.region.as_deref(),
+            Some("aws"),
+            "AWS_* beat the default"
+        );
+        let c = resolve(file, &env, &[]).unwrap();
+        assert_eq!(c.query_timeout, Seconds(6.0));
+        assert_eq!(c.s3.region.as_deref(), Some("env"));
+        let c = resolve(file, &env, &flags).unwrap();
+        assert_eq!(c.query_timeout, Seconds(7.0));
+        assert_eq!(c.s3.region.as_deref(), Some("flag"));
+        assert_eq!(
+            c.cache_max_bytes,
+            ByteSize(1 << 30),
+            "untouched keys keep the file's"
+        );
+
+        // Lists: a repeated flag is the comma list; flags replace the file's and the variable's.
+        let file = "[[tokens]]\ntoken = \"f\"\nscope = \"read\"\n";
+        let env = [("TICKVAULT_TOKENS", "write:e")];
+        let repeated = ["serve", "--token", "read:a", "--token", "write:b"];
+        let c = resolve(file, &env, &repeated).unwrap();
+        let tokens: Vec<&str> = c.tokens.iter().map(|t| t.token.as_str()).collect();
+        assert_eq!(tokens, ["a", "b"]);
+        assert_eq!(
+            c,
+            resolve(file, &env, &["serve", "--token", "read:a,write:b"]).unwrap()
+        );
+        // A switch alone is true; `=false` turns off what the file turned on.
+        let c = resolve("read_only = true\n", &[], &["serve", "--read-only=false"]).unwrap();
+        assert!(!c.read_only);
+        assert!(
+            resolve("", &[], &["serve", "--read-only"])
+                .unwrap()
+                .read_only
+        );
+        let c = resolve("read_only = true\n", &[("TICKVAULT_READ_ONLY", "0")], &[]).unwrap();
+        assert!(!c.read_only, "a variable turns off what the file turned on");
+        // An empty variable unsets an optional key.
+        let c = resolve("cache_dir = \"/c\"\n", &[("TICKVAULT_CACHE_DIR", "")], &[]).unwrap();
+        assert_eq!(c.cache_dir, None);
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key_and_where_it_was_set() {
+        let e = resolve("", &[("TICKVAULT_MAX_BODY", "12XB")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TICKVAULT_MAX_BODY (max_body)") && e.contains("12XB"),
+            "{e}"
+        );
+        let e = resolve("", &[("TICKVAULT_S3_PATH_STYLE", "maybe")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TICKVAULT_S3_PATH_STYLE ([s3] path_style)"),
+            "{e}"
+        );
+        let e = resolve("", &[("TICKVAULT_S3_MAX_RETRIES", "2.5")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TICKVAULT_S3_MAX_RETRIES"), "{e}");
+        // A token's value is never repeated.
+        let e = resolve("", &[("TICKVAULT_TOKENS", "admin:s3cret")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TICKVAULT_TOKENS (tokens)") && !e.contains("s3cret"),
+            "{e}"
+        );
+        // A flag is refused by the command line parser, naming the flag.
+        for args in [
+            &["serve", "--max-body", "12XB"][..],
+            &["sql", "--s3-request-timeout", "soon", "select 1"],
+        ] {
+            let e = parse_flags(args).unwrap_err().to_string();
+            assert!(e.contains(args[1]) && e.contains(args[2]), "{e}");
+        }
+        let e = Config::load_with(None, &flags(&[("max_body", "12XB")]), no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--max-body (max_body)"), "{e}");
+        let mut overrides = Overrides::default();
+        let e = overrides.set("max_bodyy", "1MiB").unwrap_err().to_string();
+        assert!(e.contains("max_bodyy"), "{e}");
+        // In the file: the file and the key (unknown keys too, top-level or in [s3]).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tickvault.toml");
+        for (text, key) in [
+            ("max_body = \"12XB\"\n", "max_body"),
+            ("lisen = \"x\"\n", "lisen"),
+            ("[s3]\nendpont = \"x\"\n", "endpont"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = Config::load_with(Some(&path), &Overrides::default(), no_env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&path.display().to_string()) && e.contains(key),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn s3_flags_after_any_command_reach_the_store_settings() {
+        let flags = [
+            "sql",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-allow-http",
+            "--s3-max-retries",
+            "2",
+            "--cache-dir",
+            "/var/cache/tv",
+            "select 1",
+        ];
+        let overrides = parse_flags(&flags).unwrap();
+        let c = Config::load_with(None, &overrides, no_env).unwrap();
+        let storage = c.command_store_options(true).storage;
+        assert_eq!(
+            storage.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert!(storage.s3.allow_http);
+        assert_eq!(storage.s3.max_retries, 2);
+        assert_eq!(storage.cache_dir, Some("/var/cache/tv".into()));
+        // Server flags belong to `serve`.
+        assert!(parse_flags(&["sql", "--listen", "0.0.0.0:1", "select 1"]).is_err());
     }
 
     #[test]

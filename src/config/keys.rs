@@ -26,6 +26,8 @@ pub struct Key {
     pub kind: Kind,
     /// Parses `value` (written as in a variable or a flag) into the key's field.
     pub apply: fn(&mut Config, &str) -> Result<(), String>,
+    /// The key's value written as a variable or a flag would give it.
+    pub show: fn(&Config) -> String,
 }
 
 /// What a key's type says about how it is written.
@@ -50,12 +52,21 @@ impl Key {
         }
     }
 
-    /// The flag's help: the declaration's doc comment and where else the key is set.
+    /// The declaration's doc comment on one line.
+    pub fn help_line(&self) -> String {
+        self.help.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The flag's help: the doc comment, the default, and where else the key is set.
     pub fn help_text(&self) -> String {
-        let help: Vec<&str> = self.help.split_whitespace().collect();
+        let default = (self.show)(&Config::default());
+        let default = match default.as_str() {
+            "" => String::new(),
+            d => format!(" [default: {d}]"),
+        };
         format!(
-            "{} [file: {}] [env: {}]",
-            help.join(" "),
+            "{}{default} [file: {}] [env: {}]",
+            self.help_line(),
             self.file_name(),
             self.env
         )
@@ -66,12 +77,17 @@ impl Key {
 pub trait Value: Sized {
     const KIND: Kind;
     fn parse(text: &str) -> Result<Self, String>;
+    /// Written back as `parse` reads it (a secret too: only defaults are shown).
+    fn show(&self) -> String;
 }
 
 impl Value for String {
     const KIND: Kind = kind("TEXT", "sample");
     fn parse(text: &str) -> Result<Self, String> {
         Ok(text.to_string())
+    }
+    fn show(&self) -> String {
+        self.clone()
     }
 }
 
@@ -81,6 +97,9 @@ impl Value for Option<String> {
     fn parse(text: &str) -> Result<Self, String> {
         Ok((!text.is_empty()).then(|| text.to_string()))
     }
+    fn show(&self) -> String {
+        self.clone().unwrap_or_default()
+    }
 }
 
 impl Value for ByteSize {
@@ -88,12 +107,18 @@ impl Value for ByteSize {
     fn parse(text: &str) -> Result<Self, String> {
         text.parse()
     }
+    fn show(&self) -> String {
+        self.to_string()
+    }
 }
 
 impl Value for Seconds {
     const KIND: Kind = kind("DURATION", "7s");
     fn parse(text: &str) -> Result<Self, String> {
         text.parse()
+    }
+    fn show(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -104,6 +129,9 @@ impl Value for usize {
             .parse()
             .map_err(|_| format!("{text:?} is not a whole number"))
     }
+    fn show(&self) -> String {
+        self.to_string()
+    }
 }
 
 /// Seconds, as the `[s3]` timeouts are written.
@@ -113,6 +141,9 @@ impl Value for f64 {
         text.trim()
             .parse()
             .map_err(|_| format!("{text:?} is not a number"))
+    }
+    fn show(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -128,6 +159,9 @@ impl Value for bool {
             _ => Err(format!("{text:?} is not true or false")),
         }
     }
+    fn show(&self) -> String {
+        self.to_string()
+    }
 }
 
 impl Value for Vec<String> {
@@ -138,6 +172,9 @@ impl Value for Vec<String> {
     fn parse(text: &str) -> Result<Self, String> {
         Ok(items(text).map(str::to_string).collect())
     }
+    fn show(&self) -> String {
+        self.join(",")
+    }
 }
 
 impl Value for Vec<Token> {
@@ -147,6 +184,13 @@ impl Value for Vec<Token> {
     };
     fn parse(text: &str) -> Result<Self, String> {
         items(text).map(str::parse).collect()
+    }
+    fn show(&self) -> String {
+        let items: Vec<String> = self
+            .iter()
+            .map(|t| format!("{}:{}", t.scope.as_str(), t.token))
+            .collect();
+        items.join(",")
     }
 }
 
@@ -226,6 +270,7 @@ macro_rules! config_keys {
                         config.$field = keys::Value::parse(text)?;
                         Ok(())
                     },
+                    show: |config| keys::Value::show(&config.$field),
                 },
             )+
             $(
@@ -240,6 +285,7 @@ macro_rules! config_keys {
                         config.s3.$s3_field = keys::Value::parse(text)?;
                         Ok(())
                     },
+                    show: |config| keys::Value::show(&config.s3.$s3_field),
                 },
             )+
         ];
