@@ -15,6 +15,7 @@ pub use crate::units::{ByteSize, Seconds, parse_duration};
 pub use keys::{Commands, Key};
 
 mod keys;
+mod providers;
 
 keys::config_keys! {
     /// The effective configuration of a tickvault process.
@@ -258,7 +259,12 @@ fn check_token(token: &str) -> Result<(), String> {
 pub struct Overrides {
     /// In the order given; a list key's values joined by commas.
     values: Vec<(&'static Key, String)>,
+    /// `--provider NAME.KEY=VALUE`: (name, key, value), in the order given.
+    providers: Vec<(String, String, String)>,
 }
+
+/// The flag of the providers' keys: `--provider NAME.KEY=VALUE`.
+const PROVIDER_FLAG: &str = "provider";
 
 /// The flags every command takes: the keys of where the store is and how to reach it
 /// ([`Commands::All`]), as global flags of `tickvault`.
@@ -266,8 +272,17 @@ pub struct Overrides {
 pub struct GlobalOverrides(pub Overrides);
 
 impl Overrides {
-    /// Sets `key` (its file name: `max_body`, `s3.endpoint`) as a flag would.
+    /// Sets `key` (its file name: `max_body`, `s3.endpoint`, `providers.NAME.KEY`) as a flag
+    /// would.
     pub fn set(&mut self, key: &str, value: impl Into<String>) -> Result<(), Error> {
+        if let Some(provider_key) = key.strip_prefix("providers.") {
+            let flag = format!("{provider_key}={}", value.into());
+            let (name, key, value) =
+                providers::parse_flag(&flag).map_err(|_| Error::UnknownKey(key.to_string()))?;
+            let given = (name.to_string(), key.to_string(), value.to_string());
+            self.providers.push(given);
+            return Ok(());
+        }
         let key = KEYS
             .iter()
             .find(|k| k.toml == key)
@@ -279,6 +294,7 @@ impl Overrides {
     /// These overrides, then `later`'s (which win).
     pub fn and(mut self, later: &Overrides) -> Overrides {
         self.values.extend(later.values.iter().cloned());
+        self.providers.extend(later.providers.iter().cloned());
         self
     }
 
@@ -307,7 +323,24 @@ impl Overrides {
                 arg.action(clap::ArgAction::Set)
             });
         }
-        cmd
+        if commands != Commands::Serve {
+            return cmd;
+        }
+        let help = format!(
+            "Sets KEY of provider NAME, as `[providers.NAME] KEY = VALUE` in the file would; a \
+             provider not in the file needs NAME.kind. Keys: {}. The flag repeats. [env: \
+             TICKVAULT_PROVIDER_<NAME>_<KEY>]",
+            providers::keys().join(", ")
+        );
+        cmd.arg(
+            clap::Arg::new(PROVIDER_FLAG)
+                .long(PROVIDER_FLAG)
+                .value_name("NAME.KEY=VALUE")
+                .help(help)
+                .help_heading("Server options")
+                .action(clap::ArgAction::Append)
+                .value_parser(|text: &str| providers::parse_flag(text).map(|_| text.to_string())),
+        )
     }
 
     fn from_flags(matches: &clap::ArgMatches, commands: Commands) -> Overrides {
@@ -324,7 +357,17 @@ impl Overrides {
                 Some((key, text))
             })
             .collect();
-        Overrides { values }
+        let providers = match commands {
+            Commands::Serve => matches.get_many::<String>(PROVIDER_FLAG),
+            Commands::All => None,
+        };
+        let providers = providers
+            .into_iter()
+            .flatten()
+            .filter_map(|text| providers::parse_flag(text).ok())
+            .map(|(n, k, v)| (n.to_string(), k.to_string(), v.to_string()))
+            .collect();
+        Overrides { values, providers }
     }
 }
 
@@ -422,8 +465,8 @@ impl Config {
     }
 
     /// What comes after the file, lowest first: the standard `AWS_*` variables (only where the
-    /// file leaves an S3 key unset), the `TICKVAULT_*` variables, the flags. Then the
-    /// providers' `TICKVAULT_PROVIDER_<NAME>_*` variables.
+    /// file leaves an S3 key unset), the `TICKVAULT_*` variables, the flags. The providers'
+    /// keys likewise: `TICKVAULT_PROVIDER_<NAME>_<KEY>`, then `--provider NAME.KEY=VALUE`.
     fn override_with(
         &mut self,
         overrides: &Overrides,
@@ -444,10 +487,7 @@ impl Config {
                 message,
             })?;
         }
-        for (name, provider) in &mut self.providers {
-            provider.apply_env(name, var);
-        }
-        Ok(())
+        providers::apply(&mut self.providers, var, &overrides.providers)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
@@ -927,6 +967,84 @@ mod tests {
         assert_eq!(storage.cache_dir, Some("/var/cache/tv".into()));
         // Server flags belong to `serve`.
         assert!(parse_flags(&["sql", "--listen", "0.0.0.0:1", "select 1"]).is_err());
+    }
+
+    #[test]
+    fn provider_keys_by_file_variable_and_flag() {
+        let keys = providers::keys();
+        assert_eq!(keys.len(), 14, "{keys:?}");
+        assert!(
+            keys.contains(&"kind") && keys.contains(&"breaker_open"),
+            "{keys:?}"
+        );
+        let file = "[providers.yahoo]\nkind = \"yahoo\"\ntimeout = \"5s\"\nmax_retries = 2\n";
+        let c = resolve(file, &[], &[]).unwrap();
+        assert_eq!(c.providers["yahoo"].timeout, Seconds(5.0));
+        let env = [
+            ("TICKVAULT_PROVIDER_YAHOO_TIMEOUT", "6s"),
+            ("TICKVAULT_PROVIDER_YAHOO_API_KEY", "12345"),
+            ("TICKVAULT_PROVIDER_YAHOO_REQUESTS_PER_MINUTE", "60"),
+        ];
+        let c = resolve(file, &env, &[]).unwrap();
+        let yahoo = &c.providers["yahoo"];
+        assert_eq!(yahoo.timeout, Seconds(6.0));
+        assert_eq!(
+            yahoo.api_key.as_deref(),
+            Some("12345"),
+            "digits stay a string"
+        );
+        assert_eq!(yahoo.requests_per_minute, Some(60));
+        assert_eq!(yahoo.max_retries, 2, "the file's other keys stay");
+        let flags = [
+            "serve",
+            "--provider",
+            "yahoo.timeout=7s",
+            "--provider",
+            "poly.kind=polygon",
+            "--provider",
+            "poly.base_url=http://127.0.0.1:9",
+        ];
+        let c = resolve(file, &env, &flags).unwrap();
+        assert_eq!(c.providers["yahoo"].timeout, Seconds(7.0));
+        let poly = &c.providers["poly"];
+        assert_eq!(poly.kind, crate::sync::provider::ProviderKind::Polygon);
+        assert_eq!(poly.base_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            poly.max_concurrency, 4,
+            "a provider the flags add has the defaults"
+        );
+
+        // Refusals name the provider, the key and where it was set.
+        let e = resolve(file, &[("TICKVAULT_PROVIDER_YAHOO_TIMEOUT", "soon")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TICKVAULT_PROVIDER_YAHOO_TIMEOUT ([providers.yahoo] timeout)"),
+            "{e}"
+        );
+        let e = resolve(
+            file,
+            &[],
+            &["serve", "--provider", "yahoo.max_concurrency=lots"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--provider yahoo.max_concurrency"), "{e}");
+        let e = resolve("", &[], &["serve", "--provider", "poly.api_key=k"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[providers.poly]") && e.contains("kind"), "{e}");
+        for bad in ["yahoo.timeot=1s", "yahoo=1", "timeout=1s"] {
+            let e = parse_flags(&["serve", "--provider", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--provider") && e.contains(bad), "{e}");
+        }
+        let mut overrides = Overrides::default();
+        overrides.set("providers.yahoo.timeout", "8s").unwrap();
+        assert!(overrides.set("providers.yahoo.timeot", "8s").is_err());
+        let c = Config::load_with(None, &overrides, no_env);
+        assert!(c.unwrap_err().to_string().contains("kind"));
     }
 
     #[test]

@@ -13,11 +13,12 @@ pub struct ProviderConfig {
     /// The API's base URL (default: the public API of `kind`).
     #[serde(default)]
     pub base_url: Option<String>,
-    /// API key (Polygon `apiKey`, Alpaca `APCA-API-KEY-ID`); also
-    /// `TICKVAULT_PROVIDER_<NAME>_API_KEY`.
+    /// API key (Polygon `apiKey`, Alpaca `APCA-API-KEY-ID`). Every key of the table can also
+    /// be set by `TICKVAULT_PROVIDER_<NAME>_<KEY>` and `--provider NAME.KEY=VALUE` (see
+    /// `config`).
     #[serde(default)]
     pub api_key: Option<String>,
-    /// API secret (Alpaca `APCA-API-SECRET-KEY`); also `TICKVAULT_PROVIDER_<NAME>_API_SECRET`.
+    /// API secret (Alpaca `APCA-API-SECRET-KEY`).
     #[serde(default)]
     pub api_secret: Option<String>,
     /// CSV providers: URL with `{symbol}`, `{start}`, `{end}` (YYYYMMDD) and `{interval}`,
@@ -105,24 +106,6 @@ impl ProviderConfig {
             breaker_failures: self.breaker_failures.max(1),
             breaker_open: self.breaker_open.duration(),
             ..UpstreamPolicy::default()
-        }
-    }
-
-    /// Reads `TICKVAULT_PROVIDER_<NAME>_{API_KEY,API_SECRET,BASE_URL}` (name upper-cased, `-`
-    /// as `_`), so secrets need not sit in the file.
-    pub fn apply_env(&mut self, name: &str, env: impl Fn(&str) -> Option<String>) {
-        let prefix = format!(
-            "TICKVAULT_PROVIDER_{}_",
-            name.to_ascii_uppercase().replace('-', "_")
-        );
-        if let Some(v) = env(&format!("{prefix}API_KEY")) {
-            self.api_key = Some(v);
-        }
-        if let Some(v) = env(&format!("{prefix}API_SECRET")) {
-            self.api_secret = Some(v);
-        }
-        if let Some(v) = env(&format!("{prefix}BASE_URL")) {
-            self.base_url = Some(v);
         }
     }
 }
