@@ -1,10 +1,12 @@
 //! Configuration: one TOML file, every key overridable by a `TICKVAULT_*` environment variable
 //! and by a flag. Precedence: flag, then environment, then file, then the default.
 //!
-//! Each key is declared once, in [`config_keys!`] below: its field, default, flag, variable and
+//! Each key is declared once, in `config_keys!` below: its field, default, flag, variable and
 //! doc comment (which is also the flag's help). The file is read into the struct by serde, the
 //! variables and flags are applied through [`KEYS`], and `--help` lists every flag with its file
-//! key and variable.
+//! key, variable and default. The keys of `[providers.NAME]` tables are the fields of
+//! [`crate::sync::settings::ProviderConfig`], set by `TICKVAULT_PROVIDER_<NAME>_<KEY>` and
+//! `--provider NAME.KEY=VALUE`.
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -210,8 +210,9 @@ fn items(text: &str) -> impl Iterator<Item = &str> {
 
 /// Declares `Config`: each key once, with its default, flag, variable and doc comment (the
 /// flag's help). Generates the struct, its `Default` and [`super::KEYS`]. The `[s3]` keys are
-/// fields of [`crate::storage::S3Config`] (defaults there); `tables` are fields set only by the
-/// file.
+/// fields of [`crate::storage::S3Config`] (defaults there); `tables` are the struct's tables
+/// (`[s3]`, whose keys are the section above, and `[providers.NAME]`, whose keys are the fields
+/// of `ProviderConfig`: see `config/providers.rs`).
 macro_rules! config_keys {
     (
         $(#[$meta:meta])*
