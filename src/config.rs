@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sync::scheduler::{Job, SchedulerSettings};
 pub use crate::units::{ByteSize, Seconds, parse_duration};
 pub use flags::{GlobalOverrides, Overrides};
 pub use keys::{Commands, Key};
@@ -168,9 +169,6 @@ pub const MIN_QUERY_MEMORY: u64 = 1 << 20;
 pub const MIN_MAX_BODY: u64 = 1 << 10;
 /// The least `live_max_memory` accepted: room for a few live batches.
 pub const MIN_LIVE_MEMORY: u64 = 1 << 20;
-
-/// Jobs the scheduler knows.
-pub const JOBS: [&str; 5] = ["transfer", "compact", "gc", "backfill", "live"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -394,14 +392,10 @@ impl Config {
                 self.transfer_threshold, self.live_max_memory
             )));
         }
-        if let Some(job) = self
-            .disabled_jobs
-            .iter()
-            .find(|j| !JOBS.contains(&j.as_str()))
-        {
+        if let Some(job) = self.disabled_jobs.iter().find(|j| Job::parse(j).is_none()) {
             return Err(Error::Invalid(format!(
                 "disabled_jobs: unknown job {job:?} (jobs: {})",
-                JOBS.join(", ")
+                Job::names()
             )));
         }
         if let Some(name) = &self.default_provider
@@ -518,6 +512,28 @@ impl Config {
 
     pub fn job_enabled(&self, job: &str) -> bool {
         !self.disabled_jobs.iter().any(|j| j == job)
+    }
+
+    /// What the scheduler runs on its own: every enabled job at its interval, following other
+    /// processes' commits. (A read-only store runs only the following; the scheduler knows.)
+    pub fn scheduler_settings(&self) -> SchedulerSettings {
+        let interval = |job| match job {
+            Job::Transfer => self.transfer_interval,
+            Job::Compact => self.compact_interval,
+            Job::Gc => self.gc_interval,
+            Job::Backfill => self.backfill_interval,
+            Job::Live => self.live_interval,
+        };
+        SchedulerSettings {
+            every: Job::ALL
+                .into_iter()
+                .filter(|j| self.job_enabled(j.name()))
+                .map(|j| (j, interval(j).duration()))
+                .collect(),
+            backfill_delay: self.backfill_delay.duration(),
+            follow: Some(self.follow_interval.duration()),
+            gc_grace: self.gc_grace.duration(),
+        }
     }
 
     /// The effective config as TOML with every secret replaced by `***`.

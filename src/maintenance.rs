@@ -18,7 +18,7 @@ use crate::write::{self, write_file};
 /// A partition is compacted when it has more files than this, or overlapping files.
 pub const COMPACT_MAX_FILES: usize = 4;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CompactSummary {
     pub partitions_compacted: usize,
     pub files_removed: usize,
@@ -102,7 +102,7 @@ pub async fn gc(catalog: &Catalog, grace: Duration) -> write::Result<GcSummary> 
         .iter()
         .map(|t| (t.path.as_str(), t.removed_at))
         .collect();
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = catalog.clock().now_micros();
     let grace_us = grace.as_micros() as i64;
     let store = catalog.store();
     let mut summary = GcSummary::default();

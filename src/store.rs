@@ -20,6 +20,7 @@ use crate::adjust::view::{AdjustedBars, VIEWS};
 use crate::adjust::{Adjuster, Adjustment, Applied};
 use crate::batch::{SeriesBatch, SeriesKey};
 use crate::catalog::{self, Catalog};
+use crate::clock::{self, Clock};
 use crate::import::{self, ImportOptions};
 use crate::live::{self, Live, LiveOptions};
 use crate::maintenance::{self, CheckReport, CompactSummary, GcSummary, SeriesStats};
@@ -128,7 +129,7 @@ pub struct ImportSummary {
 }
 
 /// How a store is opened.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Memory that running queries together may hold; `None` is unlimited.
     pub query_memory_limit: Option<usize>,
@@ -140,6 +141,22 @@ pub struct StoreOptions {
     pub read_only: bool,
     /// The operator guarantees one writer, so a store without conditional writes is accepted.
     pub single_writer: bool,
+    /// The time of day for everything the store opens: catalog and corporate-action commits,
+    /// the live tier, GC, and (unless told otherwise) a syncer and scheduler over the store.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            query_memory_limit: None,
+            live: None,
+            storage: StoreSettings::default(),
+            read_only: false,
+            single_writer: false,
+            clock: clock::system(),
+        }
+    }
 }
 
 /// What a transfer of the live tier into Parquet did.
@@ -163,6 +180,7 @@ pub struct Store {
     engine: QueryEngine,
     actions: Arc<ActionsTable>,
     adjuster: Arc<Adjuster>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -216,7 +234,10 @@ impl Store {
 
     async fn open_opened(opened: OpenedStore, label: &str, options: &StoreOptions) -> Result<Self> {
         let object_store = opened.store;
-        let mut catalog = Catalog::load(Arc::clone(&object_store)).await?;
+        let clock = Arc::clone(&options.clock);
+        let mut catalog = Catalog::load(Arc::clone(&object_store))
+            .await?
+            .with_clock(Arc::clone(&clock));
         if options.read_only {
             catalog = catalog.read_only();
         }
@@ -228,9 +249,11 @@ impl Store {
                 ));
             }
             Some(live_options) => {
-                let live = tokio::task::spawn_blocking(move || Live::open(live_options))
-                    .await
-                    .map_err(|e| Error::Write(write::Error::Task(e)))??;
+                let live_clock = Arc::clone(&clock);
+                let live =
+                    tokio::task::spawn_blocking(move || Live::open(live_options, live_clock))
+                        .await
+                        .map_err(|e| Error::Write(write::Error::Task(e)))??;
                 Some(Arc::new(live))
             }
             None => None,
@@ -245,7 +268,8 @@ impl Store {
         let actions = Arc::new(
             ActionsTable::open(Arc::clone(&object_store), options.read_only)
                 .await
-                .map_err(Error::Actions)?,
+                .map_err(Error::Actions)?
+                .with_clock(Arc::clone(&clock)),
         );
         crate::actions::sql::register(&engine, &actions)?;
         let adjuster = Arc::new(Adjuster::new(
@@ -269,7 +293,13 @@ impl Store {
             engine,
             actions,
             adjuster,
+            clock,
         })
+    }
+
+    /// The clock the store was opened with (see [`StoreOptions::clock`]).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Requests made to the object store so far, by kind (cache hits are not requests).
@@ -480,7 +510,14 @@ impl Store {
         let actions = if events.is_empty() {
             crate::actions::Merged::default()
         } else {
-            let events = events.into_iter().map(|e| e.event).collect();
+            let recorded_at = self.clock.now_micros();
+            let events = events
+                .into_iter()
+                .map(|e| crate::actions::CorporateAction {
+                    recorded_at,
+                    ..e.event
+                })
+                .collect();
             self.actions.upsert(events).await?
         };
         Ok(ImportSummary {

@@ -45,7 +45,7 @@ pub fn is_read_only(args: &ActionsArgs) -> bool {
 pub async fn actions_cmd(store: &Store, args: ActionsArgs) -> anyhow::Result<i32> {
     match args.command {
         ActionsCommand::Import { file } => {
-            let now = chrono::Utc::now().timestamp_micros();
+            let now = store.clock().now_micros();
             let events = read_events_csv(&file, SOURCE_IMPORT, now)?;
             let count = events.len();
             let merged = store.import_actions(events).await?;

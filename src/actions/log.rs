@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn names_parse_and_strays_are_kept_apart() {
-        let now = Utc::now();
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let mut l = Listing::default();
         l.add(meta(log_path(3), 0, now));
         l.add(meta(checkpoint_path(50), 0, now));
@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn gc_keeps_what_a_reader_may_need() {
-        let now = Utc::now();
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let mut l = Listing::default();
         for v in 1..=120 {
             l.add(meta(log_path(v), 1000, now));

@@ -21,6 +21,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::log::{self, Checkpoint, Commit, LastCheckpoint, Listing, Record};
 use super::{ActionSet, CorporateAction, Merged};
+use crate::clock::{self, Clock};
 use crate::storage::{JsonError, create_object, get_json};
 
 const MAX_COMMIT_ATTEMPTS: usize = 50;
@@ -90,6 +91,8 @@ pub struct ActionsTable {
     /// When the last refresh that read the log up to its end started.
     synced_at: Mutex<Instant>,
     recheck_after: Duration,
+    /// Stamps commits; GC measures its grace on it.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for ActionsTable {
@@ -115,7 +118,14 @@ impl ActionsTable {
             commit_lock: tokio::sync::Mutex::new(()),
             synced_at: Mutex::new(started),
             recheck_after: RECHECK_AFTER,
+            clock: clock::system(),
         })
+    }
+
+    /// Stamps commits with this clock's time instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The current version.
@@ -184,7 +194,7 @@ impl ActionsTable {
             let put = log::changed(&base, &merged.set, &events);
             let commit = Commit {
                 version: version + 1,
-                committed_at: chrono::Utc::now().timestamp_micros(),
+                committed_at: self.clock.now_micros(),
                 put: put.iter().map(Record::of).collect(),
             };
             let body = serde_json::to_vec(&commit).expect("commit serializes");
@@ -255,7 +265,7 @@ impl ActionsTable {
         // Past chrono's range: nothing is that old.
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let mut summary = GcSummary::default();
-        for path in listing.collectable(chrono::Utc::now(), grace, pointer) {
+        for path in listing.collectable(self.clock.now(), grace, pointer) {
             match self.object_store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(source) => {

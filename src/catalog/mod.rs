@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use snapshot::{Checkpoint, Commit, FileMeta, MissingFile, Seq, Snapshot, Tombstone};
 
+use crate::clock::{self, Clock};
 use crate::storage::{JsonError, PartitionKey, create_object, get_json};
 
 pub const CATALOG_PREFIX: &str = "_catalog";
@@ -130,6 +131,8 @@ pub struct Catalog {
     checkpoint_every: u64,
     /// A reader's catalog follows other processes' commits and never makes its own.
     read_only: bool,
+    /// Stamps commits (`committed_at`) and tombstones; GC measures its grace on it.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -148,10 +151,6 @@ fn checkpoint_path(seq: Seq) -> Path {
     Path::from(format!("{CHECKPOINT_DIR}/{:020}.json", seq.0))
 }
 
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
 impl Catalog {
     /// Loads the catalog: latest checkpoint, then every commit after it.
     pub async fn load(store: Arc<dyn ObjectStore>) -> Result<Self> {
@@ -162,6 +161,7 @@ impl Catalog {
             commit_lock: tokio::sync::Mutex::new(()),
             checkpoint_every: 100,
             read_only: false,
+            clock: clock::system(),
         };
         let start = catalog.latest_checkpoint().await?;
         *catalog.current.write().expect("lock") = Arc::new(start);
@@ -180,6 +180,17 @@ impl Catalog {
     pub fn with_checkpoint_every(mut self, n: u64) -> Self {
         self.checkpoint_every = n.max(1);
         self
+    }
+
+    /// Stamps commits with this clock's time instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock commits are stamped with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Makes every commit fail with [`Error::ReadOnly`].
@@ -342,7 +353,7 @@ impl Catalog {
             }
             let commit = Commit {
                 seq: snapshot.seq.next(),
-                committed_at: now_micros(),
+                committed_at: self.clock.now_micros(),
                 operation: txn.operation.clone(),
                 add: txn.add.clone(),
                 remove: txn.remove.clone(),

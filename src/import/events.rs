@@ -95,7 +95,8 @@ pub(super) fn resolve(
     found: Vec<RowEvents>,
     at: &[Location],
 ) -> Result<(Vec<SourcedEvent>, Vec<Refused>), ImportError> {
-    let recorded_at = chrono::Utc::now().timestamp_micros();
+    // Stamped with the store's clock when the import commits them (`Store::import_files`).
+    let recorded_at = 0;
     // Each symbol's bars, once: (ts, close) in time order.
     let mut bars_of: HashMap<usize, Vec<(i64, f64)>> = HashMap::new();
     let mut out = Vec::new();

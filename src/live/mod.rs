@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, oneshot};
 
 use crate::batch::SeriesBatch;
+use crate::clock::Clock;
 use crate::wal::{Lsn, Wal, WalStats};
 
 pub use tier::{Generation, Latest, ROW_BYTES, SeriesView, TierState};
@@ -160,7 +161,8 @@ impl std::fmt::Debug for Live {
 
 impl Live {
     /// Opens the WAL, replays it into memory and starts the committer thread.
-    pub fn open(options: LiveOptions) -> Result<Live> {
+    /// `clock` stamps when each series last got rows (`latest`'s `updated_at`).
+    pub fn open(options: LiveOptions, clock: Arc<dyn Clock>) -> Result<Live> {
         let started = Instant::now();
         let (wal, replay) = Wal::open(&options.wal_dir).map_err(|source| Error::Open {
             dir: options.wal_dir.display().to_string(),
@@ -168,7 +170,7 @@ impl Live {
         })?;
         let mut state = TierState::default();
         let mut rows = 0u64;
-        let now = now_micros();
+        let now = clock.now_micros();
         for record in &replay.records {
             let series = codec::decode(&record.payload).map_err(|message| Error::Decode {
                 lsn: record.lsn,
@@ -207,6 +209,7 @@ impl Live {
             wal_stats: Arc::clone(&wal_stats),
             failed: Arc::clone(&failed),
             counters: Arc::clone(&counters),
+            clock,
         };
         std::thread::Builder::new()
             .name("tickvault-wal".into())
@@ -354,6 +357,7 @@ struct Committer {
     wal_stats: Arc<Mutex<WalStats>>,
     failed: Arc<Mutex<Option<String>>>,
     counters: Arc<LiveCounters>,
+    clock: Arc<dyn Clock>,
 }
 
 type Appends = Vec<(Vec<u8>, Vec<SeriesBatch>, oneshot::Sender<Result<Lsn>>)>;
@@ -420,7 +424,7 @@ impl Committer {
         match self.wal.append(&payloads) {
             Ok(lsns) => {
                 self.counters.group_commits.fetch_add(1, Ordering::Relaxed);
-                let now = now_micros();
+                let now = self.clock.now_micros();
                 let mut replies = Vec::with_capacity(appends.len());
                 {
                     let mut state = self.state.write().expect("tier lock");
@@ -466,8 +470,4 @@ impl Committer {
             Command::Append { .. } => unreachable!("appends are committed in groups"),
         }
     }
-}
-
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }

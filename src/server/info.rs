@@ -11,6 +11,7 @@ use super::App;
 use super::error::ApiError;
 use super::metrics::StoreGauges;
 use crate::maintenance::SeriesStats;
+use crate::sync::scheduler::Job;
 
 /// The OpenAPI 3 document of every route (a test keeps it equal to the router).
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -42,8 +43,8 @@ fn gauges(app: &App, store: Option<&crate::Store>, stats: &[SeriesStats]) -> Sto
         cache_misses: app.results.misses.load(Relaxed),
         cache_bytes: app.results.size().1 as u64,
         ingest_rejected: app.ingest_rejected.load(Relaxed),
-        transfer: app.jobs.transfer.get(),
-        compact: app.jobs.compact.get(),
+        transfer: app.job_state(Job::Transfer),
+        compact: app.job_state(Job::Compact),
         ..Default::default()
     };
     if let Some(live) = store.and_then(|s| s.live()) {
@@ -92,8 +93,8 @@ pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
         "disk_cache": store.disk_cache().map(|c| c.counts()),
         "live": live_status(&app, &store),
         "jobs": {
-            "transfer": app.jobs.transfer.get(),
-            "compact": app.jobs.compact.get(),
+            "transfer": app.job_state(Job::Transfer),
+            "compact": app.job_state(Job::Compact),
         },
     })))
 }

@@ -58,8 +58,8 @@ pub struct StoreGauges {
     pub rows_ingested: u64,
     pub busy_rejections: u64,
     pub ingest_rejected: u64,
-    pub transfer: super::jobs::JobState,
-    pub compact: super::jobs::JobState,
+    pub transfer: crate::sync::scheduler::JobState,
+    pub compact: crate::sync::scheduler::JobState,
 }
 
 impl Metrics {

@@ -63,7 +63,8 @@ pub struct AppInner {
     /// Finished SQL answers, sent again while the store is unchanged.
     pub results: Arc<result_cache::ResultCache>,
     started: Instant,
-    pub jobs: jobs::Jobs,
+    /// The background jobs; started when the store is loaded.
+    scheduler: OnceLock<Arc<crate::sync::scheduler::Scheduler>>,
     /// Write requests refused (bad body, bad rows, busy).
     pub ingest_rejected: AtomicU64,
     /// The configured tokens as requests are checked against them.
@@ -91,7 +92,7 @@ impl App {
                 usize::try_from(config.query_cache.0).unwrap_or(usize::MAX),
             )),
             started: Instant::now(),
-            jobs: jobs::Jobs::default(),
+            scheduler: OnceLock::new(),
             ingest_rejected: AtomicU64::new(0),
             token_digests: auth::TokenDigest::all(&config.tokens),
             config,
@@ -394,7 +395,8 @@ impl Server {
                 .map_err(|e| Error::Sync(e.to_string()))?;
             app.set_syncer(Arc::new(syncer));
             app.set_store(Arc::clone(&store));
-            jobs::spawn(app.clone(), store);
+            app.start_scheduler(store)
+                .map_err(|e| Error::Sync(e.message().to_string()))?;
             tracing::info!("store loaded; ready");
             if let Some(message) = ready_message {
                 eprint!("{message}");
@@ -405,16 +407,17 @@ impl Server {
             served = serving => served?,
             failed = opening => return failed,
         }
-        // Requests in flight have finished: move what the live tier holds into Parquet, so a
-        // restart has nothing to replay (the WAL would recover it anyway).
-        if let Some(store) = self.app.store.get()
-            && store.live().is_some()
-        {
-            match jobs::run(&self.app, jobs::Job::Transfer).await {
-                Ok(s) => eprintln!("tickvault: moved {} live rows into Parquet", s["rows"]),
-                Err(e) => eprintln!(
+        // Requests in flight have finished: stop the jobs, then move what the live tier holds
+        // into Parquet, so a restart has nothing to replay (the WAL would recover it anyway).
+        if let Some(scheduler) = self.app.scheduler.get() {
+            match scheduler.shutdown().await {
+                Some(Ok(report)) => {
+                    eprintln!("tickvault: moved {} live rows into Parquet", report.rows())
+                }
+                Some(Err(e)) => eprintln!(
                     "tickvault: final transfer failed ({e}); the WAL keeps the rows for the next start"
                 ),
+                None => {}
             }
         }
         Ok(())

@@ -13,10 +13,10 @@ use super::App;
 use super::error::ApiError;
 use super::extract::{Path, Query, body_rejection};
 use super::info::rfc3339;
-use super::jobs::{self, Job};
 use super::query::parse_time;
 use super::timeframe::timeframe_param;
 use crate::model::{Interval, Symbol};
+use crate::sync::scheduler::{Job, JobReport};
 use crate::sync::settings::{TrackRequest, make_spec};
 use crate::sync::syncer::BackfillRequest;
 
@@ -39,7 +39,7 @@ pub async fn list(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let syncer = app.syncer()?;
     let state = syncer.refresh().await?;
     let stale_after = i64::try_from(syncer.options().stale_after.as_micros()).unwrap_or(i64::MAX);
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = syncer.clock().now_micros();
     let mut rows: BTreeMap<(String, Interval), serde_json::Map<String, Value>> = BTreeMap::new();
     for s in store.stats() {
         let mut row = serde_json::Map::new();
@@ -102,10 +102,12 @@ pub async fn track(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body.map_err(|e| body_rejection(e.status(), e.body_text()))?;
     let syncer = app.syncer()?;
+    let added_at = syncer.clock().now_micros();
     let spec = make_spec(
         &app.config.providers,
         app.config.default_provider.as_deref(),
         body,
+        added_at,
     )
     .map_err(|(field, e)| ApiError::bad_param(field, e))?;
     let answer = json!({
@@ -218,14 +220,10 @@ pub async fn delete_bars(
 pub async fn run_job(
     State(app): State<App>,
     Path(job): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let job = Job::parse(&job).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no job {job:?} (jobs: {})",
-            crate::config::JOBS.join(", ")
-        ))
-    })?;
-    Ok(Json(jobs::run(&app, job).await?))
+) -> Result<Json<JobReport>, ApiError> {
+    let job = Job::parse(&job)
+        .ok_or_else(|| ApiError::not_found(format!("no job {job:?} (jobs: {})", Job::names())))?;
+    Ok(Json(app.scheduler()?.run(job).await?))
 }
 
 /// `GET /v1/sync/status`: each job's last and next run; each provider's requests, errors,
@@ -236,7 +234,7 @@ pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let jobs: serde_json::Map<String, Value> = Job::ALL
         .into_iter()
         .map(|j| {
-            let mut v = serde_json::to_value(app.jobs.status(j).get()).unwrap_or(Value::Null);
+            let mut v = serde_json::to_value(app.job_state(j)).unwrap_or(Value::Null);
             v["enabled"] = json!(app.config.job_enabled(j.name()));
             (j.name().to_string(), v)
         })
@@ -250,7 +248,7 @@ pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
         })
         .collect();
     let stale_after = i64::try_from(syncer.options().stale_after.as_micros()).unwrap_or(i64::MAX);
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = syncer.clock().now_micros();
     let mut states: BTreeMap<&str, u64> = BTreeMap::new();
     for status in state.status.values() {
         *states

@@ -4,13 +4,13 @@
 use std::fmt::Write;
 
 use super::App;
-use super::jobs::Job;
 use super::metrics::{escape as label, header};
+use crate::sync::scheduler::{Job, JobState};
 use crate::sync::upstream::UpstreamStats;
 
 /// Reads one counter out of a provider's stats, or out of a job's.
 type StatFn = fn(&UpstreamStats) -> f64;
-type JobFn = fn(&super::jobs::JobState) -> u64;
+type JobFn = fn(&JobState) -> u64;
 
 pub fn render(app: &App) -> String {
     let mut out = String::new();
@@ -101,7 +101,7 @@ pub fn render(app: &App) -> String {
         "Seconds since the tracked series last synced successfully (since it was added, if never).",
     );
     let state = syncer.state();
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = syncer.clock().now_micros();
     for ((symbol, interval), status) in &state.status {
         let Some(spec) = state.symbols.get(symbol) else {
             continue;
@@ -129,7 +129,7 @@ pub fn render(app: &App) -> String {
     for (name, help, value) in job_counters {
         header(&mut out, name, "counter", help);
         for job in Job::ALL {
-            let state = app.jobs.status(job).get();
+            let state = app.job_state(job);
             let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", job.name(), value(&state));
         }
     }

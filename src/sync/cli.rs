@@ -114,6 +114,7 @@ pub async fn symbols_cmd(
                 &config.providers,
                 config.default_provider.as_deref(),
                 request,
+                syncer.clock().now_micros(),
             )
             .map_err(|(field, e)| anyhow::anyhow!("{field}: {e}"))?;
             let symbol = spec.symbol.clone();
@@ -122,7 +123,7 @@ pub async fn symbols_cmd(
         }
         SymbolsCommand::List => {
             let state = syncer.state();
-            let now = chrono::Utc::now().timestamp_micros();
+            let now = syncer.clock().now_micros();
             let stale = i64::try_from(syncer.options().stale_after.as_micros()).unwrap_or(i64::MAX);
             println!("symbol\ttimeframe\tprovider\tcalendar\tstate\tlast_bar\tlast_error");
             for ((symbol, interval), status) in &state.status {

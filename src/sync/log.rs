@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use crate::clock::{self, Clock};
 use crate::storage::{JsonError, create_object, get_json};
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +80,8 @@ pub struct SyncLog {
     store: Arc<dyn ObjectStore>,
     current: RwLock<(u64, Arc<SyncState>)>,
     commit_lock: tokio::sync::Mutex<()>,
+    /// Stamps commits (`at`).
+    clock: Arc<dyn Clock>,
 }
 
 fn log_path(seq: u64) -> Path {
@@ -90,6 +93,17 @@ fn checkpoint_path(seq: u64) -> Path {
 }
 
 impl SyncLog {
+    /// Stamps commits with this clock's time instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock commits are stamped with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Loads the newest checkpoint and every commit after it (no listing).
     pub async fn load(store: Arc<dyn ObjectStore>) -> Result<Self, Error> {
         let start = match get_json::<Pointer>(&store, &Path::from(LAST_CHECKPOINT)).await? {
@@ -110,6 +124,7 @@ impl SyncLog {
             store,
             current: RwLock::new((start.0, Arc::new(start.1))),
             commit_lock: tokio::sync::Mutex::new(()),
+            clock: clock::system(),
         };
         log.refresh().await?;
         Ok(log)
@@ -166,7 +181,7 @@ impl SyncLog {
         for _ in 0..MAX_ATTEMPTS {
             self.refresh().await?;
             commit.seq = self.seq() + 1;
-            commit.at = chrono::Utc::now().timestamp_micros();
+            commit.at = self.clock.now_micros();
             let body = serde_json::to_vec(&commit).expect("commit serializes");
             // Losing the race only means reading the winner's commit and going after it.
             if !create_object(&self.store, &log_path(commit.seq), body).await? {

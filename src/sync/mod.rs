@@ -7,6 +7,7 @@ pub mod gaps;
 pub mod log;
 pub mod provider;
 pub mod registry;
+pub mod scheduler;
 pub mod settings;
 pub mod syncer;
 pub mod tables;

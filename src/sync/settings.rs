@@ -135,10 +135,12 @@ pub const DEFAULT_SINCE: i64 = 631_152_000_000_000;
 pub type Providers = std::collections::BTreeMap<String, ProviderConfig>;
 
 /// Checks a track request against the configured providers; errors name the field.
+/// `added_at` (µs UTC) is when the symbol is added (the syncer's clock).
 pub fn make_spec(
     providers: &Providers,
     default_provider: Option<&str>,
     req: TrackRequest,
+    added_at: i64,
 ) -> Result<super::registry::SymbolSpec, (&'static str, String)> {
     use crate::calendar::Calendar;
     use crate::model::{Interval, Symbol};
@@ -186,6 +188,6 @@ pub fn make_spec(
         provider,
         since,
         calendar,
-        added_at: chrono::Utc::now().timestamp_micros(),
+        added_at,
     })
 }

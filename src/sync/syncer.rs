@@ -25,6 +25,7 @@ use super::validate::{Checked, check_fetched};
 use crate::actions::{ActionKind, CorporateAction, check_amount_below_close};
 use crate::batch::{SeriesBatch, SeriesKey};
 use crate::calendar::Calendar;
+use crate::clock::{Clock, micros};
 use crate::model::{Interval, MICROS_PER_DAY, Symbol};
 use crate::{LoadRequest, Store};
 
@@ -63,6 +64,9 @@ pub struct SyncOptions {
     /// last read longer ago than this (and always when its provider needs the splits to return
     /// raw bars of this sync: Yahoo).
     pub actions_every: Duration,
+    /// The time of day for retry schedules, coverage, the ledger's commits and the providers'
+    /// circuit breakers; `None` is the store's clock.
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 impl Default for SyncOptions {
@@ -75,6 +79,7 @@ impl Default for SyncOptions {
             concurrency: 16,
             default_provider: None,
             actions_every: Duration::from_secs(24 * 3600),
+            clock: None,
         }
     }
 }
@@ -178,6 +183,7 @@ pub struct Syncer {
     backfill_lock: tokio::sync::Mutex<()>,
     /// When this process last read each symbol's corporate actions (µs UTC).
     actions_read: Mutex<HashMap<Symbol, i64>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -186,10 +192,6 @@ impl std::fmt::Debug for Syncer {
             .field("providers", &self.providers.keys())
             .finish_non_exhaustive()
     }
-}
-
-fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }
 
 fn rfc3339(us: i64) -> String {
@@ -206,17 +208,18 @@ fn date_us(d: chrono::NaiveDate) -> i64 {
         .timestamp_micros()
 }
 
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
 impl Syncer {
     pub async fn open(
         store: Arc<Store>,
         providers: Vec<ProviderHandle>,
         options: SyncOptions,
     ) -> Result<Self> {
-        let log = Arc::new(SyncLog::load(Arc::clone(store.object_store())).await?);
+        let clock = Arc::clone(options.clock.as_ref().unwrap_or(store.clock()));
+        let log = Arc::new(
+            SyncLog::load(Arc::clone(store.object_store()))
+                .await?
+                .with_clock(Arc::clone(&clock)),
+        );
         let reads = Arc::new(Mutex::new(HashMap::new()));
         super::tables::register(store.engine(), &log, &reads, micros(options.stale_after))
             .map_err(|e| Error::Invalid(format!("registering the sync tables: {e}")))?;
@@ -234,12 +237,16 @@ impl Syncer {
             log,
             providers: providers
                 .into_iter()
-                .map(|p| (p.name.clone(), Arc::new(p)))
+                .map(|mut p| {
+                    p.upstream.set_clock(Arc::clone(&clock));
+                    (p.name.clone(), Arc::new(p))
+                })
                 .collect(),
             options,
             reads,
             backfill_lock: tokio::sync::Mutex::new(()),
             actions_read: Mutex::new(HashMap::new()),
+            clock,
         })
     }
 
@@ -249,6 +256,11 @@ impl Syncer {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The clock the syncer (and its providers' circuit breakers) read the time from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The current state (registry, ledger, quarantine, runs).
@@ -381,7 +393,7 @@ impl Syncer {
         let _one_at_a_time = self.backfill_lock.lock().await;
         let started = Instant::now();
         let state = self.log.refresh().await?;
-        let now = now_us();
+        let now = self.clock.now_micros();
         let mut series: Vec<(SeriesId, &SymbolSpec)> = state
             .status
             .iter()
@@ -468,7 +480,7 @@ impl Syncer {
     ) -> Result<BackfillSummary> {
         let started = Instant::now();
         let state = self.log.refresh().await?;
-        let now = now_us();
+        let now = self.clock.now_micros();
         let mut plans = Vec::new();
         for symbol in symbols {
             let (provider, calendar) = match state.symbols.get(symbol) {
@@ -540,7 +552,7 @@ impl Syncer {
             return Ok(None);
         }
         let start = start.ok_or_else(|| Error::Invalid("start: fill needs a start".into()))?;
-        let end = end.unwrap_or_else(now_us);
+        let end = end.unwrap_or_else(|| self.clock.now_micros());
         Ok(Some(self.fill(symbols, interval, start, end).await?))
     }
 
@@ -574,7 +586,7 @@ impl Syncer {
         const LIVE_LOOKBACK: i64 = 24 * 3600 * 1_000_000;
         let started = Instant::now();
         let state = self.log.refresh().await?;
-        let now = now_us();
+        let now = self.clock.now_micros();
         let mut summary = BackfillSummary::default();
         let mut series = Vec::new();
         for ((symbol, interval), status) in &state.status {
@@ -693,13 +705,14 @@ impl Syncer {
         if targets.is_empty() {
             return Vec::new();
         }
-        let today = chrono::Utc::now().date_naive();
+        let today = self.clock.now().date_naive();
+        let clock = &self.clock;
         let results: Vec<_> = futures::stream::iter(targets)
             .map(|t| async move {
                 let since = chrono::DateTime::from_timestamp_micros(t.since)
                     .map_or(chrono::NaiveDate::MIN, |d| d.date_naive());
                 let before = t.provider.upstream.stats().requests;
-                let asked_at = now_us();
+                let asked_at = clock.now_micros();
                 let result = t
                     .provider
                     .adapter
@@ -964,7 +977,7 @@ impl Syncer {
         update_status: bool,
     ) -> Result<()> {
         let state = self.log.state();
-        let now = now_us();
+        let now = self.clock.now_micros();
         let mut ctx = RunContext::default();
         let mut nothing_to_do = Vec::new();
         let mut jobs = Vec::new();
@@ -1062,7 +1075,7 @@ impl Syncer {
                     state: SeriesState::Failing,
                     last_error: Some(e.to_string()),
                     attempts,
-                    next_retry: Some(now_us() + wait),
+                    next_retry: Some(self.clock.now_micros() + wait),
                     ..status.clone()
                 };
             }
@@ -1077,7 +1090,7 @@ impl Syncer {
             let status = if ctx.failed.lock().expect("lock").contains(&id) {
                 status
             } else {
-                succeeded(status, now_us())
+                succeeded(status, self.clock.now_micros())
             };
             batch.ops.push(status_op(&id, status));
         }
@@ -1188,7 +1201,7 @@ async fn fetch_chunk(
     };
     let before = provider.upstream.stats().requests;
     let fetched = provider.adapter.fetch(&provider.upstream, &request).await;
-    let fetched_at = now_us();
+    let fetched_at = provider.upstream.clock().now_micros();
     let (outcome, requests) = match fetched {
         Ok(f) => {
             let requests = f.requests;

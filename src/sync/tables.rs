@@ -68,8 +68,8 @@ fn symbols_batch(
     state: &SyncState,
     reads: &HashMap<Symbol, u64>,
     stale_after_us: i64,
+    now: i64,
 ) -> RecordBatch {
-    let now = chrono::Utc::now().timestamp_micros();
     let rows: Vec<_> = state
         .status
         .iter()
@@ -224,7 +224,7 @@ pub fn register(
             symbols_schema(),
             Box::new(move || {
                 let reads = r.lock().expect("reads lock").clone();
-                symbols_batch(&l.state(), &reads, stale_after_us)
+                symbols_batch(&l.state(), &reads, stale_after_us, l.clock().now_micros())
             }),
         )),
     )?;

@@ -1,16 +1,21 @@
 //! Every call to an upstream API goes through [`Upstream`]: a timeout, a rate limit, a bound on
 //! concurrent requests, retries with exponential backoff and jitter that honour `Retry-After`,
 //! a circuit breaker, and counters for `/v1/sync/status` and `/metrics`.
+//!
+//! The circuit breaker reads the injected [`Clock`] (its open period is part of the sync's
+//! schedule, which tests drive on a manual clock). The rate limiter and the pauses between
+//! retries of one call pace requests to a real server, so they stay on real (tokio) time.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::clock::{self, Clock, micros};
 use crate::error_chain;
 
 /// How calls to one provider behave.
@@ -134,6 +139,7 @@ pub struct Upstream {
     permits: Semaphore,
     breaker: Mutex<Breaker>,
     counters: Counters,
+    clock: Arc<dyn Clock>,
 }
 
 impl Upstream {
@@ -151,7 +157,19 @@ impl Upstream {
             counters: Counters::default(),
             http,
             policy,
+            clock: clock::system(),
         }
+    }
+
+    /// Reads the time of day (circuit breaker, `Retry-After` dates, `recorded_at`) from this
+    /// clock instead of the system's. The syncer hands its clock to its providers this way.
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.clock = clock;
+    }
+
+    /// The clock this client reads the time of day from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn name(&self) -> &str {
@@ -232,7 +250,7 @@ impl Upstream {
         match &result {
             Ok(_) => breaker.success(),
             Err(e) if e.is_provider_failure() => {
-                if breaker.failure(&self.policy, Instant::now()) {
+                if breaker.failure(&self.policy, self.clock.now_micros()) {
                     self.counters.circuit_opens.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(provider = %self.name, "circuit opened: {e}");
                 }
@@ -244,7 +262,7 @@ impl Upstream {
 
     /// Lets a request through the circuit breaker, or refuses it.
     fn admit(&self) -> Result<(), FetchError> {
-        let now = Instant::now();
+        let now = self.clock.now_micros();
         self.breaker
             .lock()
             .expect("breaker lock")
@@ -255,7 +273,7 @@ impl Upstream {
                     .fetch_add(1, Ordering::Relaxed);
                 FetchError::CircuitOpen {
                     provider: self.name.clone(),
-                    retry_in: until.saturating_duration_since(now),
+                    retry_in: Duration::from_micros(until.saturating_sub(now).max(0) as u64),
                 }
             })
     }
@@ -279,7 +297,7 @@ impl Upstream {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v, self.clock.now()));
         let body = response.bytes().await.map_err(transport)?;
         self.counters
             .bytes
@@ -315,7 +333,7 @@ impl Upstream {
                 .breaker
                 .lock()
                 .expect("breaker lock")
-                .state_name(Instant::now()),
+                .state_name(self.clock.now_micros()),
             circuit_opens: load(&c.circuit_opens),
             circuit_rejections: load(&c.circuit_rejections),
             bytes: load(&c.bytes),
@@ -345,13 +363,13 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-fn parse_retry_after(v: &str) -> Option<Duration> {
+/// `Retry-After` as seconds or an HTTP date (how long after `now`).
+fn parse_retry_after(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     if let Ok(secs) = v.trim().parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
     }
     let at = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
-    let secs = (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
+    let secs = (at.timestamp_millis() - now.timestamp_millis()).max(0);
     Some(Duration::from_millis(secs as u64))
 }
 
@@ -368,11 +386,16 @@ fn backoff(policy: &UpstreamPolicy, attempt: u32) -> Duration {
 
 /// A uniform number in [0, 1) from a small xorshift generator; jitter needs no crypto.
 fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::AtomicU64;
     static STATE: AtomicU64 = AtomicU64::new(0);
     let mut x = STATE.load(Ordering::Relaxed);
     if x == 0 {
-        x = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64 | 1;
+        // A random seed (the standard library's per-process hash keys), not the time.
+        x = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            | 1;
     }
     x ^= x << 13;
     x ^= x >> 7;
@@ -477,13 +500,15 @@ enum Breaker {
     Closed,
     Counting(u32),
     Open {
-        until: Instant,
+        /// µs UTC on the upstream's clock.
+        until: i64,
     },
     HalfOpen,
 }
 
 impl Breaker {
-    fn admit(&mut self, now: Instant) -> Result<(), Instant> {
+    /// `now` and the refusal's "try again at" are µs UTC on the upstream's clock.
+    fn admit(&mut self, now: i64) -> Result<(), i64> {
         match *self {
             Breaker::Closed | Breaker::Counting(_) => Ok(()),
             Breaker::Open { until } if now >= until => {
@@ -492,7 +517,7 @@ impl Breaker {
             }
             Breaker::Open { until } => Err(until),
             // The trial request is in flight; others wait for its verdict.
-            Breaker::HalfOpen => Err(now + Duration::from_secs(1)),
+            Breaker::HalfOpen => Err(now.saturating_add(1_000_000)),
         }
     }
 
@@ -508,7 +533,7 @@ impl Breaker {
     }
 
     /// Records a failure; returns true if this opened the circuit.
-    fn failure(&mut self, policy: &UpstreamPolicy, now: Instant) -> bool {
+    fn failure(&mut self, policy: &UpstreamPolicy, now: i64) -> bool {
         let failures = match *self {
             Breaker::Closed => 1,
             Breaker::Counting(n) => n + 1,
@@ -517,7 +542,7 @@ impl Breaker {
         };
         if failures >= policy.breaker_failures.max(1) {
             *self = Breaker::Open {
-                until: now + policy.breaker_open,
+                until: now.saturating_add(micros(policy.breaker_open)),
             };
             true
         } else {
@@ -526,7 +551,7 @@ impl Breaker {
         }
     }
 
-    fn state_name(&self, now: Instant) -> &'static str {
+    fn state_name(&self, now: i64) -> &'static str {
         match self {
             Breaker::Closed | Breaker::Counting(_) => "closed",
             Breaker::Open { until } if now >= *until => "half-open",
@@ -595,17 +620,21 @@ mod tests {
             breaker_open: Duration::from_secs(10),
             ..Default::default()
         };
-        let t0 = Instant::now();
+        let t0 = 1_700_000_000_000_000;
+        let s = |secs: i64| t0 + secs * 1_000_000;
         let mut b = Breaker::default();
         assert!(!b.failure(&policy, t0));
         assert!(!b.failure(&policy, t0));
         assert!(b.failure(&policy, t0));
-        assert!(b.admit(t0 + Duration::from_secs(5)).is_err());
+        assert_eq!(b.admit(s(5)), Err(s(10)));
+        assert_eq!(b.state_name(s(10) - 1), "open");
+        assert_eq!(b.state_name(s(10)), "half-open");
         // After the open period one trial goes through; the rest wait for it.
-        assert!(b.admit(t0 + Duration::from_secs(10)).is_ok());
-        assert!(b.admit(t0 + Duration::from_secs(10)).is_err());
-        assert!(b.failure(&policy, t0 + Duration::from_secs(11)));
-        assert!(b.admit(t0 + Duration::from_secs(21)).is_ok());
+        assert!(b.admit(s(10)).is_ok());
+        assert!(b.admit(s(10)).is_err());
+        assert!(b.failure(&policy, s(11)));
+        assert!(b.admit(s(21) - 1).is_err());
+        assert!(b.admit(s(21)).is_ok());
         b.success();
         assert_eq!(b.state_name(t0), "closed");
         assert!(b.admit(t0).is_ok());
@@ -613,12 +642,19 @@ mod tests {
 
     #[test]
     fn retry_after_and_backoff() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:27:30Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
             Some(Duration::ZERO)
         );
-        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("soon", now), None);
         let policy = UpstreamPolicy::default();
         for attempt in 0..10 {
             let d = backoff(&policy, attempt);

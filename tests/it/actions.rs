@@ -449,7 +449,17 @@ async fn a_read_only_store_reads_the_table_and_sees_new_commits_after_refresh() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_lists_corporate_actions_and_sql_sees_new_commits() {
     let os: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let store = Arc::new(Store::open_with(Arc::clone(&os), "mem").await.unwrap());
+    // The server follows other processes' commits on its store's clock, moved by the test.
+    let clock = tickvault::clock::ManualClock::new(1_750_000_000_000_000);
+    let options = StoreOptions {
+        clock: clock.clone(),
+        ..Default::default()
+    };
+    let store = Arc::new(
+        Store::open_with_store(Arc::clone(&os), "mem", &options)
+            .await
+            .unwrap(),
+    );
     import(
         &store,
         &[
@@ -460,7 +470,7 @@ async fn http_lists_corporate_actions_and_sql_sees_new_commits() {
     .await
     .unwrap();
     let config = Config {
-        follow_interval: Seconds(0.05),
+        follow_interval: Seconds(5.0),
         ..Config::default()
     };
     let server = TestServer::start(config, Arc::clone(&store)).await;
@@ -524,6 +534,9 @@ async fn http_lists_corporate_actions_and_sql_sees_new_commits() {
         .upsert(vec![split("ZZZ", "2020-01-02", 2.0, "import")])
         .await
         .unwrap();
+    // Not before the follow tick.
+    assert_eq!(n(server.post_sql(sql).await.json().await.unwrap()), 0);
+    clock.advance(Duration::from_secs(5));
     let mut seen = 0;
     for _ in 0..100 {
         seen = n(server.post_sql(sql).await.json().await.unwrap());

@@ -13,6 +13,7 @@ mod http_hardening;
 mod live;
 mod pruning;
 mod s3;
+mod scheduler;
 mod server;
 mod split_scenario;
 mod sql;

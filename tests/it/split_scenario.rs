@@ -116,14 +116,19 @@ fn as_map(bars: &[RawBar]) -> BTreeMap<i64, [f64; 5]> {
         .collect()
 }
 
-/// The top of the current hour, and the split 4:1 whose ex-date is three days before it.
+/// A top of the hour (2025-06-04T15:00Z, a Wednesday), and the split 4:1 whose ex-date is
+/// three days before it.
 fn hour_and_split() -> (i64, CorporateAction) {
-    let now = chrono::Utc::now().timestamp_micros();
-    let t = now - now.rem_euclid(HOUR);
+    let t = 1_749_049_200_000_000;
     let ex_date = new_york_date(t - 3 * DAY);
     let split =
         CorporateAction::split(Symbol::new(SYMBOL).unwrap(), ex_date, RATIO, "truth", 0).unwrap();
     (t, split)
+}
+
+/// The syncer's clock: twenty minutes into the hour that starts at `t`.
+fn syncer_clock(t: i64) -> Option<Arc<dyn tickvault::clock::Clock>> {
+    Some(tickvault::clock::ManualClock::new(t + 20 * 60_000_000))
 }
 
 /// The Yahoo adapter pointed at `fake`, as provider "up".
@@ -173,6 +178,7 @@ async fn a_split_after_the_backfill_leaves_one_price_basis_in_the_series() {
         settle: Duration::from_secs(10 * 24 * 3600),
         // Every backfill reads the events again.
         actions_every: Duration::ZERO,
+        clock: syncer_clock(t),
         ..SyncOptions::default()
     };
     let syncer = Syncer::open(Arc::clone(&store), vec![yahoo(&fake)], options)
@@ -324,7 +330,10 @@ async fn a_fill_before_the_tracked_since_stores_bars_as_traded() {
     let syncer = Syncer::open(
         Arc::clone(&store),
         vec![yahoo(&fake)],
-        SyncOptions::default(),
+        SyncOptions {
+            clock: syncer_clock(t),
+            ..SyncOptions::default()
+        },
     )
     .await
     .unwrap();

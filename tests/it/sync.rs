@@ -10,6 +10,7 @@ use std::time::Duration;
 use tickvault::Store;
 use tickvault::actions::{ActionKind, CorporateAction};
 use tickvault::calendar::Calendar;
+use tickvault::clock::{Clock, ManualClock};
 use tickvault::model::{Interval, Symbol};
 use tickvault::sync::fake_upstream::{FakeData, FakeUpstream, Fault, FaultRule};
 use tickvault::sync::provider::{self, ProviderConfig, ProviderKind, RawBar, UpstreamPolicy};
@@ -83,6 +84,14 @@ async fn syncer(store: Arc<Store>, fake: &FakeUpstream, kind: ProviderKind) -> S
 
 async fn memory_store() -> Arc<Store> {
     Arc::new(Store::open("memory://").await.unwrap())
+}
+
+/// A weekday noon long after the fixtures end: what the tests on a manual clock start at.
+const T0: i64 = 1_748_865_600_000_000; // 2025-06-02T12:00:00Z
+
+fn manual_clock() -> (Arc<ManualClock>, Option<Arc<dyn Clock>>) {
+    let clock = ManualClock::new(T0);
+    (Arc::clone(&clock), Some(clock as Arc<dyn Clock>))
 }
 
 async fn track(syncer: &Syncer, symbol: &str, interval: Interval, since: i64) {
@@ -336,8 +345,10 @@ async fn a_failing_symbol_leaves_the_others_fresh_and_recovers_with_backoff() {
     let data = daily_data();
     let fake = FakeUpstream::start(data.clone()).await.unwrap();
     let store = memory_store().await;
+    let (clock, dyn_clock) = manual_clock();
     let options = SyncOptions {
         retry_base: Duration::from_millis(400),
+        clock: dyn_clock,
         ..options()
     };
     let syncer = syncer_with(
@@ -366,6 +377,7 @@ async fn a_failing_symbol_leaves_the_others_fresh_and_recovers_with_backoff() {
     let status = syncer.state().status[&(Symbol::new("MSFT").unwrap(), Interval::D1)].clone();
     assert_eq!(status.state, SeriesState::Failing);
     assert_eq!(status.attempts, 1);
+    assert_eq!(status.next_retry, Some(T0 + 400_000));
     assert!(status.last_error.as_deref().unwrap().contains("500"));
     // One request and one retry, no more (for bars; the events request failed the same way).
     let msft_requests = || {
@@ -377,24 +389,29 @@ async fn a_failing_symbol_leaves_the_others_fresh_and_recovers_with_backoff() {
     assert_eq!(msft_requests(), 2);
     assert_eq!(run.action_failures.len(), 1, "{run:?}");
 
-    // Within its backoff a failing symbol is not asked again.
+    // Within its backoff a failing symbol is not asked again, up to its last microsecond.
     syncer.backfill(&BackfillRequest::default()).await.unwrap();
     assert_eq!(msft_requests(), 2);
-    // After it, it is; the second failure doubles the wait.
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    clock.set(T0 + 400_000 - 1);
+    syncer.backfill(&BackfillRequest::default()).await.unwrap();
+    assert_eq!(msft_requests(), 2);
+    // At its retry time it is; the second failure doubles the wait.
+    clock.set(T0 + 400_000);
     syncer.backfill(&BackfillRequest::default()).await.unwrap();
     assert_eq!(msft_requests(), 4);
     let status = syncer.state().status[&(Symbol::new("MSFT").unwrap(), Interval::D1)].clone();
     assert_eq!(status.attempts, 2);
-    let wait = status.next_retry.unwrap() - chrono::Utc::now().timestamp_micros();
-    assert!(wait > 600_000 && wait <= 800_000, "{wait}");
+    assert_eq!(status.next_retry, Some(T0 + 400_000 + 800_000));
 
     // The provider recovers: so does the symbol, and its history is complete.
     fake.clear_faults();
-    tokio::time::sleep(Duration::from_millis(850)).await;
+    clock.advance(Duration::from_millis(800));
     let run = syncer.backfill(&BackfillRequest::default()).await.unwrap();
     assert!(run.failures.is_empty(), "{run:?}");
     assert_eq!(state_of(&syncer, "MSFT", Interval::D1), SeriesState::Fresh);
+    let status = syncer.state().status[&(Symbol::new("MSFT").unwrap(), Interval::D1)].clone();
+    assert_eq!(status.last_update, Some(T0 + 1_200_000));
+    assert_eq!((status.attempts, status.next_retry), (0, None));
     assert_eq!(
         only(&contents(&store).await, "MSFT"),
         upstream(&data, "MSFT", Interval::D1)
@@ -412,9 +429,11 @@ async fn the_circuit_opens_on_repeated_failures_and_closes_after_a_good_trial() 
         max_concurrency: 1,
         ..fast_policy()
     };
+    let (clock, dyn_clock) = manual_clock();
     let options = SyncOptions {
         retry_base: Duration::from_millis(1),
         concurrency: 1,
+        clock: dyn_clock,
         ..options()
     };
     let syncer = syncer_with(
@@ -451,7 +470,10 @@ async fn the_circuit_opens_on_repeated_failures_and_closes_after_a_good_trial() 
     assert_eq!(provider.upstream.stats().circuit_opens, 1);
 
     fake.clear_faults();
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    // Open for exactly 300 ms on the syncer's clock, then one trial may go.
+    clock.advance(Duration::from_millis(300) - Duration::from_micros(1));
+    assert_eq!(provider.upstream.stats().circuit, "open");
+    clock.advance(Duration::from_micros(1));
     assert_eq!(provider.upstream.stats().circuit, "half-open");
     let run = syncer.backfill(&BackfillRequest::default()).await.unwrap();
     assert_eq!(provider.upstream.stats().circuit, "closed");
@@ -731,11 +753,19 @@ async fn a_restart_mid_backfill_loses_nothing_and_refetches_only_chunks_in_fligh
             track(&syncer, s, Interval::D1, day(1999, 11, 1)).await;
         }
         let run = tokio::spawn(async move { syncer.backfill(&BackfillRequest::default()).await });
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // One request at a time, each held 150 ms: once the eighth has reached the fake it is
+        // the one in flight, and no other can start before it ends.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while fake.requests().len() < 8 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                fake.requests()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         run.abort(); // the process dies: whatever was in flight is gone
         let _ = run.await;
-        // The request in flight reaches the fake anyway; let it land in the log.
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let before = fake.requests();
     assert!((4..20).contains(&before.len()), "{}", before.len());
@@ -823,7 +853,16 @@ mod http {
     #[tokio::test]
     async fn the_scheduler_backfills_a_new_symbol_on_its_own() {
         let fake = FakeUpstream::start(daily_data()).await.unwrap();
-        let store = memory_store().await;
+        let (clock, dyn_clock) = manual_clock();
+        let options = tickvault::StoreOptions {
+            clock: dyn_clock.unwrap(),
+            ..Default::default()
+        };
+        let store = Arc::new(
+            Store::open_with_options("memory://", &options)
+                .await
+                .unwrap(),
+        );
         let mut yahoo = ProviderConfig::new(ProviderKind::Yahoo, Some(fake.base_url()));
         yahoo.backoff_base = Seconds(0.01);
         let mut config = Config {
@@ -845,33 +884,54 @@ mod http {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
-        let mut state = Value::Null;
-        for _ in 0..100 {
-            let listed = json(server.get("/v1/symbols").await).await;
-            state = listed[0]["sync"]["state"].clone();
-            if state == "fresh" {
-                assert_eq!(listed[0]["rows"], 75);
-                break;
+        // Following, compaction, GC and the backfill wait for their first tick.
+        clock.until_sleepers(4).await;
+        let backfill = || async {
+            let status = json(server.get("/v1/sync/status").await).await;
+            status["jobs"]["backfill"].clone()
+        };
+        assert_eq!(backfill().await["next_run"], (T0 + 100_000) as f64 / 1e6);
+        clock.set(T0 + 100_000 - 1);
+        assert_eq!(backfill().await["runs"], 0);
+        // The first run at exactly `backfill_delay`, the later ones every `backfill_interval`.
+        for (run, at) in [(1, 100_000), (2, 400_000), (3, 700_000)] {
+            clock.set(T0 + at);
+            let mut state = Value::Null;
+            for _ in 0..1000 {
+                state = backfill().await;
+                if state["runs"] == run && state["next_run"] == (T0 + at + 300_000) as f64 / 1e6 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(state["runs"], run, "{state}");
+            assert_eq!(state["last_started"], (T0 + at) as f64 / 1e6, "{state}");
+            assert_eq!(state["last_outcome"], "ok", "{state}");
+            if run == 1 {
+                let listed = json(server.get("/v1/symbols").await).await;
+                assert_eq!(listed[0]["sync"]["state"], "fresh", "{listed}");
+                assert_eq!(listed[0]["rows"], 75);
+            }
         }
-        assert_eq!(state, "fresh");
-        // Later runs find nothing to fetch: one chart and one events request in all, and only
+        // Later runs found nothing to fetch: one chart and one events request in all, and only
         // busy runs are history.
-        tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(fake.requests().len(), 2);
-        let status = json(server.get("/v1/sync/status").await).await;
-        assert!(
-            status["jobs"]["backfill"]["runs"].as_u64().unwrap() >= 3,
-            "{status}"
-        );
         let runs = server
-            .post_sql("SELECT job, rows, requests FROM sync_runs WHERE job = 'backfill'")
+            .post_sql(
+                "SELECT job, rows, requests, arrow_cast(\"start\", 'Int64') AS at \
+                 FROM sync_runs WHERE job = 'backfill'",
+            )
             .await
             .text()
             .await
             .unwrap();
-        assert_eq!(runs, r#"[{"job":"backfill","rows":75,"requests":2}]"#);
+        assert_eq!(
+            runs,
+            format!(
+                r#"[{{"job":"backfill","rows":75,"requests":2,"at":{}}}]"#,
+                T0 + 100_000
+            )
+        );
         server.stop().await;
     }
 
@@ -1127,7 +1187,8 @@ async fn the_library_loader_fills_only_what_is_missing() {
 
 #[tokio::test]
 async fn the_live_updater_puts_the_newest_bars_in_the_live_tier() {
-    let now = chrono::Utc::now().timestamp_micros();
+    // 30 seconds into a minute, so the last whole minute is the one before.
+    let now = T0 + 30_000_000;
     let minute = 60_000_000;
     let last = now - now.rem_euclid(minute) - minute;
     let bars: Vec<RawBar> = (0..30)
@@ -1155,6 +1216,7 @@ async fn the_live_updater_puts_the_newest_bars_in_the_live_tier() {
             max_bytes: 64 << 20,
             transfer_bytes: 32 << 20,
         }),
+        clock: ManualClock::new(now),
         ..Default::default()
     };
     let store = Arc::new(

@@ -126,7 +126,7 @@ impl Provider for Alpaca {
                 encode(ACTION_TYPES),
             ),
         );
-        let recorded_at = chrono::Utc::now().timestamp_micros();
+        let recorded_at = up.clock().now_micros();
         let mut out = FetchedActions::default();
         out.requests = pages(
             up,

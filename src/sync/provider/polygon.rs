@@ -132,7 +132,7 @@ impl Provider for Polygon {
             .api_key
             .as_deref()
             .ok_or_else(|| FetchError::Invalid("polygon needs api_key".into()))?;
-        let recorded_at = chrono::Utc::now().timestamp_micros();
+        let recorded_at = up.clock().now_micros();
         let mut out = FetchedActions::default();
         let mut splits = Vec::new();
         for (path, date_field) in [

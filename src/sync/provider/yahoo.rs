@@ -103,7 +103,7 @@ impl Provider for Yahoo {
         } else {
             req.start - MICROS_PER_DAY
         };
-        let now = now_us();
+        let now = up.clock().now_micros();
         // A range ending about now is asked up to now (within the range limit): its answer
         // then lists every split after its bars.
         let end = if req.end < now
@@ -190,7 +190,7 @@ impl Provider for Yahoo {
         // Events are stamped with their session open, a day either side of 00:00 UTC of the
         // ex-date; the answer is asked up to now, as its dividend amounts are divided by every
         // split up to now (and multiplied back below).
-        let now = now_us();
+        let now = up.clock().now_micros();
         let from = super::convert::date_us(start) - MICROS_PER_DAY;
         let to = now.max(super::convert::date_us(end) + 2 * MICROS_PER_DAY);
         let url = join(
@@ -225,10 +225,6 @@ impl Provider for Yahoo {
         out.requests = 1;
         Ok(out)
     }
-}
-
-fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }
 
 /// `x` rounded to `digits` significant digits.
