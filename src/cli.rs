@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::Store;
-use crate::config::{Config, Overrides};
+use crate::config::{Config, GlobalOverrides, Overrides};
 use crate::format::{Format, write_stream};
 use crate::import::{self, ImportOptions};
 use crate::model::{Interval, Symbol};
@@ -23,10 +23,9 @@ use crate::server::{Server, shutdown_signal};
     about = "A time-series store for OHLCV market data: Parquet on an object store, SQL through DataFusion."
 )]
 pub struct Cli {
-    /// Where the store lives: a directory, file:///abs/path, memory:// or s3://bucket/prefix
-    /// [default: the config file's `store`, else ./data].
-    #[arg(long, global = true, env = "TICKVAULT_STORE")]
-    pub store: Option<String>,
+    /// `--store` and the other keys of where the store is and how to reach it.
+    #[command(flatten)]
+    pub global: GlobalOverrides,
     /// A TOML config file (see `tickvault config`).
     #[arg(long, global = true, env = "TICKVAULT_CONFIG")]
     pub config: Option<PathBuf>,
@@ -223,12 +222,13 @@ pub struct CheckArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let no_overrides = Overrides::default();
     let overrides = match &cli.command {
-        Command::Serve(a) | Command::Demo(a) | Command::Config(a) => &a.overrides,
-        _ => &no_overrides,
+        Command::Serve(a) | Command::Demo(a) | Command::Config(a) => {
+            cli.global.0.clone().and(&a.overrides)
+        }
+        _ => cli.global.0.clone(),
     };
-    let config = Config::load(cli.config.as_deref(), cli.store.as_deref(), overrides)?;
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
     match cli.command {
         Command::Config(_) => {
             print!("{}", config.to_masked_toml());

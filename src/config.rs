@@ -1,85 +1,166 @@
 //! Configuration: one TOML file, every key overridable by a `TICKVAULT_*` environment variable
 //! and by a flag. Precedence: flag, then environment, then file, then the default.
+//!
+//! Each key is declared once, in `config_keys!` below: its field, default, flag, variable and
+//! doc comment (which is also the flag's help). The file is read into the struct by serde, the
+//! variables and flags are applied through [`KEYS`], and `--help` lists every flag with its file
+//! key, variable and default. The keys of `[providers.NAME]` tables are the fields of
+//! [`crate::sync::settings::ProviderConfig`], set by `TICKVAULT_PROVIDER_<NAME>_<KEY>` and
+//! `--provider NAME.KEY=VALUE`.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::sync::scheduler::{Job, SchedulerSettings};
+pub use crate::units::{ByteSize, Seconds, parse_duration};
+pub use flags::{GlobalOverrides, Overrides};
+pub use keys::{Commands, Key};
 
-/// The effective configuration of a tickvault process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// Where the store lives: a directory, `file:///abs/path`, `memory://` or `s3://bucket/prefix`.
-    pub store: String,
-    /// Address `serve` listens on.
-    pub listen: String,
-    /// Bearer tokens; with none, the server only binds to loopback.
-    pub tokens: Vec<Token>,
-    /// Largest request body accepted (e.g. `16MiB`).
-    pub max_body: ByteSize,
-    /// A query running longer than this is cancelled (e.g. `30s`).
-    pub query_timeout: Seconds,
-    /// Memory one query may use for sorts, joins and aggregations (e.g. `1GiB`).
-    pub query_memory: ByteSize,
-    /// Queries running at once; more are answered 429.
-    pub max_concurrent_queries: usize,
-    /// Memory for finished SQL answers sent again while the store is unchanged (`0` turns
-    /// the cache off).
-    pub query_cache: ByteSize,
-    /// The WAL directory (local even when the store is on S3). Default: `_wal` inside a local
-    /// store's directory, else `./data/_wal`.
-    pub wal_dir: Option<String>,
-    /// How often the live tier moves into Parquet (stage 1 of the sync).
-    pub transfer_interval: Seconds,
-    /// Past this much live data a transfer starts early.
-    pub transfer_threshold: ByteSize,
-    /// Memory the live tier may hold; past it writes are answered 429 until a transfer frees it.
-    pub live_max_memory: ByteSize,
-    /// How often partitions with many small files are compacted.
-    pub compact_interval: Seconds,
-    /// How often files no commit references are deleted (after `gc_grace`).
-    pub gc_interval: Seconds,
-    pub gc_grace: Seconds,
-    /// How often stage 2 (backfill and gap healing) runs, and its first run after start.
-    pub backfill_interval: Seconds,
-    pub backfill_delay: Seconds,
-    /// A tracked series not synced successfully for this long is stale.
-    pub stale_after: Seconds,
-    /// A failing series is retried after `retry_base`, doubling up to `retry_max`.
-    pub retry_base: Seconds,
-    pub retry_max: Seconds,
-    /// Bars that ended less than this ago and came back empty are asked again next sync
-    /// instead of being recorded as known-empty (vendors publish late).
-    pub settle: Seconds,
-    /// Stage 2 reads a tracked symbol's corporate actions again when it last read them longer
-    /// ago than this (and in every sync that fetches Yahoo bars of it: their prices come
-    /// split-adjusted and the splits after them make them raw again).
-    pub actions_every: Seconds,
-    /// How often the newest bars of tracked intraday symbols are fetched into the live tier.
-    pub live_interval: Seconds,
-    /// Jobs that do not run on their own (still runnable by hand): any of `transfer`,
-    /// `compact`, `gc`, `backfill`, `live`.
-    pub disabled_jobs: Vec<String>,
-    /// The provider for reads that fill symbols nobody registered.
-    pub default_provider: Option<String>,
-    /// Upstream market-data APIs by name: `[providers.yahoo] kind = "yahoo"`.
-    pub providers: std::collections::BTreeMap<String, crate::sync::settings::ProviderConfig>,
-    /// How to reach an `s3://` store: endpoint, region, credentials, retries.
-    pub s3: crate::storage::S3Config,
-    /// A local directory caching Parquet files of a remote store (LRU); unset for none.
-    pub cache_dir: Option<String>,
-    /// The disk cache's budget.
-    pub cache_max_bytes: ByteSize,
-    /// The operator guarantees a single writer: run even on a store without conditional writes.
-    pub single_writer: bool,
-    /// Serve as a reader: no writes, no jobs, follow other processes' commits by polling.
-    pub read_only: bool,
-    /// How often a server polls for catalog commits made by other processes.
-    pub follow_interval: Seconds,
+mod flags;
+mod keys;
+mod providers;
+
+keys::config_keys! {
+    /// The effective configuration of a tickvault process.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct Config {
+        /// Where the store lives: a directory, `file:///abs/path`, `memory://` or
+        /// `s3://bucket/prefix`.
+        store: String = "./data".into(),
+            flag "store", env "TICKVAULT_STORE", All;
+        /// Address `serve` listens on, e.g. 127.0.0.1:8080 (non-loopback needs tokens).
+        listen: String = "127.0.0.1:8080".into(),
+            flag "listen", env "TICKVAULT_LISTEN", Serve;
+        /// Bearer tokens, SCOPE:TOKEN (read or write); with none, the server only binds to
+        /// loopback. The flag repeats; flags or the variable replace the file's tokens.
+        tokens: Vec<Token> = Vec::new(),
+            flag "token", env "TICKVAULT_TOKENS", Serve;
+        /// Largest request body accepted, e.g. 16MiB.
+        max_body: ByteSize = ByteSize(16 << 20),
+            flag "max-body", env "TICKVAULT_MAX_BODY", Serve;
+        /// A query running longer than this is cancelled, e.g. 30s.
+        query_timeout: Seconds = Seconds(30.0),
+            flag "query-timeout", env "TICKVAULT_QUERY_TIMEOUT", Serve;
+        /// Memory one query may use for sorts, joins and aggregations, e.g. 1GiB.
+        query_memory: ByteSize = ByteSize(1 << 30),
+            flag "query-memory", env "TICKVAULT_QUERY_MEMORY", Serve;
+        /// Queries running at once; more are answered 429.
+        max_concurrent_queries: usize = 16,
+            flag "max-concurrent-queries", env "TICKVAULT_MAX_CONCURRENT_QUERIES", Serve;
+        /// Memory for finished SQL answers sent again while the store is unchanged, e.g. 64MiB
+        /// (0 turns the cache off).
+        query_cache: ByteSize = ByteSize(64 << 20),
+            flag "query-cache", env "TICKVAULT_QUERY_CACHE", Serve;
+        /// The WAL directory, local even when the store is on S3. Default: `_wal` inside a
+        /// local store's directory, else `./data/_wal`.
+        wal_dir: Option<String> = None,
+            flag "wal-dir", env "TICKVAULT_WAL_DIR", Serve;
+        /// How often the live tier moves into Parquet (stage 1 of the sync), e.g. 60s.
+        transfer_interval: Seconds = Seconds(60.0),
+            flag "transfer-interval", env "TICKVAULT_TRANSFER_INTERVAL", Serve;
+        /// Past this much live data a transfer starts early, e.g. 128MiB.
+        transfer_threshold: ByteSize = ByteSize(128 << 20),
+            flag "transfer-threshold", env "TICKVAULT_TRANSFER_THRESHOLD", Serve;
+        /// Memory the live tier may hold; past it writes are answered 429 until a transfer
+        /// frees it, e.g. 512MiB.
+        live_max_memory: ByteSize = ByteSize(512 << 20),
+            flag "live-max-memory", env "TICKVAULT_LIVE_MAX_MEMORY", Serve;
+        /// How often partitions with many small files are compacted, e.g. 5m.
+        compact_interval: Seconds = Seconds(300.0),
+            flag "compact-interval", env "TICKVAULT_COMPACT_INTERVAL", Serve;
+        /// How often files no commit references are deleted (after `gc_grace`), e.g. 1h.
+        gc_interval: Seconds = Seconds(3600.0),
+            flag "gc-interval", env "TICKVAULT_GC_INTERVAL", Serve;
+        /// How long an unreferenced file is kept before GC deletes it, e.g. 1h.
+        gc_grace: Seconds = Seconds(3600.0),
+            flag "gc-grace", env "TICKVAULT_GC_GRACE", Serve;
+        /// How often stage 2 (backfill and gap healing) runs, e.g. 3h.
+        backfill_interval: Seconds = Seconds(3.0 * 3600.0),
+            flag "backfill-interval", env "TICKVAULT_BACKFILL_INTERVAL", Serve;
+        /// The first stage 2 run this long after start, e.g. 30s.
+        backfill_delay: Seconds = Seconds(30.0),
+            flag "backfill-delay", env "TICKVAULT_BACKFILL_DELAY", Serve;
+        /// A tracked series not synced successfully for this long is stale, e.g. 3h.
+        stale_after: Seconds = Seconds(3.0 * 3600.0),
+            flag "stale-after", env "TICKVAULT_STALE_AFTER", Serve;
+        /// A failing series is retried after this, doubling up to `retry_max`, e.g. 1m.
+        retry_base: Seconds = Seconds(60.0),
+            flag "retry-base", env "TICKVAULT_RETRY_BASE", Serve;
+        /// Longest retry delay of a failing series, e.g. 1h.
+        retry_max: Seconds = Seconds(3600.0),
+            flag "retry-max", env "TICKVAULT_RETRY_MAX", Serve;
+        /// Bars that ended less than this ago and came back empty are asked again next sync
+        /// instead of being recorded as known-empty (vendors publish late), e.g. 1h.
+        settle: Seconds = Seconds(3600.0),
+            flag "settle", env "TICKVAULT_SETTLE", Serve;
+        /// Stage 2 reads a tracked symbol's corporate actions again when it last read them
+        /// longer ago than this (and in every sync that fetches Yahoo bars of it: their prices
+        /// come split-adjusted and the splits after them make them raw again), e.g. 24h.
+        actions_every: Seconds = Seconds(24.0 * 3600.0),
+            flag "actions-every", env "TICKVAULT_ACTIONS_EVERY", Serve;
+        /// How often the newest bars of tracked intraday symbols are fetched into the live
+        /// tier, e.g. 15m.
+        live_interval: Seconds = Seconds(900.0),
+            flag "live-interval", env "TICKVAULT_LIVE_INTERVAL", Serve;
+        /// Jobs that do not run on their own (still runnable by hand): any of `transfer`,
+        /// `compact`, `gc`, `backfill`, `live`. The flag repeats.
+        disabled_jobs: Vec<String> = Vec::new(),
+            flag "disable-job", env "TICKVAULT_DISABLED_JOBS", Serve;
+        /// The provider for reads that fill symbols nobody registered, and for `symbols add`.
+        default_provider: Option<String> = None,
+            flag "default-provider", env "TICKVAULT_DEFAULT_PROVIDER", Serve;
+        /// A local directory caching Parquet files of a remote store (LRU); unset for none.
+        cache_dir: Option<String> = None,
+            flag "cache-dir", env "TICKVAULT_CACHE_DIR", All;
+        /// The disk cache's budget, e.g. 10GiB.
+        cache_max_bytes: ByteSize = ByteSize(10 << 30),
+            flag "cache-max-bytes", env "TICKVAULT_CACHE_MAX_BYTES", All;
+        /// The operator guarantees a single writer: run even on a store without conditional
+        /// writes.
+        single_writer: bool = false,
+            flag "single-writer", env "TICKVAULT_SINGLE_WRITER", All;
+        /// Serve as a reader of a store another process writes: no writes, no jobs, and new
+        /// commits are picked up by polling.
+        read_only: bool = false,
+            flag "read-only", env "TICKVAULT_READ_ONLY", Serve;
+        /// How often a server polls for catalog commits made by other processes (a writer, a
+        /// CLI import), e.g. 5s.
+        follow_interval: Seconds = Seconds(5.0),
+            flag "follow-interval", env "TICKVAULT_FOLLOW_INTERVAL", Serve;
+    }
+    [s3] {
+        /// The S3 endpoint, e.g. http://127.0.0.1:9000 for MinIO (default: AWS, or
+        /// `AWS_ENDPOINT_URL`).
+        endpoint: Option<String>, flag "s3-endpoint", env "TICKVAULT_S3_ENDPOINT";
+        /// The S3 region (default: `AWS_REGION`, else us-east-1).
+        region: Option<String>, flag "s3-region", env "TICKVAULT_S3_REGION";
+        /// The access key id (default: `AWS_ACCESS_KEY_ID`, else the AWS credential chain).
+        access_key_id: Option<String>, flag "s3-access-key-id", env "TICKVAULT_S3_ACCESS_KEY_ID";
+        /// The secret access key (default: `AWS_SECRET_ACCESS_KEY`); masked by `config`.
+        secret_access_key: Option<String>,
+            flag "s3-secret-access-key", env "TICKVAULT_S3_SECRET_ACCESS_KEY";
+        /// A session token (default: `AWS_SESSION_TOKEN`); masked by `config`.
+        session_token: Option<String>, flag "s3-session-token", env "TICKVAULT_S3_SESSION_TOKEN";
+        /// Path-style requests, `https://endpoint/bucket/key` (MinIO, Ceph).
+        path_style: bool, flag "s3-path-style", env "TICKVAULT_S3_PATH_STYLE";
+        /// Allow a plain `http://` endpoint (also `AWS_ALLOW_HTTP`).
+        allow_http: bool, flag "s3-allow-http", env "TICKVAULT_S3_ALLOW_HTTP";
+        /// One request's time limit, in seconds.
+        request_timeout: f64, flag "s3-request-timeout", env "TICKVAULT_S3_REQUEST_TIMEOUT";
+        /// Retries of a failed request (5xx, 429, SlowDown, connection errors).
+        max_retries: usize, flag "s3-max-retries", env "TICKVAULT_S3_MAX_RETRIES";
+        /// No retry starts later than this many seconds after the first attempt.
+        retry_timeout: f64, flag "s3-retry-timeout", env "TICKVAULT_S3_RETRY_TIMEOUT";
+    }
+    tables {
+        /// Upstream market-data APIs by name: `[providers.yahoo] kind = "yahoo"`.
+        providers: crate::sync::settings::Providers;
+        /// How to reach an `s3://` store: its keys are declared in `[s3]` above.
+        s3: crate::storage::S3Config;
+    }
 }
 
 /// The least `query_memory` accepted: below it even small sorts and aggregations fail.
@@ -88,45 +169,6 @@ pub const MIN_QUERY_MEMORY: u64 = 1 << 20;
 pub const MIN_MAX_BODY: u64 = 1 << 10;
 /// The least `live_max_memory` accepted: room for a few live batches.
 pub const MIN_LIVE_MEMORY: u64 = 1 << 20;
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            store: "./data".into(),
-            listen: "127.0.0.1:8080".into(),
-            tokens: Vec::new(),
-            max_body: ByteSize(16 << 20),
-            query_timeout: Seconds(30.0),
-            query_memory: ByteSize(1 << 30),
-            max_concurrent_queries: 16,
-            query_cache: ByteSize(64 << 20),
-            wal_dir: None,
-            transfer_interval: Seconds(60.0),
-            transfer_threshold: ByteSize(128 << 20),
-            live_max_memory: ByteSize(512 << 20),
-            compact_interval: Seconds(300.0),
-            gc_interval: Seconds(3600.0),
-            gc_grace: Seconds(3600.0),
-            backfill_interval: Seconds(3.0 * 3600.0),
-            backfill_delay: Seconds(30.0),
-            stale_after: Seconds(3.0 * 3600.0),
-            retry_base: Seconds(60.0),
-            retry_max: Seconds(3600.0),
-            settle: Seconds(3600.0),
-            actions_every: Seconds(24.0 * 3600.0),
-            live_interval: Seconds(900.0),
-            disabled_jobs: Vec::new(),
-            default_provider: None,
-            providers: Default::default(),
-            s3: Default::default(),
-            cache_dir: None,
-            cache_max_bytes: ByteSize(10 << 30),
-            single_writer: false,
-            read_only: false,
-            follow_interval: Seconds(5.0),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -212,213 +254,6 @@ fn check_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A byte count written with an optional unit: `1048576`, `512KiB`, `16MiB`, `1GiB`, `10MB`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteSize(pub u64);
-
-impl std::str::FromStr for ByteSize {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (n, unit) = t.split_at(split);
-        let n: u64 = n.parse().map_err(|_| format!("bad size {s:?}"))?;
-        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" => 1_000,
-            "kib" => 1 << 10,
-            "m" | "mb" => 1_000_000,
-            "mib" => 1 << 20,
-            "g" | "gb" => 1_000_000_000,
-            "gib" => 1 << 30,
-            _ => {
-                return Err(format!(
-                    "bad size unit in {s:?} (use B, KB, KiB, MB, MiB, GB, GiB)"
-                ));
-            }
-        };
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| format!("size {s:?} is too large"))
-    }
-}
-
-impl std::fmt::Display for ByteSize {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0;
-        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if n >= size && n.is_multiple_of(size) {
-                return write!(f, "{}{unit}", n / size);
-            }
-        }
-        write!(f, "{n}")
-    }
-}
-
-/// A duration written as `250ms`, `30s`, `15m`, `3h` or `7d` (plain numbers are seconds).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-pub struct Seconds(pub f64);
-
-impl Seconds {
-    pub fn duration(self) -> Duration {
-        Duration::from_secs_f64(self.0)
-    }
-}
-
-impl std::str::FromStr for Seconds {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_duration(s).map(|d| Seconds(d.as_secs_f64()))
-    }
-}
-
-impl std::fmt::Display for Seconds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = (self.0 * 1000.0).round() as u64;
-        if !ms.is_multiple_of(1000) {
-            write!(f, "{ms}ms")
-        } else {
-            write!(f, "{}s", ms / 1000)
-        }
-    }
-}
-
-/// Parses `250ms`, `30s`, `15m`, `3h`, `7d` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    let secs = |k: u64| Duration::from_secs(n.saturating_mul(k));
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86400),
-        _ => return Err(format!("bad duration unit in {s:?} (use ms, s, m, h or d)")),
-    })
-}
-
-macro_rules! string_serde {
-    ($t:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                // A plain TOML integer is accepted as well as a string with a unit.
-                #[derive(Deserialize)]
-                #[serde(untagged)]
-                enum Raw {
-                    Int(u64),
-                    Str(String),
-                }
-                match Raw::deserialize(d)? {
-                    Raw::Int(n) => n.to_string().parse(),
-                    Raw::Str(s) => s.parse(),
-                }
-                .map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-string_serde!(ByteSize);
-string_serde!(Seconds);
-
-/// Values given on the command line or in `TICKVAULT_*` variables (clap reads both); `None`
-/// leaves the file's value or the default.
-#[derive(Debug, Default, Clone, clap::Args)]
-pub struct Overrides {
-    /// Address to listen on, e.g. 127.0.0.1:8080 (non-loopback needs tokens).
-    #[arg(long, env = "TICKVAULT_LISTEN")]
-    pub listen: Option<String>,
-    /// A bearer token SCOPE:TOKEN (read or write); repeat for several. Replaces the file's tokens.
-    #[arg(long = "token", env = "TICKVAULT_TOKENS", value_delimiter = ',')]
-    pub tokens: Vec<Token>,
-    /// Largest request body, e.g. 16MiB.
-    #[arg(long, env = "TICKVAULT_MAX_BODY")]
-    pub max_body: Option<ByteSize>,
-    /// Query time limit, e.g. 30s.
-    #[arg(long, env = "TICKVAULT_QUERY_TIMEOUT")]
-    pub query_timeout: Option<Seconds>,
-    /// Query memory limit, e.g. 1GiB.
-    #[arg(long, env = "TICKVAULT_QUERY_MEMORY")]
-    pub query_memory: Option<ByteSize>,
-    /// Queries running at once before the server answers 429.
-    #[arg(long, env = "TICKVAULT_MAX_CONCURRENT_QUERIES")]
-    pub max_concurrent_queries: Option<usize>,
-    /// Memory for cached SQL answers, e.g. 64MiB; 0 turns the cache off.
-    #[arg(long, env = "TICKVAULT_QUERY_CACHE")]
-    pub query_cache: Option<ByteSize>,
-    /// WAL directory (local), e.g. /var/lib/tickvault/wal.
-    #[arg(long, env = "TICKVAULT_WAL_DIR")]
-    pub wal_dir: Option<String>,
-    /// How often the live tier moves into Parquet, e.g. 60s.
-    #[arg(long, env = "TICKVAULT_TRANSFER_INTERVAL")]
-    pub transfer_interval: Option<Seconds>,
-    /// Live data that starts a transfer early, e.g. 128MiB.
-    #[arg(long, env = "TICKVAULT_TRANSFER_THRESHOLD")]
-    pub transfer_threshold: Option<ByteSize>,
-    /// Memory cap of the live tier (writes get 429 past it), e.g. 512MiB.
-    #[arg(long, env = "TICKVAULT_LIVE_MAX_MEMORY")]
-    pub live_max_memory: Option<ByteSize>,
-    /// How often small files are compacted, e.g. 5m.
-    #[arg(long, env = "TICKVAULT_COMPACT_INTERVAL")]
-    pub compact_interval: Option<Seconds>,
-    /// How often unreferenced files are deleted, e.g. 1h.
-    #[arg(long, env = "TICKVAULT_GC_INTERVAL")]
-    pub gc_interval: Option<Seconds>,
-    /// How long unreferenced files are kept before GC, e.g. 1h.
-    #[arg(long, env = "TICKVAULT_GC_GRACE")]
-    pub gc_grace: Option<Seconds>,
-    /// How often stage 2 (backfill, gap healing) runs, e.g. 3h.
-    #[arg(long, env = "TICKVAULT_BACKFILL_INTERVAL")]
-    pub backfill_interval: Option<Seconds>,
-    /// Delay of the first stage 2 run after start, e.g. 30s.
-    #[arg(long, env = "TICKVAULT_BACKFILL_DELAY")]
-    pub backfill_delay: Option<Seconds>,
-    /// A series not synced for this long is stale, e.g. 3h.
-    #[arg(long, env = "TICKVAULT_STALE_AFTER")]
-    pub stale_after: Option<Seconds>,
-    /// First retry delay of a failing series, e.g. 1m (doubles each time).
-    #[arg(long, env = "TICKVAULT_RETRY_BASE")]
-    pub retry_base: Option<Seconds>,
-    /// Longest retry delay of a failing series, e.g. 1h.
-    #[arg(long, env = "TICKVAULT_RETRY_MAX")]
-    pub retry_max: Option<Seconds>,
-    /// Empty answers for bars that ended less than this ago are asked again, e.g. 1h.
-    #[arg(long, env = "TICKVAULT_SETTLE")]
-    pub settle: Option<Seconds>,
-    /// Corporate actions of a tracked symbol are read again after this, e.g. 24h.
-    #[arg(long, env = "TICKVAULT_ACTIONS_EVERY")]
-    pub actions_every: Option<Seconds>,
-    /// How often the newest intraday bars are fetched into the live tier, e.g. 15m.
-    #[arg(long, env = "TICKVAULT_LIVE_INTERVAL")]
-    pub live_interval: Option<Seconds>,
-    /// Jobs that do not run on their own: transfer, compact, gc, backfill, live (comma list).
-    #[arg(
-        long = "disable-job",
-        env = "TICKVAULT_DISABLED_JOBS",
-        value_delimiter = ','
-    )]
-    pub disabled_jobs: Vec<String>,
-    /// The provider for reads that fill symbols nobody registered.
-    #[arg(long, env = "TICKVAULT_DEFAULT_PROVIDER")]
-    pub default_provider: Option<String>,
-    /// Serve as a reader of a store another process writes: no writes, no jobs, and new
-    /// commits are picked up by polling.
-    #[arg(long, env = "TICKVAULT_READ_ONLY")]
-    pub read_only: bool,
-    /// How often a server polls for commits made by other processes (a writer, a CLI import), e.g. 5s.
-    #[arg(long, env = "TICKVAULT_FOLLOW_INTERVAL")]
-    pub follow_interval: Option<Seconds>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("reading config {path}: {source}")]
@@ -431,128 +266,73 @@ pub enum Error {
         path: String,
         source: Box<toml::de::Error>,
     },
+    /// A bad value in a variable or a flag: `given` names both, e.g.
+    /// `TICKVAULT_MAX_BODY (max_body)`.
+    #[error("config: {given}: {message}")]
+    Value { given: String, message: String },
+    #[error("config: unknown key {0:?}")]
+    UnknownKey(String),
     #[error("config: {0}")]
     Invalid(String),
 }
 
 impl Config {
-    /// The file's values (or the defaults without a file), then the overrides.
-    pub fn load(
+    /// The file's values (or the defaults without a file), then the `TICKVAULT_*` variables,
+    /// then the flags; checked.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, Error> {
+        Self::load_with(file, overrides, |k| std::env::var(k).ok())
+    }
+
+    /// [`Config::load`] with the environment read through `var` (tests pass a map).
+    pub fn load_with(
         file: Option<&Path>,
-        store: Option<&str>,
         overrides: &Overrides,
+        var: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, Error> {
         let mut config = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                Self::from_toml(&text).map_err(|source| Error::Parse {
-                    path: path.display().to_string(),
-                    source: Box::new(source),
-                })?
-            }
+            Some(path) => Self::read(path)?,
             None => Config::default(),
         };
-        if let Some(store) = store {
-            config.store = store.to_string();
-        }
-        let o = overrides.clone();
-        if let Some(v) = o.listen {
-            config.listen = v;
-        }
-        if !o.tokens.is_empty() {
-            config.tokens = o.tokens;
-        }
-        if let Some(v) = o.max_body {
-            config.max_body = v;
-        }
-        if let Some(v) = o.query_timeout {
-            config.query_timeout = v;
-        }
-        if let Some(v) = o.query_memory {
-            config.query_memory = v;
-        }
-        if let Some(v) = o.max_concurrent_queries {
-            config.max_concurrent_queries = v;
-        }
-        if let Some(v) = o.query_cache {
-            config.query_cache = v;
-        }
-        if let Some(v) = o.wal_dir {
-            config.wal_dir = Some(v);
-        }
-        if let Some(v) = o.transfer_interval {
-            config.transfer_interval = v;
-        }
-        if let Some(v) = o.transfer_threshold {
-            config.transfer_threshold = v;
-        }
-        if let Some(v) = o.live_max_memory {
-            config.live_max_memory = v;
-        }
-        if let Some(v) = o.compact_interval {
-            config.compact_interval = v;
-        }
-        let durations = [
-            (o.gc_interval, &mut config.gc_interval),
-            (o.gc_grace, &mut config.gc_grace),
-            (o.backfill_interval, &mut config.backfill_interval),
-            (o.backfill_delay, &mut config.backfill_delay),
-            (o.stale_after, &mut config.stale_after),
-            (o.retry_base, &mut config.retry_base),
-            (o.retry_max, &mut config.retry_max),
-            (o.live_interval, &mut config.live_interval),
-            (o.settle, &mut config.settle),
-            (o.actions_every, &mut config.actions_every),
-        ];
-        for (value, slot) in durations {
-            if let Some(v) = value {
-                *slot = v;
-            }
-        }
-        if !o.disabled_jobs.is_empty() {
-            config.disabled_jobs = o.disabled_jobs;
-        }
-        if let Some(v) = o.default_provider {
-            config.default_provider = Some(v);
-        }
-        if o.read_only {
-            config.read_only = true;
-        }
-        if let Some(v) = o.follow_interval {
-            config.follow_interval = v;
-        }
-        // Storage settings apply to every command, so they are read here rather than by clap.
-        config
-            .apply_storage_env(|k| std::env::var(k).ok())
-            .map_err(Error::Invalid)?;
-        for (name, provider) in &mut config.providers {
-            provider.apply_env(name, |k| std::env::var(k).ok());
-        }
+        config.override_with(overrides, &var)?;
         config.validate()?;
         Ok(config)
     }
 
-    /// `TICKVAULT_CACHE_DIR`, `TICKVAULT_CACHE_MAX_BYTES`, `TICKVAULT_SINGLE_WRITER` and the
-    /// S3 variables (see [`crate::storage::S3Config::apply_env`]).
-    pub fn apply_storage_env(
+    fn read(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| Error::Parse {
+            path: path.display().to_string(),
+            source: Box::new(source),
+        })
+    }
+
+    /// What comes after the file, lowest first: the standard `AWS_*` variables (only where the
+    /// file leaves an S3 key unset), the `TICKVAULT_*` variables, the flags. The providers'
+    /// keys likewise: `TICKVAULT_PROVIDER_<NAME>_<KEY>`, then `--provider NAME.KEY=VALUE`.
+    fn override_with(
         &mut self,
-        var: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), String> {
-        if let Some(v) = var("TICKVAULT_CACHE_DIR") {
-            self.cache_dir = (!v.is_empty()).then_some(v);
+        overrides: &Overrides,
+        var: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), Error> {
+        self.s3.apply_aws_env(var).map_err(Error::Invalid)?;
+        for key in KEYS {
+            if let Some(text) = var(key.env) {
+                (key.apply)(self, &text).map_err(|message| Error::Value {
+                    given: format!("{} ({})", key.env, key.file_name()),
+                    message,
+                })?;
+            }
         }
-        if let Some(v) = var("TICKVAULT_CACHE_MAX_BYTES") {
-            self.cache_max_bytes = v
-                .parse()
-                .map_err(|e| format!("TICKVAULT_CACHE_MAX_BYTES: {e}"))?;
+        for (key, text) in overrides.values() {
+            (key.apply)(self, text).map_err(|message| Error::Value {
+                given: format!("--{} ({})", key.flag, key.file_name()),
+                message,
+            })?;
         }
-        if let Some(v) = var("TICKVAULT_SINGLE_WRITER") {
-            self.single_writer = matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes");
-        }
-        self.s3.apply_env(&var)
+        providers::apply(&mut self.providers, var, overrides.providers())
     }
 
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
@@ -776,19 +556,358 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
+    fn flags(values: &[(&str, &str)]) -> Overrides {
+        let mut overrides = Overrides::default();
+        for (key, value) in values {
+            overrides.set(key, *value).unwrap();
+        }
+        overrides
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// `tickvault ARGS` with the global flags, a `serve` that takes the server flags and a
+    /// `sql` that takes none of its own, as the CLI builds them.
+    fn parse_flags(args: &[&str]) -> Result<Overrides, clap::Error> {
+        use clap::{Args, FromArgMatches};
+        let cmd = GlobalOverrides::augment_args(clap::Command::new("tickvault"))
+            .subcommand(Overrides::augment_args(clap::Command::new("serve")))
+            .subcommand(clap::Command::new("sql").arg(clap::Arg::new("query")));
+        let m =
+            cmd.try_get_matches_from(std::iter::once("tickvault").chain(args.iter().copied()))?;
+        let mut overrides = GlobalOverrides::from_arg_matches(&m)?.0;
+        if let Some(("serve", sub)) = m.subcommand() {
+            overrides = overrides.and(&Overrides::from_arg_matches(sub)?);
+        }
+        Ok(overrides)
+    }
+
+    /// The defaults, then `file`, `env` and `flags`, unchecked.
+    fn resolve(file: &str, env: &[(&str, &str)], flags: &[&str]) -> Result<Config, Error> {
+        let mut c = Config::from_toml(file).unwrap();
+        let var = |k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        c.override_with(&parse_flags(flags).unwrap(), &var)?;
+        Ok(c)
+    }
+
     #[test]
-    fn sizes_and_durations_parse_and_print_back() {
-        assert_eq!("16MiB".parse::<ByteSize>().unwrap(), ByteSize(16 << 20));
-        assert_eq!("10MB".parse::<ByteSize>().unwrap(), ByteSize(10_000_000));
-        assert_eq!("123".parse::<ByteSize>().unwrap(), ByteSize(123));
-        assert!("12XB".parse::<ByteSize>().is_err());
-        assert_eq!(ByteSize(1 << 30).to_string(), "1GiB");
-        assert_eq!("250ms".parse::<Seconds>().unwrap(), Seconds(0.25));
-        assert_eq!(Seconds(0.25).to_string(), "250ms");
-        assert_eq!("2m".parse::<Seconds>().unwrap().to_string(), "120s");
-        assert!(parse_duration("5 weeks").is_err());
+    fn every_key_is_set_by_the_file_a_variable_and_a_flag() {
+        for key in KEYS {
+            let sample = key.kind.sample;
+            let by_env = resolve("", &[(key.env, sample)], &[]).unwrap();
+            assert_ne!(by_env, Config::default(), "{}: sample = default", key.toml);
+            assert_eq!((key.show)(&by_env), sample, "{}", key.toml);
+
+            // The file holds only this key, written as serde writes it.
+            let written: toml::Table = toml::from_str(&toml::to_string(&by_env).unwrap()).unwrap();
+            let mut file = toml::Table::new();
+            let (table, name) = match key.toml.split_once('.') {
+                Some((table, name)) => (Some(table), name),
+                None => (None, key.toml),
+            };
+            let section = match table {
+                Some(t) => written[t].as_table().unwrap(),
+                None => &written,
+            };
+            let value = section
+                .get(name)
+                .unwrap_or_else(|| panic!("{} is not a key of the file", key.toml))
+                .clone();
+            match table {
+                Some(t) => {
+                    let inner = toml::Table::from_iter([(name.to_string(), value)]);
+                    file.insert(t.into(), toml::Value::Table(inner));
+                }
+                None => {
+                    file.insert(name.into(), value);
+                }
+            }
+            let by_file = resolve(&toml::to_string(&file).unwrap(), &[], &[]).unwrap();
+            assert_eq!(by_file, by_env, "{} by file", key.toml);
+
+            // Server keys after `serve`; the others after any command (global flags).
+            let command = match key.commands {
+                Commands::Serve => "serve",
+                Commands::All => "sql",
+            };
+            let flag = format!("--{}", key.flag);
+            let switch = format!("--{}={sample}", key.flag);
+            let args = match key.kind.switch {
+                true => vec![command, &switch],
+                false => vec![command, &flag, sample],
+            };
+            assert_eq!(resolve("", &[], &args).unwrap(), by_env, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn keys_follow_the_naming_rule_and_cover_every_field() {
+        let mut c = Config::default();
+        for key in KEYS {
+            let env = format!("TICKVAULT_{}", key.toml.replace('.', "_").to_uppercase());
+            assert_eq!(key.env, env, "{}", key.toml);
+            let flag = match key.toml {
+                "tokens" => "token".to_string(),
+                "disabled_jobs" => "disable-job".to_string(),
+                t => t.replace(['.', '_'], "-"),
+            };
+            assert_eq!(key.flag, flag, "{}", key.toml);
+            (key.apply)(&mut c, key.kind.sample).unwrap();
+        }
+        // With every key set, the file written holds exactly the declared keys (and the tables):
+        // a field added to Config or S3Config without a declaration fails here.
+        let written: toml::Table = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        let mut fields: Vec<String> = written
+            .iter()
+            .flat_map(|(name, value)| match (name.as_str(), value) {
+                ("s3", toml::Value::Table(t)) => t.keys().map(|k| format!("s3.{k}")).collect(),
+                ("providers", _) => vec![],
+                _ => vec![name.clone()],
+            })
+            .collect();
+        let mut declared: Vec<String> = KEYS.iter().map(|k| k.toml.to_string()).collect();
+        fields.sort();
+        declared.sort();
+        assert_eq!(fields, declared);
+    }
+
+    #[test]
+    fn a_flag_beats_a_variable_beats_the_file_beats_the_default() {
+        let file = "query_timeout = \"5s\"\ncache_max_bytes = \"1GiB\"\n[s3]\nregion = \"file\"\n";
+        let env = [
+            ("TICKVAULT_QUERY_TIMEOUT", "6s"),
+            ("TICKVAULT_S3_REGION", "env"),
+            ("AWS_REGION", "aws"),
+            ("AWS_ACCESS_KEY_ID", "aws-key"),
+        ];
+        let flags = ["serve", "--query-timeout", "7s", "--s3-region", "flag"];
+        let c = resolve("", &[], &[]).unwrap();
+        assert_eq!((c.query_timeout, c.s3.region), (Seconds(30.0), None));
+        let c = resolve(file, &[], &[]).unwrap();
+        assert_eq!(c.query_timeout, Seconds(5.0));
+        assert_eq!(c.s3.region.as_deref(), Some("file"));
+        let c = resolve(file, &env[2..], &[]).unwrap();
+        assert_eq!(c.s3.region.as_deref(), Some("file"), "the file beats AWS_*");
+        assert_eq!(c.s3.access_key_id.as_deref(), Some("aws-key"), "AWS_* fill");
+        let c = resolve("", &env[2..], &[]).unwrap();
+        assert_eq!(
+            c.s3.region.as_deref(),
+            Some("aws"),
+            "AWS_* beat the default"
+        );
+        let c = resolve(file, &env, &[]).unwrap();
+        assert_eq!(c.query_timeout, Seconds(6.0));
+        assert_eq!(c.s3.region.as_deref(), Some("env"));
+        let c = resolve(file, &env, &flags).unwrap();
+        assert_eq!(c.query_timeout, Seconds(7.0));
+        assert_eq!(c.s3.region.as_deref(), Some("flag"));
+        assert_eq!(
+            c.cache_max_bytes,
+            ByteSize(1 << 30),
+            "untouched keys keep the file's"
+        );
+
+        // Lists: a repeated flag is the comma list; flags replace the file's and the variable's.
+        let file = "[[tokens]]\ntoken = \"f\"\nscope = \"read\"\n";
+        let env = [("TICKVAULT_TOKENS", "write:e")];
+        let repeated = ["serve", "--token", "read:a", "--token", "write:b"];
+        let c = resolve(file, &env, &repeated).unwrap();
+        let tokens: Vec<&str> = c.tokens.iter().map(|t| t.token.as_str()).collect();
+        assert_eq!(tokens, ["a", "b"]);
+        assert_eq!(
+            c,
+            resolve(file, &env, &["serve", "--token", "read:a,write:b"]).unwrap()
+        );
+        // A switch alone is true; `=false` turns off what the file turned on.
+        let c = resolve("read_only = true\n", &[], &["serve", "--read-only=false"]).unwrap();
+        assert!(!c.read_only);
+        assert!(
+            resolve("", &[], &["serve", "--read-only"])
+                .unwrap()
+                .read_only
+        );
+        let c = resolve("read_only = true\n", &[("TICKVAULT_READ_ONLY", "0")], &[]).unwrap();
+        assert!(!c.read_only, "a variable turns off what the file turned on");
+        // An empty variable unsets an optional key.
+        let c = resolve("cache_dir = \"/c\"\n", &[("TICKVAULT_CACHE_DIR", "")], &[]).unwrap();
+        assert_eq!(c.cache_dir, None);
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key_and_where_it_was_set() {
+        let e = resolve("", &[("TICKVAULT_MAX_BODY", "12XB")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TICKVAULT_MAX_BODY (max_body)") && e.contains("12XB"),
+            "{e}"
+        );
+        let e = resolve("", &[("TICKVAULT_S3_PATH_STYLE", "maybe")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TICKVAULT_S3_PATH_STYLE ([s3] path_style)"),
+            "{e}"
+        );
+        let e = resolve("", &[("TICKVAULT_S3_MAX_RETRIES", "2.5")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TICKVAULT_S3_MAX_RETRIES"), "{e}");
+        // A token's value is never repeated.
+        let e = resolve("", &[("TICKVAULT_TOKENS", "admin:s3cret")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TICKVAULT_TOKENS (tokens)") && !e.contains("s3cret"),
+            "{e}"
+        );
+        // A flag is refused by the command line parser, naming the flag.
+        for args in [
+            &["serve", "--max-body", "12XB"][..],
+            &["sql", "--s3-request-timeout", "soon", "select 1"],
+        ] {
+            let e = parse_flags(args).unwrap_err().to_string();
+            assert!(e.contains(args[1]) && e.contains(args[2]), "{e}");
+        }
+        let e = Config::load_with(None, &flags(&[("max_body", "12XB")]), no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--max-body (max_body)"), "{e}");
+        let mut overrides = Overrides::default();
+        let e = overrides.set("max_bodyy", "1MiB").unwrap_err().to_string();
+        assert!(e.contains("max_bodyy"), "{e}");
+        // In the file: the file and the key (unknown keys too, top-level or in [s3]).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tickvault.toml");
+        for (text, key) in [
+            ("max_body = \"12XB\"\n", "max_body"),
+            ("lisen = \"x\"\n", "lisen"),
+            ("[s3]\nendpont = \"x\"\n", "endpont"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = Config::load_with(Some(&path), &Overrides::default(), no_env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&path.display().to_string()) && e.contains(key),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn s3_flags_after_any_command_reach_the_store_settings() {
+        let flags = [
+            "sql",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-allow-http",
+            "--s3-max-retries",
+            "2",
+            "--cache-dir",
+            "/var/cache/tv",
+            "select 1",
+        ];
+        let overrides = parse_flags(&flags).unwrap();
+        let c = Config::load_with(None, &overrides, no_env).unwrap();
+        let storage = c.command_store_options(true).storage;
+        assert_eq!(
+            storage.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert!(storage.s3.allow_http);
+        assert_eq!(storage.s3.max_retries, 2);
+        assert_eq!(storage.cache_dir, Some("/var/cache/tv".into()));
+        // Server flags belong to `serve`.
+        assert!(parse_flags(&["sql", "--listen", "0.0.0.0:1", "select 1"]).is_err());
+    }
+
+    #[test]
+    fn provider_keys_by_file_variable_and_flag() {
+        let keys = providers::keys();
+        assert_eq!(keys.len(), 14, "{keys:?}");
+        assert!(
+            keys.contains(&"kind") && keys.contains(&"breaker_open"),
+            "{keys:?}"
+        );
+        let file = "[providers.yahoo]\nkind = \"yahoo\"\ntimeout = \"5s\"\nmax_retries = 2\n";
+        let c = resolve(file, &[], &[]).unwrap();
+        assert_eq!(c.providers["yahoo"].timeout, Seconds(5.0));
+        let env = [
+            ("TICKVAULT_PROVIDER_YAHOO_TIMEOUT", "6s"),
+            ("TICKVAULT_PROVIDER_YAHOO_API_KEY", "12345"),
+            ("TICKVAULT_PROVIDER_YAHOO_REQUESTS_PER_MINUTE", "60"),
+        ];
+        let c = resolve(file, &env, &[]).unwrap();
+        let yahoo = &c.providers["yahoo"];
+        assert_eq!(yahoo.timeout, Seconds(6.0));
+        assert_eq!(
+            yahoo.api_key.as_deref(),
+            Some("12345"),
+            "digits stay a string"
+        );
+        assert_eq!(yahoo.requests_per_minute, Some(60));
+        assert_eq!(yahoo.max_retries, 2, "the file's other keys stay");
+        let flags = [
+            "serve",
+            "--provider",
+            "yahoo.timeout=7s",
+            "--provider",
+            "poly.kind=polygon",
+            "--provider",
+            "poly.base_url=http://127.0.0.1:9",
+        ];
+        let c = resolve(file, &env, &flags).unwrap();
+        assert_eq!(c.providers["yahoo"].timeout, Seconds(7.0));
+        let poly = &c.providers["poly"];
+        assert_eq!(poly.kind, crate::sync::provider::ProviderKind::Polygon);
+        assert_eq!(poly.base_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            poly.max_concurrency, 4,
+            "a provider the flags add has the defaults"
+        );
+
+        // Refusals name the provider, the key and where it was set.
+        let e = resolve(file, &[("TICKVAULT_PROVIDER_YAHOO_TIMEOUT", "soon")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TICKVAULT_PROVIDER_YAHOO_TIMEOUT ([providers.yahoo] timeout)"),
+            "{e}"
+        );
+        let e = resolve(
+            file,
+            &[],
+            &["serve", "--provider", "yahoo.max_concurrency=lots"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--provider yahoo.max_concurrency"), "{e}");
+        let e = resolve("", &[], &["serve", "--provider", "poly.api_key=k"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[providers.poly]") && e.contains("kind"), "{e}");
+        for bad in ["yahoo.timeot=1s", "yahoo=1", "timeout=1s"] {
+            let e = parse_flags(&["serve", "--provider", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--provider") && e.contains(bad), "{e}");
+        }
+        let mut overrides = Overrides::default();
+        overrides.set("providers.yahoo.timeout", "8s").unwrap();
+        assert!(overrides.set("providers.yahoo.timeot", "8s").is_err());
+        let c = Config::load_with(None, &overrides, no_env);
+        assert!(c.unwrap_err().to_string().contains("kind"));
     }
 
     #[test]
@@ -814,11 +933,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tickvault.toml");
         std::fs::write(&path, text).unwrap();
-        let overrides = Overrides {
-            query_timeout: Some(Seconds(2.0)),
-            ..Default::default()
-        };
-        let c = Config::load(Some(&path), None, &overrides).unwrap();
+        let overrides = flags(&[("query_timeout", "2s")]);
+        let c = Config::load_with(Some(&path), &overrides, no_env).unwrap();
         assert_eq!(c.store, "/srv/bars");
         assert_eq!(c.max_body, ByteSize(1 << 20));
         assert_eq!(c.query_timeout, Seconds(2.0));
@@ -909,11 +1025,8 @@ mod tests {
             let e = config.validate().unwrap_err().to_string();
             assert!(e.contains(key), "{key}: {e}");
         }
-        let overrides = Overrides {
-            query_memory: Some("0".parse().unwrap()),
-            ..Default::default()
-        };
-        let e = Config::load(None, None, &overrides)
+        let overrides = flags(&[("query_memory", "0")]);
+        let e = Config::load_with(None, &overrides, no_env)
             .unwrap_err()
             .to_string();
         assert!(e.contains("query_memory = 0"), "{e}");
@@ -930,18 +1043,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tickvault.toml");
         std::fs::write(&path, "actions_every = \"6h\"\n").unwrap();
-        let c = Config::load(Some(&path), None, &Overrides::default()).unwrap();
+        let c = Config::load_with(Some(&path), &Overrides::default(), no_env).unwrap();
         assert_eq!(
             c.sync_options().actions_every,
             Duration::from_secs(6 * 3600)
         );
         let default = Config::default().sync_options().actions_every;
         assert_eq!(default, Duration::from_secs(24 * 3600));
-        let overrides = Overrides {
-            actions_every: Some(Seconds(0.0)),
-            ..Default::default()
-        };
-        let e = Config::load(Some(&path), None, &overrides)
+        let overrides = flags(&[("actions_every", "0s")]);
+        let e = Config::load_with(Some(&path), &overrides, no_env)
             .unwrap_err()
             .to_string();
         assert!(e.contains("actions_every must be positive"), "{e}");

@@ -26,6 +26,7 @@ pub mod server;
 pub mod storage;
 pub mod store;
 pub mod sync;
+pub mod units;
 pub mod wal;
 pub mod write;
 

@@ -104,8 +104,13 @@ pub async fn track(
     let Json(body) = body.map_err(|e| body_rejection(e.status(), e.body_text()))?;
     let syncer = app.syncer()?;
     let added_at = syncer.clock().now_micros();
-    let spec = make_spec(&app.config, body, added_at)
-        .map_err(|(field, e)| ApiError::bad_param(field, e))?;
+    let spec = make_spec(
+        &app.config.providers,
+        app.config.default_provider.as_deref(),
+        body,
+        added_at,
+    )
+    .map_err(|(field, e)| ApiError::bad_param(field, e))?;
     let answer = json!({
         "symbol": spec.symbol.as_str(),
         "timeframes": spec.intervals.iter().map(|i| i.as_str()).collect::<Vec<_>>(),

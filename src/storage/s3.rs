@@ -52,74 +52,31 @@ impl Default for S3Config {
 }
 
 impl S3Config {
-    /// Fills keys from the environment: `TICKVAULT_S3_<KEY>` overrides the file; the standard
-    /// `AWS_*` variables only fill keys the file leaves unset (they are often set for other tools).
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
-        let strings: [(&str, &[&str], &mut Option<String>); 5] = [
+    /// Fills keys from the standard `AWS_*` variables: only keys the file leaves unset (they
+    /// are often set for other tools), except `AWS_ALLOW_HTTP`, which wins over the file. The
+    /// `TICKVAULT_S3_<KEY>` variables and flags come after (see `config`).
+    pub fn apply_aws_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let strings: [(&[&str], &mut Option<String>); 5] = [
             (
-                "ENDPOINT",
                 &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"],
                 &mut self.endpoint,
             ),
-            (
-                "REGION",
-                &["AWS_REGION", "AWS_DEFAULT_REGION"],
-                &mut self.region,
-            ),
-            (
-                "ACCESS_KEY_ID",
-                &["AWS_ACCESS_KEY_ID"],
-                &mut self.access_key_id,
-            ),
-            (
-                "SECRET_ACCESS_KEY",
-                &["AWS_SECRET_ACCESS_KEY"],
-                &mut self.secret_access_key,
-            ),
-            (
-                "SESSION_TOKEN",
-                &["AWS_SESSION_TOKEN"],
-                &mut self.session_token,
-            ),
+            (&["AWS_REGION", "AWS_DEFAULT_REGION"], &mut self.region),
+            (&["AWS_ACCESS_KEY_ID"], &mut self.access_key_id),
+            (&["AWS_SECRET_ACCESS_KEY"], &mut self.secret_access_key),
+            (&["AWS_SESSION_TOKEN"], &mut self.session_token),
         ];
-        for (key, aws_names, slot) in strings {
-            if let Some(v) = var(&format!("TICKVAULT_S3_{key}")) {
-                *slot = Some(v);
-            } else if slot.is_none() {
+        for (aws_names, slot) in strings {
+            if slot.is_none() {
                 *slot = aws_names.iter().find_map(|n| var(n));
             }
         }
-        let flag = |name: &str| -> Result<Option<bool>, String> {
-            var(name)
-                .map(|v| match v.to_ascii_lowercase().as_str() {
-                    "1" | "true" | "yes" => Ok(true),
-                    "0" | "false" | "no" => Ok(false),
-                    _ => Err(format!("{name}={v:?} is not true or false")),
-                })
-                .transpose()
-        };
-        if let Some(v) = flag("TICKVAULT_S3_PATH_STYLE")? {
-            self.path_style = v;
-        }
-        if let Some(v) = flag("TICKVAULT_S3_ALLOW_HTTP")?.or(flag("AWS_ALLOW_HTTP")?) {
-            self.allow_http = v;
-        }
-        let number = |name: &str| -> Result<Option<f64>, String> {
-            var(name)
-                .map(|v| {
-                    v.parse()
-                        .map_err(|_| format!("{name}={v:?} is not a number"))
-                })
-                .transpose()
-        };
-        if let Some(v) = number("TICKVAULT_S3_REQUEST_TIMEOUT")? {
-            self.request_timeout = v;
-        }
-        if let Some(v) = number("TICKVAULT_S3_RETRY_TIMEOUT")? {
-            self.retry_timeout = v;
-        }
-        if let Some(v) = number("TICKVAULT_S3_MAX_RETRIES")? {
-            self.max_retries = v as usize;
+        if let Some(v) = var("AWS_ALLOW_HTTP") {
+            self.allow_http = match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => return Err(format!("AWS_ALLOW_HTTP={v:?} is not true or false")),
+            };
         }
         Ok(())
     }
@@ -212,27 +169,25 @@ mod tests {
     use std::collections::HashMap;
 
     #[test]
-    fn env_fills_and_overrides_in_order() {
+    fn aws_variables_fill_what_the_file_leaves_unset() {
         let env: HashMap<&str, &str> = [
             ("AWS_ACCESS_KEY_ID", "aws-key"),
             ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
             ("AWS_REGION", "eu-west-1"),
-            ("TICKVAULT_S3_ENDPOINT", "http://127.0.0.1:9000"),
-            ("TICKVAULT_S3_ALLOW_HTTP", "true"),
-            ("TICKVAULT_S3_MAX_RETRIES", "3"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("AWS_ALLOW_HTTP", "true"),
         ]
         .into();
         let mut c = S3Config {
             region: Some("us-west-2".into()),
-            endpoint: Some("https://file.example".into()),
             ..Default::default()
         };
-        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        c.apply_aws_env(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap();
         assert_eq!(c.region.as_deref(), Some("us-west-2"), "file beats AWS_*");
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(c.access_key_id.as_deref(), Some("aws-key"));
         assert!(c.allow_http);
-        assert_eq!(c.max_retries, 3);
         c.validate().unwrap();
         let shown = c.masked();
         assert_eq!(shown.secret_access_key.as_deref(), Some("***"));
@@ -250,8 +205,8 @@ mod tests {
         assert!(e.contains("allow_http"), "{e}");
         let mut c = S3Config::default();
         let e = c
-            .apply_env(|k| (k == "TICKVAULT_S3_PATH_STYLE").then(|| "maybe".to_string()))
+            .apply_aws_env(|k| (k == "AWS_ALLOW_HTTP").then(|| "maybe".to_string()))
             .unwrap_err();
-        assert!(e.contains("TICKVAULT_S3_PATH_STYLE"), "{e}");
+        assert!(e.contains("AWS_ALLOW_HTTP"), "{e}");
     }
 }

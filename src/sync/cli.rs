@@ -110,8 +110,13 @@ pub async fn symbols_cmd(
                 since,
                 calendar,
             };
-            let spec = make_spec(config, request, syncer.clock().now_micros())
-                .map_err(|(field, e)| anyhow::anyhow!("{field}: {e}"))?;
+            let spec = make_spec(
+                &config.providers,
+                config.default_provider.as_deref(),
+                request,
+                syncer.clock().now_micros(),
+            )
+            .map_err(|(field, e)| anyhow::anyhow!("{field}: {e}"))?;
             let symbol = spec.symbol.clone();
             syncer.track(spec).await?;
             println!("tracking {symbol}; the next backfill fetches its history");

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::provider::{ProviderKind, UpstreamPolicy};
-use crate::config::Seconds;
+use crate::units::Seconds;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,11 +13,12 @@ pub struct ProviderConfig {
     /// The API's base URL (default: the public API of `kind`).
     #[serde(default)]
     pub base_url: Option<String>,
-    /// API key (Polygon `apiKey`, Alpaca `APCA-API-KEY-ID`); also
-    /// `TICKVAULT_PROVIDER_<NAME>_API_KEY`.
+    /// API key (Polygon `apiKey`, Alpaca `APCA-API-KEY-ID`). Every key of the table can also
+    /// be set by `TICKVAULT_PROVIDER_<NAME>_<KEY>` and `--provider NAME.KEY=VALUE` (see
+    /// `config`).
     #[serde(default)]
     pub api_key: Option<String>,
-    /// API secret (Alpaca `APCA-API-SECRET-KEY`); also `TICKVAULT_PROVIDER_<NAME>_API_SECRET`.
+    /// API secret (Alpaca `APCA-API-SECRET-KEY`).
     #[serde(default)]
     pub api_secret: Option<String>,
     /// CSV providers: URL with `{symbol}`, `{start}`, `{end}` (YYYYMMDD) and `{interval}`,
@@ -107,24 +108,6 @@ impl ProviderConfig {
             ..UpstreamPolicy::default()
         }
     }
-
-    /// Reads `TICKVAULT_PROVIDER_<NAME>_{API_KEY,API_SECRET,BASE_URL}` (name upper-cased, `-`
-    /// as `_`), so secrets need not sit in the file.
-    pub fn apply_env(&mut self, name: &str, env: impl Fn(&str) -> Option<String>) {
-        let prefix = format!(
-            "TICKVAULT_PROVIDER_{}_",
-            name.to_ascii_uppercase().replace('-', "_")
-        );
-        if let Some(v) = env(&format!("{prefix}API_KEY")) {
-            self.api_key = Some(v);
-        }
-        if let Some(v) = env(&format!("{prefix}API_SECRET")) {
-            self.api_secret = Some(v);
-        }
-        if let Some(v) = env(&format!("{prefix}BASE_URL")) {
-            self.base_url = Some(v);
-        }
-    }
 }
 
 /// What a user asks to track, as given (HTTP body or CLI flags).
@@ -148,10 +131,14 @@ pub struct TrackRequest {
 /// Full history when `since` is not given: 1990-01-01.
 pub const DEFAULT_SINCE: i64 = 631_152_000_000_000;
 
-/// Checks a track request against the config; errors name the field. `added_at` (µs UTC) is
-/// when the symbol is added (the syncer's clock).
+/// The configured providers by name (`[providers.NAME]`).
+pub type Providers = std::collections::BTreeMap<String, ProviderConfig>;
+
+/// Checks a track request against the configured providers; errors name the field.
+/// `added_at` (µs UTC) is when the symbol is added (the syncer's clock).
 pub fn make_spec(
-    config: &crate::config::Config,
+    providers: &Providers,
+    default_provider: Option<&str>,
     req: TrackRequest,
     added_at: i64,
 ) -> Result<super::registry::SymbolSpec, (&'static str, String)> {
@@ -180,12 +167,12 @@ pub fn make_spec(
         .collect::<Result<Vec<_>, _>>()?;
     let provider = req
         .provider
-        .or_else(|| config.default_provider.clone())
+        .or_else(|| default_provider.map(str::to_string))
         .ok_or((
             "provider",
             "missing, and no default_provider is configured".to_string(),
         ))?;
-    let kind = config.providers.get(&provider).map(|p| p.kind);
+    let kind = providers.get(&provider).map(|p| p.kind);
     let calendar = match req.calendar {
         Some(c) => c.parse::<Calendar>().map_err(|e| ("calendar", e))?,
         None if kind == Some(ProviderKind::Binance) => Calendar::AlwaysOpen,

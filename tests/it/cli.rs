@@ -753,3 +753,70 @@ fn a_commit_numbered_unlike_its_name_is_named_by_check_and_by_writes() {
     );
     assert!(!err.contains("attempts"), "{err}");
 }
+
+/// Every key by flag, variable or file, in their order, as `tickvault config` shows it; and the
+/// store's keys are global flags: after `stats` they reach the S3 client (which then fails to
+/// connect to a closed port, saying where it tried).
+#[test]
+fn config_keys_by_file_variable_and_flag_reach_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tickvault.toml");
+    std::fs::write(
+        &file,
+        "query_timeout = \"5s\"\nmax_body = \"1MiB\"\ngc_grace = \"2h\"\n[s3]\nregion = \"file\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tickvault"))
+            .arg("--config")
+            .arg(&file)
+            .args(args)
+            .env_clear()
+            .env("TICKVAULT_MAX_BODY", "2MiB")
+            .env("TICKVAULT_QUERY_TIMEOUT", "6s")
+            .env("TICKVAULT_S3_REGION", "env")
+            .output()
+            .expect("run tickvault")
+    };
+    let shown = ok(&run(&[
+        "config",
+        "--query-timeout",
+        "7s",
+        "--s3-endpoint",
+        "http://127.0.0.1:9",
+        "--s3-allow-http",
+    ]));
+    for line in [
+        "query_timeout = \"7s\"",
+        "max_body = \"2MiB\"",
+        "gc_grace = \"7200s\"",
+        "region = \"env\"",
+        "endpoint = \"http://127.0.0.1:9\"",
+        "allow_http = true",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "{line}: {shown}");
+    }
+    let out = run(&[
+        "--store",
+        "s3://bucket/prefix",
+        "stats",
+        "--s3-endpoint",
+        "http://127.0.0.1:1",
+        "--s3-allow-http",
+        "--s3-access-key-id",
+        "id",
+        "--s3-secret-access-key",
+        "secret",
+        "--s3-max-retries",
+        "0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("http://127.0.0.1:1/"), "{stderr}");
+    let out = run(&["config", "--max-body", "12XB"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--max-body"),
+        "{stderr}"
+    );
+}
