@@ -13,6 +13,7 @@
 use chrono::{Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Weekday};
 use chrono_tz::America::New_York;
 
+use crate::model::time::{date_us, utc_date};
 use crate::model::{Interval, MICROS_PER_DAY};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -164,16 +165,6 @@ fn new_york_us(d: NaiveDate, hour: u32, minute: u32) -> i64 {
         .timestamp_micros()
 }
 
-fn utc_midnight_us(d: NaiveDate) -> i64 {
-    d.and_time(NaiveTime::MIN).and_utc().timestamp_micros()
-}
-
-fn date_of_us(us: i64) -> NaiveDate {
-    chrono::DateTime::from_timestamp_micros(us)
-        .expect("timestamp in range")
-        .date_naive()
-}
-
 impl Calendar {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -189,7 +180,7 @@ impl Calendar {
     pub fn day_start(self, d: NaiveDate) -> i64 {
         match self {
             Calendar::UsEquity => new_york_us(d, 0, 0),
-            Calendar::AlwaysOpen | Calendar::Fx => utc_midnight_us(d),
+            Calendar::AlwaysOpen | Calendar::Fx => date_us(d),
         }
     }
 
@@ -210,10 +201,10 @@ impl Calendar {
                 vec![(new_york_us(d, 9, 30), new_york_us(d, close, 0))]
             }
             Calendar::UsEquity => Vec::new(),
-            Calendar::AlwaysOpen => vec![(utc_midnight_us(d), utc_midnight_us(d) + MICROS_PER_DAY)],
+            Calendar::AlwaysOpen => vec![(date_us(d), date_us(d) + MICROS_PER_DAY)],
             // The UTC day, less the weekend close (Friday 17:00 to Sunday 17:00 New York).
             Calendar::Fx => {
-                let (start, end) = (utc_midnight_us(d), utc_midnight_us(d) + MICROS_PER_DAY);
+                let (start, end) = (date_us(d), date_us(d) + MICROS_PER_DAY);
                 let friday = d - Duration::days(
                     (d.weekday().num_days_from_monday() as i64 - 4).rem_euclid(7),
                 );
@@ -242,22 +233,22 @@ impl Calendar {
         }
         // A day either side: New York sessions cross UTC midnight for intraday bars of fx.
         let (first, last) = (
-            date_of_us(start) - Duration::days(1),
-            date_of_us(end - 1) + Duration::days(1),
+            utc_date(start).expect("timestamp in range") - Duration::days(1),
+            utc_date(end - 1).expect("timestamp in range") + Duration::days(1),
         );
         let mut d = first;
         while d <= last {
             match interval {
                 Interval::D1 => {
                     if self.is_trading_day(d) {
-                        out.push(utc_midnight_us(d));
+                        out.push(date_us(d));
                     }
                 }
                 Interval::W1 => {
                     let week_has_trading = d.weekday() == Weekday::Mon
                         && (0..7).any(|k| self.is_trading_day(d + Duration::days(k)));
                     if week_has_trading {
-                        out.push(utc_midnight_us(d));
+                        out.push(date_us(d));
                     }
                 }
                 _ => {
@@ -290,7 +281,7 @@ mod tests {
     use super::*;
 
     fn us(y: i32, m: u32, d: u32) -> i64 {
-        utc_midnight_us(date(y, m, d))
+        date_us(date(y, m, d))
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::Store;
 use crate::config::{Config, GlobalOverrides, Overrides};
 use crate::format::{Format, write_stream};
 use crate::import::{self, ImportOptions};
+use crate::model::time::rfc3339;
 use crate::model::{Interval, Symbol};
 use crate::server::{Server, shutdown_signal};
 
@@ -530,11 +531,6 @@ async fn sql_cmd(store: &Store, args: SqlArgs) -> anyhow::Result<i32> {
 
 fn stats_cmd(store: &Store, args: StatsArgs) -> anyhow::Result<i32> {
     let stats = store.stats();
-    let fmt_ts = |us: i64| {
-        chrono::DateTime::from_timestamp_micros(us)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_default()
-    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     writeln!(
         out,
@@ -550,8 +546,8 @@ fn stats_cmd(store: &Store, args: StatsArgs) -> anyhow::Result<i32> {
             s.rows,
             s.files,
             s.bytes,
-            fmt_ts(s.first_ts),
-            fmt_ts(s.last_ts)
+            rfc3339(s.first_ts),
+            rfc3339(s.last_ts)
         )?;
     }
     let (rows, files, bytes) = stats.iter().fold((0u64, 0usize, 0u64), |a, s| {

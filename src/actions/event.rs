@@ -10,6 +10,7 @@ use std::str::FromStr;
 use chrono::NaiveDate;
 
 use crate::model::Symbol;
+use crate::model::time::parse_date;
 
 /// What kind of action an event is; the key of an event is (symbol, ex_date, kind).
 #[derive(
@@ -160,7 +161,7 @@ pub fn check_amount_below_close(amount: f64, previous_close: f64) -> Result<(), 
 
 /// Parses an ex-date written as `YYYY-MM-DD`.
 pub fn parse_ex_date(s: &str) -> Result<NaiveDate, ActionRule> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| ActionRule::BadDate(s.to_string()))
+    parse_date(s).ok_or_else(|| ActionRule::BadDate(s.to_string()))
 }
 
 /// The nearest ratio p/q with q <= 100 when it is within 1e-5 (relative) of `x`, else `x`.

@@ -8,6 +8,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 
 use super::{ActionKind, ActionRule, CorporateAction, check_amount_below_close, parse_ex_date};
+use crate::model::time::date_us;
 use crate::model::{Interval, Symbol};
 
 /// An event and where it came from, for errors: `events.csv line 3`.
@@ -187,18 +188,10 @@ fn row_event(
     .map_err(|e| e.to_string())
 }
 
-/// 00:00 UTC of `d`, µs.
-pub fn day_start(d: NaiveDate) -> i64 {
-    d.and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_utc()
-        .timestamp_micros()
-}
-
 /// The close of the last bar that ended by 00:00 UTC of `ex_date`, among bars given as
 /// (ts, close) of one interval in time order.
 pub fn close_before(bars: &[(i64, f64)], interval: Interval, ex_date: NaiveDate) -> Option<f64> {
-    let limit = day_start(ex_date);
+    let limit = date_us(ex_date);
     let ended = bars.partition_point(|(ts, _)| ts.saturating_add(interval.micros()) <= limit);
     ended.checked_sub(1).map(|i| bars[i].1)
 }
@@ -300,9 +293,9 @@ mod tests {
     fn the_previous_close_is_the_last_session_before_the_ex_date() {
         let d = |s: &str| parse_ex_date(s).unwrap();
         let bars = [
-            (day_start(d("2020-11-04")), 115.0),
-            (day_start(d("2020-11-05")), 118.69),
-            (day_start(d("2020-11-06")), 118.0),
+            (date_us(d("2020-11-04")), 115.0),
+            (date_us(d("2020-11-05")), 118.69),
+            (date_us(d("2020-11-06")), 118.0),
         ];
         assert_eq!(
             close_before(&bars, Interval::D1, d("2020-11-06")),
@@ -314,7 +307,7 @@ mod tests {
             Some(118.0)
         );
         // A weekly bar that ends after the ex-date is not a session before it.
-        let week = [(day_start(d("2020-11-02")), 120.0)];
+        let week = [(date_us(d("2020-11-02")), 120.0)];
         assert_eq!(close_before(&week, Interval::W1, d("2020-11-06")), None);
         assert_eq!(
             close_before(&week, Interval::W1, d("2020-11-09")),

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, HashSet};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 
-use super::input::{SESSION_INTERVAL, SourcedEvent, check_previous_close, close_before, day_start};
+use super::input::{SESSION_INTERVAL, SourcedEvent, check_previous_close, close_before};
 use super::{ActionKind, Merged, Refused};
 use crate::import::BadEvents;
 use crate::model::Symbol;
+use crate::model::time::date_us;
 use crate::{LoadRequest, Result, Store};
 
 impl Store {
@@ -96,7 +97,7 @@ impl Store {
                 symbols: vec![symbol.as_str().to_string()],
                 interval: SESSION_INTERVAL,
                 start: None,
-                end: last.map(day_start),
+                end: last.map(date_us),
                 columns: Some(vec!["ts".into(), "close".into()]),
                 adjustment: crate::adjust::Adjustment::NONE,
             };

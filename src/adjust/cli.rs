@@ -9,7 +9,7 @@ use clap::Args;
 use super::{Adjust, Adjustment, parse_as_of};
 use crate::format::{Format, write_stream};
 use crate::model::Interval;
-use crate::server::parse_time;
+use crate::model::time::parse_time;
 use crate::{LoadRequest, Store};
 
 #[derive(Debug, Args)]

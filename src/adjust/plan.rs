@@ -4,12 +4,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{NaiveDate, NaiveTime};
+use chrono::NaiveDate;
 
 use super::factors::{FactorError, Factors, Step};
 use crate::actions::{ActionKind, CorporateAction};
 use crate::calendar::Calendar;
 use crate::model::Interval;
+use crate::model::time::{date_us, parse_date};
 
 /// Which events an adjusted read applies: `none` (raw, as stored), `splits`, or `all` (splits
 /// and cash dividends).
@@ -91,8 +92,7 @@ impl Adjustment {
 
 /// Parses `as_of`: a date, `YYYY-MM-DD`.
 pub fn parse_as_of(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map_err(|_| format!("{s:?} is not a date (expected YYYY-MM-DD)"))
+    parse_date(s).ok_or_else(|| format!("{s:?} is not a date (expected YYYY-MM-DD)"))
 }
 
 /// When an event on `ex_date` takes effect for bars of `interval` (µs UTC): daily and weekly
@@ -104,10 +104,7 @@ pub fn effective_time(ex_date: NaiveDate, interval: Interval, calendar: Calendar
     if interval.is_intraday() {
         calendar.day_start(ex_date)
     } else {
-        ex_date
-            .and_time(NaiveTime::MIN)
-            .and_utc()
-            .timestamp_micros()
+        date_us(ex_date)
     }
 }
 

@@ -7,12 +7,12 @@ use std::path::Path;
 use csv::ByteRecord;
 
 use super::events::{self, RowEvents};
-use super::timestamp::TsParser;
 use super::{
     BadEvents, Columns, FileContents, ImportError, ImportOptions, Location, RowError, Sink,
     file_symbol, lossy, optional_f64, optional_trades, required_f64, ts_error,
 };
 use crate::batch::SeriesBatch;
+use crate::model::time::timestamp::TsParser;
 
 /// Bytes per row of a typical bars CSV, to size the builders.
 const BYTES_PER_ROW: u64 = 48;

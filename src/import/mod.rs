@@ -39,7 +39,7 @@
 //! its name; a CSV file that starts with gzip's magic is decompressed first.
 //!
 //! # Timestamps
-//! See [`parse_timestamp`]. Naive date-times are local times in [`ImportOptions::tz`]; bare
+//! See [`crate::model::time::parse_timestamp`]. Naive date-times are local times in [`ImportOptions::tz`]; bare
 //! dates are 00:00 UTC of that date. A naive time a daylight-saving change skips is refused,
 //! and one it repeats is refused unless [`ImportOptions::ambiguous`] says how to read it. Epoch
 //! integers take [`ImportOptions::epoch_unit`], else the unit their magnitude tells (see
@@ -60,7 +60,6 @@
 mod csv_input;
 mod events;
 mod parquet_input;
-mod timestamp;
 
 #[cfg(test)]
 mod tests;
@@ -77,8 +76,9 @@ use crate::actions::input::SourcedEvent;
 use crate::batch::{BarBuilder, SeriesBatch, SeriesKey};
 use crate::model::{Interval, Rule, Symbol};
 
+use crate::model::time::timestamp;
+pub use crate::model::time::{Ambiguous, EpochUnit};
 pub use csv_input::read_csv_bytes;
-pub use timestamp::{Ambiguous, EpochUnit, parse_timestamp};
 
 /// How to read import files.
 #[derive(Debug, Clone)]

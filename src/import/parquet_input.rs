@@ -11,11 +11,11 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::events::{self, RowEvents};
-use super::timestamp::{TsError, TsParser};
 use super::{
     Columns, FileContents, ImportError, ImportOptions, Location, RowError, Sink, file_symbol,
     float_to_trades, optional_f64, optional_trades, required_f64, ts_error,
 };
+use crate::model::time::timestamp::{TsError, TsParser};
 use crate::model::{MICROS_PER_DAY, Rule};
 
 const BATCH_ROWS: usize = 64 * 1024;

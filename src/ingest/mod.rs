@@ -14,7 +14,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::batch::{BarBuilder, SeriesBatch, SeriesKey};
-use crate::import::{ImportOptions, parse_timestamp, read_csv_bytes};
+use crate::import::{ImportOptions, read_csv_bytes};
+use crate::model::time::parse_timestamp;
 use crate::model::{Interval, Symbol, either_timeframe};
 
 /// The body formats, by `Content-Type`.

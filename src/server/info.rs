@@ -27,12 +27,6 @@ pub async fn ready(State(app): State<App>) -> Response {
     }
 }
 
-pub(crate) fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        .unwrap_or_default()
-}
-
 /// Store-wide totals from the catalog's per-series stats, the live tier and the jobs.
 fn gauges(app: &App, store: Option<&crate::Store>, stats: &[SeriesStats]) -> StoreGauges {
     use std::sync::atomic::Ordering::Relaxed;

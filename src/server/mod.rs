@@ -40,9 +40,7 @@ use tokio::sync::Semaphore;
 
 pub use error::ApiError;
 pub use info::OPENAPI;
-pub(crate) use info::rfc3339 as info_rfc3339;
 pub use metrics::Metrics;
-pub use query::parse_time;
 
 use crate::Store;
 use crate::config::{Config, Scope};

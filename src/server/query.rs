@@ -17,7 +17,7 @@ use super::result_cache::{CacheKey, StoreVersion};
 use super::timeframe::timeframe_param;
 use crate::LoadRequest;
 use crate::adjust::{Adjust, Adjustment, Applied, parse_as_of};
-use crate::import::parse_timestamp;
+use crate::model::time::parse_time;
 use crate::model::{Interval, Symbol};
 use crate::query::is_repeatable;
 
@@ -357,17 +357,9 @@ fn adjustments_header(applied: &[Applied]) -> String {
         .collect()
 }
 
-/// RFC 3339 or `YYYY-MM-DD` (midnight UTC), as µs since the epoch: the import's timestamp
-/// parser, so the API accepts what `tickvault import` does, with naive times in UTC.
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    parse_timestamp(s, chrono_tz::UTC).ok_or_else(|| {
-        format!("{s:?} is not an RFC 3339 time (2021-03-01T14:30:00Z) or a date (2021-03-01)")
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{column_list, parse_time};
+    use super::column_list;
 
     #[test]
     fn column_lists_name_each_column_once() {
@@ -382,16 +374,5 @@ mod tests {
                 .message()
                 .contains("twice")
         );
-    }
-
-    #[test]
-    fn times_parse_as_utc_micros() {
-        assert_eq!(parse_time("1970-01-02").unwrap(), 86_400_000_000);
-        assert_eq!(
-            parse_time("1970-01-01T00:00:01+01:00").unwrap(),
-            -3_599_000_000
-        );
-        assert!(parse_time("2021-13-01").is_err());
-        assert!(parse_time("yesterday").unwrap_err().contains("yesterday"));
     }
 }

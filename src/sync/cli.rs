@@ -11,8 +11,8 @@ use super::settings::{TrackRequest, make_spec};
 use super::syncer::{BackfillRequest, BackfillSummary, Syncer};
 use crate::Store;
 use crate::config::Config;
+use crate::model::time::parse_time;
 use crate::model::{Interval, Symbol};
-use crate::server::parse_time;
 
 #[derive(Debug, Args)]
 pub struct SymbolsArgs {
@@ -137,7 +137,7 @@ pub async fn symbols_cmd(
                     status.effective_state(now, stale).as_str(),
                     status
                         .last_bar
-                        .map(crate::server::info_rfc3339)
+                        .map(crate::model::time::rfc3339)
                         .unwrap_or_default(),
                     status.last_error.as_deref().unwrap_or("")
                 );

@@ -179,7 +179,7 @@ pub fn make_spec(
         None => Calendar::UsEquity,
     };
     let since = match req.since {
-        Some(s) => crate::server::parse_time(&s).map_err(|e| ("since", e))?,
+        Some(s) => crate::model::time::parse_time(&s).map_err(|e| ("since", e))?,
         None => DEFAULT_SINCE,
     };
     Ok(super::registry::SymbolSpec {

@@ -26,6 +26,7 @@ use crate::actions::{ActionKind, CorporateAction, check_amount_below_close};
 use crate::batch::{SeriesBatch, SeriesKey};
 use crate::calendar::Calendar;
 use crate::clock::{Clock, micros};
+use crate::model::time::{date_us, rfc3339};
 use crate::model::{Interval, MICROS_PER_DAY, Symbol};
 use crate::{LoadRequest, Store};
 
@@ -211,20 +212,6 @@ impl std::fmt::Debug for Syncer {
             .field("providers", &self.providers.keys())
             .finish_non_exhaustive()
     }
-}
-
-fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        .unwrap_or_else(|| us.to_string())
-}
-
-/// 00:00 UTC of a date, µs.
-fn date_us(d: chrono::NaiveDate) -> i64 {
-    d.and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_utc()
-        .timestamp_micros()
 }
 
 impl Syncer {

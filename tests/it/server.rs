@@ -270,8 +270,8 @@ async fn bars_over_arrow_equal_the_library_loader() {
         .load_bars_collect(&LoadRequest {
             symbols: vec!["AAPL".into(), "MSFT".into(), "BRK.B".into()],
             interval: Interval::D1,
-            start: Some(tickvault::server::parse_time("2020-01-01").unwrap()),
-            end: Some(tickvault::server::parse_time("2021-01-01").unwrap()),
+            start: Some(tickvault::model::time::parse_time("2020-01-01").unwrap()),
+            end: Some(tickvault::model::time::parse_time("2021-01-01").unwrap()),
             columns: None,
             adjustment: tickvault::adjust::Adjustment::NONE,
         })

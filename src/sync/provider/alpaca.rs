@@ -11,11 +11,12 @@
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::convert::{UNLIMITED_RANGE, encode, join, map_midnight_stamp, ohlcv_row, rfc3339};
+use super::convert::{UNLIMITED_RANGE, encode, join, map_midnight_stamp, ohlcv_row};
 use super::{
     FetchError, FetchRequest, Fetched, FetchedActions, Provider, RawBar, Rejected, Upstream,
 };
 use crate::actions::{CorporateAction, parse_ex_date};
+use crate::model::time::rfc3339;
 use crate::model::{Interval, Symbol};
 
 /// Rows per page Alpaca serves at most (`limit=10000`).

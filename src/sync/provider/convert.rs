@@ -1,7 +1,8 @@
 //! Conversions the adapters share: path encoding, dates and the daily/weekly alignment.
 
-use chrono::{Datelike, Duration, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono::{Datelike, Duration, NaiveDate};
 
+use crate::model::time::{date_us, utc_date};
 use crate::model::{Interval, MICROS_PER_DAY};
 
 /// Longest chunk for APIs without a range limit: 200 years, far from i64 overflow.
@@ -24,19 +25,6 @@ pub(crate) fn encode(s: &str) -> String {
 /// Joins a base URL and a path that starts with `/`.
 pub(crate) fn join(base: &str, path: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
-}
-
-/// 00:00 UTC of a date, µs.
-pub(crate) fn date_us(d: NaiveDate) -> i64 {
-    d.and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_utc()
-        .timestamp_micros()
-}
-
-/// The UTC date of an instant in µs.
-pub(crate) fn utc_date(us: i64) -> Option<NaiveDate> {
-    chrono::DateTime::from_timestamp_micros(us).map(|t| t.date_naive())
 }
 
 /// The Monday that starts the week of `d`; a Sunday belongs to the week after it, as the APIs
@@ -70,14 +58,6 @@ pub(crate) fn map_midnight_stamp(interval: Interval, us: i64) -> Option<i64> {
 pub(crate) fn yyyymmdd(us: i64) -> String {
     utc_date(us)
         .map(|d| d.format("%Y%m%d").to_string())
-        .unwrap_or_default()
-}
-
-/// RFC 3339 with as many fraction digits as needed.
-pub(crate) fn rfc3339(us: i64) -> String {
-    Utc.timestamp_micros(us)
-        .single()
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .unwrap_or_default()
 }
 
@@ -158,6 +138,5 @@ mod tests {
         assert_eq!(ceil_secs(1_500_000), 2);
         assert_eq!(ceil_secs(2_000_000), 2);
         assert_eq!(floor_secs(-1), -1);
-        assert_eq!(rfc3339(1_612_155_600_000_000), "2021-02-01T05:00:00Z");
     }
 }

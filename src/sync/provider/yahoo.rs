@@ -16,13 +16,12 @@ use std::collections::BTreeMap;
 use chrono::{FixedOffset, NaiveDate, TimeZone};
 use serde_json::Value;
 
-use super::convert::{
-    UNLIMITED_RANGE, ceil_secs, dated_bar_us, encode, floor_secs, join, num, utc_date,
-};
+use super::convert::{UNLIMITED_RANGE, ceil_secs, dated_bar_us, encode, floor_secs, join, num};
 use super::{
     FetchError, FetchRequest, Fetched, FetchedActions, Provider, RawBar, Rejected, Upstream,
 };
 use crate::actions::CorporateAction;
+use crate::model::time::{date_us, utc_date};
 use crate::model::{Interval, MICROS_PER_DAY, Symbol};
 
 /// A range that ends less than this before the request is asked up to the request instead, so
@@ -191,8 +190,8 @@ impl Provider for Yahoo {
         // ex-date; the answer is asked up to now, as its dividend amounts are divided by every
         // split up to now (and multiplied back below).
         let now = up.clock().now_micros();
-        let from = super::convert::date_us(start) - MICROS_PER_DAY;
-        let to = now.max(super::convert::date_us(end) + 2 * MICROS_PER_DAY);
+        let from = date_us(start) - MICROS_PER_DAY;
+        let to = now.max(date_us(end) + 2 * MICROS_PER_DAY);
         let url = join(
             &self.base_url,
             &format!(
@@ -783,7 +782,7 @@ mod tests {
             .map(|l| {
                 let f: Vec<&str> = l.split(',').collect();
                 (
-                    super::super::convert::date_us(date(f[0])),
+                    crate::model::time::date_us(date(f[0])),
                     f[4].parse().unwrap(),
                 )
             })

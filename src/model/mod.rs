@@ -1,6 +1,8 @@
 //! The `bars` data model: symbols, intervals, the Arrow schemas and the validation rules that
 //! every entrance (import, ingest, provider) applies before anything is stored.
 
+pub mod time;
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
