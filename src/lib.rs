@@ -13,7 +13,6 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delete;
-pub mod demo;
 pub mod error;
 pub mod format;
 pub mod import;

@@ -4,7 +4,6 @@
 //! events when reading. [`ActionSet`] is one immutable version of the table in memory, merged
 //! by key (symbol, ex_date, kind).
 
-pub mod cli;
 mod event;
 pub mod input;
 mod log;

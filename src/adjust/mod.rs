@@ -8,7 +8,6 @@
 //! live rows of that series or the symbol's dividends change.
 
 pub mod apply;
-pub mod cli;
 pub mod factors;
 pub mod plan;
 pub mod view;

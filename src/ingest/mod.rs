@@ -3,7 +3,6 @@
 
 pub mod arrow_rows;
 pub mod ipc;
-pub mod send;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

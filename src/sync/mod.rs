@@ -1,7 +1,6 @@
 //! Stage 2 of the sync: upstream providers, the symbol registry, the coverage ledger and the
 //! backfill that heals gaps by fetching exactly what is missing.
 
-pub mod cli;
 pub mod fake_upstream;
 pub mod gaps;
 pub mod log;

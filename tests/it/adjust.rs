@@ -730,12 +730,12 @@ async fn sql_views_adjust_bars_and_keep_pruning() {
 #[derive(clap::Parser)]
 struct BarsCli {
     #[command(flatten)]
-    args: tickvault::adjust::cli::BarsArgs,
+    args: tickvault::cli::bars::BarsArgs,
 }
 
 #[tokio::test]
 async fn the_cli_read_adjusts_and_lists_the_events() {
-    use tickvault::adjust::cli::{BarsArgs, write_bars};
+    use tickvault::cli::bars::{BarsArgs, write_bars};
     use tickvault::format::Format;
     let store = aapl_2020().await;
     let args = |extra: &[&str]| {

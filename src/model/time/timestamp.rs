@@ -1,5 +1,6 @@
-//! Timestamp parsing (import files, the API's and the CLI's times): a fast hand-rolled path for the ISO 8601 / RFC 3339 shapes,
-//! US `M/D/YYYY` dates and epoch integers, and a chrono fallback for a few rarer shapes.
+//! Timestamp parsing (import files, the API's and the CLI's times): a fast hand-rolled path
+//! for the ISO 8601 / RFC 3339 shapes, US `M/D/YYYY` dates and epoch integers, and a chrono
+//! fallback for a few rarer shapes.
 //!
 //! All results are microseconds since the Unix epoch, UTC.
 

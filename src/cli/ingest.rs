@@ -5,7 +5,7 @@ use std::io::Read;
 
 use anyhow::{Context, bail};
 
-use crate::cli::IngestArgs;
+use super::IngestArgs;
 
 /// Splits `input` at line ends into pieces of at most `limit` bytes (a longer line is a piece
 /// of its own); `header` is put before every piece. Each piece comes with the 0-based index,

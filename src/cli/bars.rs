@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::{Adjust, Adjustment, parse_as_of};
+use crate::adjust::{Adjust, Adjustment, parse_as_of};
 use crate::format::{Format, write_stream};
 use crate::model::Interval;
 use crate::model::time::parse_time;

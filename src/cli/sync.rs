@@ -7,12 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use super::settings::{TrackRequest, make_spec};
-use super::syncer::{BackfillRequest, BackfillSummary, Syncer};
 use crate::Store;
 use crate::config::Config;
 use crate::model::time::parse_time;
 use crate::model::{Interval, Symbol};
+use crate::sync::settings::{TrackRequest, make_spec};
+use crate::sync::syncer::{BackfillRequest, BackfillSummary, Syncer};
 
 #[derive(Debug, Args)]
 pub struct SymbolsArgs {

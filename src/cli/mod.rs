@@ -1,6 +1,12 @@
 //! The `tickvault` command line: argument parsing and the commands' output. `main.rs` only calls
 //! [`run`].
 
+pub mod actions;
+pub mod bars;
+pub mod demo;
+pub mod ingest;
+pub mod sync;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +55,7 @@ pub enum Command {
     /// Run a read-only SQL query over `bars` and the views from sql/.
     Sql(SqlArgs),
     /// Load bars of one or more symbols (the backtest loader), raw or adjusted.
-    Bars(crate::adjust::cli::BarsArgs),
+    Bars(bars::BarsArgs),
     /// Rows, files, bytes and time range per timeframe and symbol.
     Stats(StatsArgs),
     /// Merge partitions that have several files into one file each.
@@ -59,15 +65,15 @@ pub enum Command {
     /// Check the commit log and the catalog against the files; exits non-zero on a problem.
     Check(CheckArgs),
     /// Track symbols for stage 2 of the sync (add, list, remove).
-    Symbols(crate::sync::cli::SymbolsArgs),
+    Symbols(sync::SymbolsArgs),
     /// Run stage 2 once: fetch what tracked symbols lack (or a forced range) from providers.
-    Backfill(crate::sync::cli::BackfillArgs),
+    Backfill(sync::BackfillArgs),
     /// Delete a range of one symbol's bars (stage 2 heals it if the symbol is tracked).
-    Delete(crate::sync::cli::DeleteArgs),
+    Delete(sync::DeleteArgs),
     /// The write-ahead log's damage report: list damaged segments kept aside, or clear them.
     Wal(WalArgs),
     /// Corporate actions (splits and dividends): import your own from CSV, or list them.
-    Actions(crate::actions::cli::ActionsArgs),
+    Actions(actions::ActionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -236,14 +242,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             return Ok(0);
         }
         Command::Serve(_) => return serve_cmd(config, false).await,
-        Command::Ingest(args) => return crate::ingest::send::ingest_cmd(args).await,
+        Command::Ingest(args) => return ingest::ingest_cmd(args).await,
         Command::Demo(_) => return serve_cmd(config, true).await,
         Command::Wal(args) => return wal_cmd(&config, args),
         _ => {}
     }
     let read_only = match &cli.command {
         Command::Sql(_) | Command::Bars(_) | Command::Stats(_) | Command::Check(_) => true,
-        Command::Actions(args) => crate::actions::cli::is_read_only(args),
+        Command::Actions(args) => actions::is_read_only(args),
         _ => false,
     };
     let store = Store::open_with_options(&config.store, &config.command_store_options(read_only))
@@ -251,9 +257,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         .with_context(|| format!("opening store {}", config.store))?;
     let store = Arc::new(store);
     match cli.command {
-        Command::Symbols(args) => crate::sync::cli::symbols_cmd(&config, store, args).await,
-        Command::Backfill(args) => crate::sync::cli::backfill_cmd(&config, store, args).await,
-        Command::Delete(args) => crate::sync::cli::delete_cmd(&config, store, args).await,
+        Command::Symbols(args) => sync::symbols_cmd(&config, store, args).await,
+        Command::Backfill(args) => sync::backfill_cmd(&config, store, args).await,
+        Command::Delete(args) => sync::delete_cmd(&config, store, args).await,
         Command::Serve(_)
         | Command::Demo(_)
         | Command::Config(_)
@@ -262,9 +268,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             unreachable!("handled above")
         }
         Command::Import(args) => import_cmd(&store, args).await,
-        Command::Actions(args) => crate::actions::cli::actions_cmd(&store, args).await,
+        Command::Actions(args) => actions::actions_cmd(&store, args).await,
         Command::Sql(args) => sql_cmd(&store, args).await,
-        Command::Bars(args) => crate::adjust::cli::bars_cmd(&store, args).await,
+        Command::Bars(args) => bars::bars_cmd(&store, args).await,
         Command::Stats(args) => stats_cmd(&store, args),
         Command::Compact => {
             let s = store.compact().await?;
@@ -368,7 +374,7 @@ async fn serve_cmd(config: Config, demo: bool) -> anyhow::Result<i32> {
     let addr = server.local_addr();
     let mut ready = format!("tickvault: serving {} on http://{addr}\n", config.store);
     if demo {
-        ready.push_str(&crate::demo::examples(&format!("http://{addr}")));
+        ready.push_str(&demo::examples(&format!("http://{addr}")));
     }
     server.announce_when_ready(ready);
     let options = config.store_options();
@@ -376,7 +382,7 @@ async fn serve_cmd(config: Config, demo: bool) -> anyhow::Result<i32> {
     let open = async move {
         let store = Store::open_with_options(&store_url, &options).await?;
         if demo {
-            let rows = crate::demo::import_sample_if_empty(&store).await?;
+            let rows = demo::import_sample_if_empty(&store).await?;
             if rows > 0 {
                 eprintln!(
                     "tickvault demo: imported {rows} rows of real daily bars into {store_url}"
@@ -474,7 +480,7 @@ async fn import_cmd(store: &Store, args: ImportArgs) -> anyhow::Result<i32> {
             a.inserted, a.updated, a.unchanged
         );
     }
-    crate::actions::cli::print_disagreements(&mut std::io::stdout(), a)?;
+    actions::print_disagreements(&mut std::io::stdout(), a)?;
     if !summary.events_skipped.is_empty() {
         println!(
             "corporate actions skipped (--bad-events skip): {}",

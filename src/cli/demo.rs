@@ -11,63 +11,63 @@ use crate::import::ImportOptions;
 const SAMPLE: &[(&str, &[u8])] = &[
     (
         "DA-AAPL-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-AAPL-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-AAPL-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-AMZN-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-AMZN-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-AMZN-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-BA-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-BA-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-BA-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-DIS-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-DIS-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-DIS-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-GOOGL-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-GOOGL-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-GOOGL-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-GS-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-GS-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-GS-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-INTC-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-INTC-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-INTC-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-JNJ-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-JNJ-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-JNJ-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-JPM-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-JPM-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-JPM-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-KO-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-KO-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-KO-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-MSFT-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-MSFT-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-MSFT-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-NVDA-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-NVDA-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-NVDA-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-TSLA-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-TSLA-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-TSLA-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-WMT-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-WMT-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-WMT-T-2021-04-21.csv.gz"),
     ),
     (
         "DA-XOM-T-2021-04-21.csv.gz",
-        include_bytes!("../tests/fixtures/sample/DA-XOM-T-2021-04-21.csv.gz"),
+        include_bytes!("../../tests/fixtures/sample/DA-XOM-T-2021-04-21.csv.gz"),
     ),
 ];
 

@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
-use super::input::read_events_csv;
-use super::{Merged, SOURCE_IMPORT, sql};
 use crate::Store;
+use crate::actions::input::read_events_csv;
+use crate::actions::{Merged, SOURCE_IMPORT, sql};
 use crate::format::{Format, write_stream};
 use crate::model::Symbol;
 
