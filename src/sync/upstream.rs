@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::error_chain;
+use crate::error::error_chain;
 
 /// How calls to one provider behave.
 #[derive(Debug, Clone, PartialEq)]
