@@ -13,17 +13,18 @@
 //!    formats times), [`error`] (an error and its causes on one line), [`clock`] (the one
 //!    source of the current time).
 //! 2. [`batch`] (a series' bars as Arrow columns), [`calendar`] (the sessions a symbol
-//!    should have), [`format`] (writing results as CSV, JSON, Arrow, Parquet or a table).
+//!    should have), [`format`](mod@format) (results as CSV, JSON, Arrow, Parquet or a table).
 //! 3. [`storage`]: the object store, the path layout and the Parquet encoding.
 //! 4. [`catalog`]: which files make up the table, changed by atomic commits.
 //! 5. [`wal`], then [`live`]: acknowledged writes, durable and queryable before they reach
 //!    Parquet.
-//! 6. [`write`], [`delete`], [`maintenance`]: changing the stored files through the catalog.
+//! 6. [`write`](mod@write), [`delete`], [`maintenance`]: changing the stored files through
+//!    the catalog.
 //! 7. [`query`]: SQL over the stored files and the live tier (DataFusion).
 //! 8. [`actions`] (corporate actions as data), then [`adjust`] (adjusted reads from them).
 //! 9. [`import`] (bar files) and [`ingest`] (HTTP write bodies): parsing input into validated
 //!    batches; nothing is stored there.
-//! 10. [`store`]: the front door that ties the layers above together.
+//! 10. [`store`]: the front door that ties the layers before it together.
 //! 11. [`sync`]: keeping a store in step with upstream providers.
 //! 12. [`config`]: one file, `TICKVAULT_*` variables and flags.
 //! 13. [`server`] (the HTTP API) and [`cli`] (the `tickvault` command), side by side; nothing
