@@ -1,6 +1,7 @@
-//! What kind of failure an error is, the same word at every layer: each module's error says
-//! its kind with `kind()` (delegating to the errors it wraps), and the HTTP API maps a kind to
-//! a status and a code in one place (`server::error`).
+//! Errors as every layer shows them: what kind of failure an error is, the same word at every
+//! layer (each module's error says its kind with `kind()`, delegating to the errors it wraps,
+//! and the HTTP API maps a kind to a status and a code in one place, `server::error`), and an
+//! error with its causes on one line.
 
 /// What happened, as a caller branches on it. Each kind is one HTTP status and `code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,4 +35,32 @@ pub enum ErrorKind {
     /// A failure on our side: storage I/O, a corrupt or inconsistent catalog, a task that
     /// panicked or was cancelled, a bug.
     Internal,
+}
+
+/// An error and its causes on one line (HTTP clients hide the useful part in `source`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_chain_is_one_line_of_each_cause() {
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&e), "outer: inner");
+        assert_eq!(error_chain(&std::io::Error::other("alone")), "alone");
+    }
 }

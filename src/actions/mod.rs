@@ -8,7 +8,6 @@ mod event;
 pub mod input;
 mod log;
 pub mod sql;
-mod store_checks;
 pub mod table;
 mod text;
 

@@ -2,10 +2,40 @@
 //! lines (CSV chunks repeat the header), stopping at the first refused chunk.
 
 use std::io::Read;
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use clap::Args;
 
-use super::IngestArgs;
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        env = "TICKVAULT_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// A bearer token with write scope.
+    #[arg(long, env = "TICKVAULT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Body format [default: by the file name, .csv is csv, anything else ndjson].
+    #[arg(long, value_parser = ["ndjson", "csv"])]
+    pub format: Option<String>,
+    /// CSV: the bars' timeframe (NDJSON rows carry their own; `--interval` is its old name).
+    #[arg(long = "timeframe", alias = "interval")]
+    pub interval: Option<String>,
+    /// CSV without a symbol column: the symbol.
+    #[arg(long)]
+    pub symbol: Option<String>,
+    /// Largest request; bigger input is sent in several requests of whole lines, each all or
+    /// nothing (keep it under the server's max_body).
+    #[arg(long, default_value = "8MiB")]
+    pub chunk: crate::config::ByteSize,
+    /// The file to send, or - for standard input.
+    #[arg(default_value = "-")]
+    pub file: PathBuf,
+}
 
 /// Splits `input` at line ends into pieces of at most `limit` bytes (a longer line is a piece
 /// of its own); `header` is put before every piece. Each piece comes with the 0-based index,

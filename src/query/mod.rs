@@ -12,7 +12,6 @@ mod range_query;
 mod range_read;
 mod read_only;
 mod reader;
-mod repeatable;
 mod series_aggregate;
 mod series_merge;
 mod series_plan;
@@ -37,7 +36,6 @@ use object_store::ObjectStore;
 
 pub use bounded::execute_bounded;
 pub use range_read::SeriesMap;
-pub use repeatable::is_repeatable;
 pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
 pub use views::SQL_FILES;
 

@@ -25,10 +25,12 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use super::series_plan::SeriesName;
+/// A series by name: (symbol, interval), as a stored file's partition values and the live
+/// tier's series give it.
+pub type SeriesName = (String, String);
 
 /// The ts values the live tier holds per series, sorted: stored rows with these keys are hidden.
-pub type Shadow = Arc<HashMap<(String, String), Vec<i64>>>;
+pub type Shadow = Arc<HashMap<SeriesName, Vec<i64>>>;
 
 /// Where the key columns are in the stored scan's output.
 #[derive(Debug, Clone, Copy)]

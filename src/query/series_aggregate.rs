@@ -29,7 +29,8 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use super::series_plan::{SeriesName, is_plain_column, partition_series};
+use super::overlay::SeriesName;
+use super::series_plan::{is_plain_column, partition_series};
 use crate::model::{COL_SYMBOL, COL_TIMEFRAME};
 
 /// The optimizer rule: swaps qualifying partial aggregates for [`SeriesPartialAggregateExec`].

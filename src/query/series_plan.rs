@@ -17,12 +17,9 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
-use super::overlay::LiveOverlayExec;
+use super::overlay::{LiveOverlayExec, SeriesName};
 use super::table::STORE_URL;
 use crate::model::{COL_SYMBOL, COL_TIMEFRAME, COL_TS};
-
-/// A series by name: (symbol, interval).
-pub type SeriesName = (String, String);
 
 /// The key columns: constant within a series (symbol, interval) or its time (ts).
 pub fn is_key_column(name: &str) -> bool {

@@ -15,6 +15,7 @@ mod jobs;
 mod metrics;
 mod output;
 mod query;
+mod repeatable;
 mod result_cache;
 mod store_metrics;
 mod sync;

@@ -13,13 +13,13 @@ use super::extract::{Path, Query};
 use std::sync::Arc;
 
 use super::output::{CacheFill, QuerySlot, cached_response, parse_format, stream_response};
+use super::repeatable::is_repeatable;
 use super::result_cache::{CacheKey, StoreVersion};
 use super::timeframe::timeframe_param;
 use crate::LoadRequest;
 use crate::adjust::{Adjust, Adjustment, Applied, parse_as_of};
 use crate::model::time::parse_time;
 use crate::model::{Interval, Symbol};
-use crate::query::is_repeatable;
 
 #[derive(Debug, Deserialize)]
 pub struct SqlParams {

@@ -67,7 +67,7 @@ pub async fn check_reachable(
 
 fn classify(e: object_store::Error, url: &str) -> PreflightError {
     let url = url.to_string();
-    let text = crate::error_chain(&e);
+    let text = crate::error::error_chain(&e);
     match &e {
         _ if text.contains("NoSuchBucket") => PreflightError::BucketMissing { url },
         // The AWS credential chain ends at the instance metadata service.

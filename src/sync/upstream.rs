@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::clock::{self, Clock, micros};
-use crate::error_chain;
+use crate::error::error_chain;
 
 /// How calls to one provider behave.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,6 @@
 //! A loopback server that speaks the providers' APIs from bars held in memory, with fault
-//! injection and a request log: for tests, benchmarks and trying a config offline.
+//! injection and a request log. Test support, behind the `test-support` feature (the tests and
+//! benches turn it on): not library API.
 //!
 //! All five APIs are served at once (their paths do not collide), so one [`FakeUpstream`] is
 //! the `base_url` of every adapter:

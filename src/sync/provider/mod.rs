@@ -28,6 +28,7 @@ pub use csv_http::CsvHttp;
 pub use polygon::Polygon;
 pub use yahoo::Yahoo;
 
+#[cfg(any(test, feature = "test-support"))]
 pub(crate) use convert::encode as encode_symbol;
 
 /// Bars of one series with open time in `[start, end)` (µs UTC): one provider-sized chunk.

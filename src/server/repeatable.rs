@@ -1,7 +1,8 @@
 //! Whether a query gives the same answer each time it runs over the same data: not when it
 //! calls a function whose value changes between calls (`now()`, `random()`, `uuid()`),
 //! directly, in a subquery or through a view; nor when it reads an adjusted view, whose answer
-//! changes with the corporate actions, which change without a commit of bars.
+//! changes with the corporate actions, which change without a commit of bars. The result cache
+//! keeps only the answers of repeatable queries.
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;

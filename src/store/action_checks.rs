@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, HashSet};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 
-use super::input::{SESSION_INTERVAL, SourcedEvent, check_previous_close, close_before};
-use super::{ActionKind, Merged, Refused};
+use super::{LoadRequest, Result, Store};
+use crate::actions::input::{SESSION_INTERVAL, SourcedEvent, check_previous_close, close_before};
+use crate::actions::{ActionKind, Merged, Refused};
+use crate::adjust::Adjustment;
 use crate::import::BadEvents;
 use crate::model::Symbol;
 use crate::model::time::date_us;
-use crate::{LoadRequest, Result, Store};
 
 impl Store {
     /// Checks `events` (every dividend against the previous close) and upserts them as one
@@ -99,7 +100,7 @@ impl Store {
                 start: None,
                 end: last.map(date_us),
                 columns: Some(vec!["ts".into(), "close".into()]),
-                adjustment: crate::adjust::Adjustment::NONE,
+                adjustment: Adjustment::NONE,
             };
             let batches = self.load_bars_collect(&request).await?;
             let bars = session_closes(&batches);

@@ -1,6 +1,8 @@
 //! The library's front door: open a store, write bars, run SQL, load bars for backtests, and
 //! the maintenance jobs.
 
+mod action_checks;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
