@@ -163,7 +163,7 @@ mod tests {
     #[tokio::test]
     async fn a_sleeper_wakes_when_the_manual_clock_reaches_its_deadline_and_not_before() {
         let clock = ManualClock::new(1_000);
-        let dyn_clock: Arc<dyn Clock> = clock.clone();
+        let dyn_clock: Arc<dyn Clock> = Arc::<ManualClock>::clone(&clock);
         let sleeper = tokio::spawn(dyn_clock.sleep(Duration::from_micros(500)));
         clock.until_sleepers(1).await;
         clock.advance(Duration::from_micros(499));

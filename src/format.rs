@@ -70,7 +70,7 @@ impl<W: Write + Send> BatchWriter<W> {
                     .build();
                 BatchWriter::Parquet(parquet::arrow::ArrowWriter::try_new(
                     out,
-                    schema.clone(),
+                    std::sync::Arc::clone(schema),
                     Some(props),
                 )?)
             }

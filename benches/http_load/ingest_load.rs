@@ -83,7 +83,7 @@ fn ndjson_body(symbol: &str, first_ts: i64, n: usize) -> Bytes {
     Bytes::from(out)
 }
 
-pub fn write_throughput(args: &[String], format: &str) {
+pub(crate) fn write_throughput(args: &[String], format: &str) {
     let base = arg(args, "--base").expect("--base URL");
     let batch: usize = arg(args, "--batch").map_or(10_000, |v| v.parse().unwrap());
     let clients: usize = arg(args, "--clients").map_or(1, |v| v.parse().unwrap());
@@ -187,7 +187,7 @@ pub fn write_throughput(args: &[String], format: &str) {
     );
 }
 
-pub fn visible_latency(args: &[String]) {
+pub(crate) fn visible_latency(args: &[String]) {
     let base = arg(args, "--base").expect("--base URL");
     let seconds: f64 = arg(args, "--seconds").map_or(5.0, |v| v.parse().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -20,26 +20,26 @@ use super::{ActionKind, ActionSet, CorporateAction, parse_ex_date};
 use crate::model::Symbol;
 
 /// Everything of the table lives under this prefix of the store.
-pub const PREFIX: &str = "corporate_actions";
+pub(super) const PREFIX: &str = "corporate_actions";
 const LOG_DIR: &str = "corporate_actions/_log";
 const CHECKPOINT_DIR: &str = "corporate_actions/_checkpoint";
 /// The pointer at the newest checkpoint: `{"version": n}`, overwritten after each checkpoint.
-pub const LAST_CHECKPOINT: &str = "corporate_actions/_last_checkpoint";
+pub(super) const LAST_CHECKPOINT: &str = "corporate_actions/_last_checkpoint";
 /// A checkpoint of the whole table every this many versions; loading reads at most this many
 /// commits after it.
-pub const CHECKPOINT_EVERY: u64 = 50;
+pub(super) const CHECKPOINT_EVERY: u64 = 50;
 
-pub fn log_path(version: u64) -> Path {
+pub(super) fn log_path(version: u64) -> Path {
     Path::from(format!("{LOG_DIR}/{version:020}.json"))
 }
 
-pub fn checkpoint_path(version: u64) -> Path {
+pub(super) fn checkpoint_path(version: u64) -> Path {
     Path::from(format!("{CHECKPOINT_DIR}/{version:020}.json"))
 }
 
 /// One event as stored. Read back, it must still pass the rules it was written under.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
+pub(super) struct Record {
     symbol: Symbol,
     ex_date: String,
     kind: ActionKind,
@@ -57,14 +57,14 @@ pub struct Record {
 mod exact_f64 {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(x) => s.serialize_str(&x.to_string()),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
         match Option::<String>::deserialize(d)? {
             Some(text) => text
                 .parse::<f64>()
@@ -76,7 +76,7 @@ mod exact_f64 {
 }
 
 impl Record {
-    pub fn of(e: &CorporateAction) -> Self {
+    pub(super) fn of(e: &CorporateAction) -> Self {
         Record {
             symbol: e.symbol.clone(),
             ex_date: e.ex_date.format("%Y-%m-%d").to_string(),
@@ -89,7 +89,7 @@ impl Record {
     }
 
     /// The event, or what makes it one no writer could have stored.
-    pub fn into_event(self) -> Result<CorporateAction, String> {
+    pub(super) fn into_event(self) -> Result<CorporateAction, String> {
         let ex_date = parse_ex_date(&self.ex_date).map_err(|e| e.to_string())?;
         let valid = match self.kind {
             ActionKind::Split => {
@@ -119,7 +119,7 @@ impl Record {
 
 /// Commit `version`: the events it put, each replacing the event of its key.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Commit {
+pub(super) struct Commit {
     pub version: u64,
     /// µs UTC.
     pub committed_at: i64,
@@ -128,13 +128,13 @@ pub struct Commit {
 
 /// The whole table at `version`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub(super) struct Checkpoint {
     pub version: u64,
     pub events: Vec<Record>,
 }
 
 impl Checkpoint {
-    pub fn of(version: u64, set: &ActionSet) -> Self {
+    pub(super) fn of(version: u64, set: &ActionSet) -> Self {
         Checkpoint {
             version,
             events: set.iter().map(Record::of).collect(),
@@ -144,13 +144,13 @@ impl Checkpoint {
 
 /// The content of [`LAST_CHECKPOINT`].
 #[derive(Debug, Serialize, Deserialize)]
-pub struct LastCheckpoint {
+pub(super) struct LastCheckpoint {
     pub version: u64,
 }
 
 /// What one LIST of the prefix shows: log entries and checkpoints by version.
 #[derive(Debug, Default)]
-pub struct Listing {
+pub(super) struct Listing {
     pub log: BTreeMap<u64, ObjectMeta>,
     pub checkpoints: BTreeMap<u64, ObjectMeta>,
     /// Objects under the prefix that are neither (reported by nobody, touched by nobody).
@@ -158,7 +158,7 @@ pub struct Listing {
 }
 
 impl Listing {
-    pub fn add(&mut self, meta: ObjectMeta) {
+    pub(super) fn add(&mut self, meta: ObjectMeta) {
         let location = meta.location.to_string();
         let version = |dir: &str| {
             location
@@ -180,7 +180,7 @@ impl Listing {
 
     /// The first version after `version` missing from the log while a later one is there:
     /// (missing, the next one there).
-    pub fn gap_after(&self, version: u64) -> Option<(u64, u64)> {
+    pub(super) fn gap_after(&self, version: u64) -> Option<(u64, u64)> {
         (version + 1..)
             .zip(self.log.range(version + 1..).map(|(v, _)| *v))
             .find(|(expect, v)| v != expect)
@@ -190,7 +190,7 @@ impl Listing {
     /// written at least `grace` before `now` (a reader past it needs none of them) and not
     /// after `pointer`, the checkpoint loaders start from (they need every commit after it);
     /// never the newest log entry.
-    pub fn collectable(
+    pub(super) fn collectable(
         &self,
         now: DateTime<Utc>,
         grace: chrono::Duration,
@@ -222,7 +222,7 @@ impl Listing {
 
 /// The table after `put`: each event replaces the one of its key (a log entry is applied as
 /// written; the merge rules ran before it was committed).
-pub fn apply(set: &ActionSet, put: Vec<CorporateAction>) -> ActionSet {
+pub(super) fn apply(set: &ActionSet, put: Vec<CorporateAction>) -> ActionSet {
     let mut next = set.clone();
     for event in put {
         let list = next.by_symbol.entry(event.symbol.clone()).or_default();
@@ -236,7 +236,7 @@ pub fn apply(set: &ActionSet, put: Vec<CorporateAction>) -> ActionSet {
 
 /// The events of `after` that differ from `before` among the keys of `incoming`: what a commit
 /// of a merge must record.
-pub fn changed(
+pub(super) fn changed(
     before: &ActionSet,
     after: &ActionSet,
     incoming: &[CorporateAction],

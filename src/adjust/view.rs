@@ -126,8 +126,11 @@ impl TableProvider for AdjustedBars {
             .cloned()
             .collect();
         let input = self.bars.scan(state, Some(&read), &keys, limit).await?;
-        let adjusted: Arc<dyn ExecutionPlan> =
-            Arc::new(AdjustExec::new(input, self.adjust, self.adjuster.clone()));
+        let adjusted: Arc<dyn ExecutionPlan> = Arc::new(AdjustExec::new(
+            input,
+            self.adjust,
+            Weak::clone(&self.adjuster),
+        ));
         if read == wanted {
             return Ok(adjusted);
         }
@@ -203,7 +206,7 @@ impl ExecutionPlan for AdjustExec {
         Ok(Arc::new(AdjustExec::new(
             children.swap_remove(0),
             self.adjust,
-            self.adjuster.clone(),
+            Weak::clone(&self.adjuster),
         )))
     }
 

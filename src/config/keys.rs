@@ -74,7 +74,7 @@ impl Key {
 }
 
 /// A type a key can have: parsed from the text of a variable or a flag.
-pub trait Value: Sized {
+pub(super) trait Value: Sized {
     const KIND: Kind;
     fn parse(text: &str) -> Result<Self, String>;
     /// Written back as `parse` reads it (a secret too: only defaults are shown).

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::sync::settings::{ProviderConfig, Providers};
 
 /// The keys of a `[providers.NAME]` table, in declaration order.
-pub fn keys() -> &'static [&'static str] {
+pub(super) fn keys() -> &'static [&'static str] {
     static KEYS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
         let mut fields: &'static [&'static str] = &[];
@@ -18,14 +18,14 @@ pub fn keys() -> &'static [&'static str] {
 }
 
 /// The variable of `key` of provider `name`: upper case, `-` as `_`.
-pub fn env_name(name: &str, key: &str) -> String {
+pub(super) fn env_name(name: &str, key: &str) -> String {
     format!("TICKVAULT_PROVIDER_{name}_{key}")
         .to_ascii_uppercase()
         .replace('-', "_")
 }
 
 /// Splits a `--provider` value, `NAME.KEY=VALUE`, checking that KEY is a provider key.
-pub fn parse_flag(text: &str) -> Result<(&str, &str, &str), String> {
+pub(super) fn parse_flag(text: &str) -> Result<(&str, &str, &str), String> {
     let shape = || format!("{text:?} is not NAME.KEY=VALUE, e.g. yahoo.timeout=10s");
     let (target, value) = text.split_once('=').ok_or_else(shape)?;
     let (name, key) = target.split_once('.').ok_or_else(shape)?;
@@ -43,12 +43,12 @@ pub fn parse_flag(text: &str) -> Result<(&str, &str, &str), String> {
 
 /// A provider's table while its values are applied: from the file's config (or empty for a
 /// provider the flags add), each value checked as it comes.
-pub struct Table {
+pub(super) struct Table {
     table: toml::Table,
 }
 
 impl Table {
-    pub fn of(provider: Option<&ProviderConfig>) -> Table {
+    pub(super) fn of(provider: Option<&ProviderConfig>) -> Table {
         let table = provider
             .map(|p| toml::Table::try_from(p).expect("a provider config serializes"))
             .unwrap_or_default();
@@ -57,7 +57,7 @@ impl Table {
 
     /// Sets `key` from text: as a TOML string, else (for numbers and booleans) as the TOML
     /// value the text spells. Refused if neither reads as the key's type.
-    pub fn set(&mut self, key: &str, text: &str) -> Result<(), String> {
+    pub(super) fn set(&mut self, key: &str, text: &str) -> Result<(), String> {
         let mut error = None;
         for value in [Some(toml::Value::String(text.to_string())), literal(text)]
             .into_iter()
@@ -83,14 +83,14 @@ impl Table {
         Err(error.unwrap_or_default())
     }
 
-    pub fn finish(self) -> Result<ProviderConfig, String> {
+    pub(super) fn finish(self) -> Result<ProviderConfig, String> {
         ProviderConfig::deserialize(self.table).map_err(|e| e.message().to_string())
     }
 }
 
 /// Applies the variables, then the flags (`(name, key, value)`, in order) to `providers`; a
 /// refused value is named with its source.
-pub fn apply(
+pub(super) fn apply(
     providers: &mut Providers,
     var: &impl Fn(&str) -> Option<String>,
     flags: &[(String, String, String)],

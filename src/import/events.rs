@@ -32,7 +32,12 @@ pub(super) struct RowEvents {
 
 impl RowEvents {
     /// The row's events, `None` if it has none (good or bad).
-    pub fn of(slot: usize, ts: i64, split: EventValue, dividend: EventValue) -> Option<Self> {
+    pub(super) fn of(
+        slot: usize,
+        ts: i64,
+        split: EventValue,
+        dividend: EventValue,
+    ) -> Option<Self> {
         let none = |v: &EventValue| matches!(v, Ok(None));
         (!none(&split) || !none(&dividend)).then_some(RowEvents {
             slot,

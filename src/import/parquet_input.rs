@@ -61,7 +61,7 @@ pub(super) fn read_parquet(path: &Path, opts: &ImportOptions) -> Result<FileCont
     let file = File::open(path).map_err(ImportError::io(path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| ImportError::malformed(path, e))?;
-    let schema = builder.schema().clone();
+    let schema = std::sync::Arc::clone(builder.schema());
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut cols = Columns::map(path, &names)?;
     if opts.skip_events {

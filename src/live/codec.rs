@@ -10,7 +10,7 @@ use arrow::ipc::writer::StreamWriter;
 use crate::batch::{SeriesBatch, SeriesKey};
 use crate::model::{BARS_SCHEMA, FILE_SCHEMA, Interval, Symbol};
 
-pub fn encode(series: &[SeriesBatch]) -> Vec<u8> {
+pub(super) fn encode(series: &[SeriesBatch]) -> Vec<u8> {
     let rows: usize = series.iter().map(|s| s.batch.num_rows()).sum();
     let mut out = Vec::with_capacity(rows * 72 + 1024);
     let mut writer = StreamWriter::try_new(&mut out, &BARS_SCHEMA).expect("in-memory writer");
@@ -35,7 +35,7 @@ pub fn encode(series: &[SeriesBatch]) -> Vec<u8> {
     out
 }
 
-pub fn decode(payload: &[u8]) -> Result<Vec<SeriesBatch>, String> {
+pub(super) fn decode(payload: &[u8]) -> Result<Vec<SeriesBatch>, String> {
     let reader = StreamReader::try_new(payload, None).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for batch in reader {

@@ -25,12 +25,12 @@ use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::sql::sqlparser::ast::BinaryOperator;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ConcatOperator {
+pub(super) struct ConcatOperator {
     signature: Signature,
 }
 
 impl ConcatOperator {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             signature: Signature::user_defined(Volatility::Immutable),
         }
@@ -104,7 +104,7 @@ impl ScalarUDFImpl for ConcatOperator {
 /// Plans `a || b` on strings as `function` (the counted [`ConcatOperator`]); lists and
 /// everything else stay DataFusion's.
 #[derive(Debug)]
-pub struct ConcatPlanner {
+pub(super) struct ConcatPlanner {
     pub function: Arc<ScalarUDF>,
 }
 

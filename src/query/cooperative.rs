@@ -17,7 +17,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
 
 #[derive(Debug, Default)]
-pub struct YieldInJoins;
+pub(super) struct YieldInJoins;
 
 impl PhysicalOptimizerRule for YieldInJoins {
     fn name(&self) -> &str {

@@ -41,7 +41,7 @@ const RECOGNISED_BY_TYPE: [&str; 5] = ["get_field", "named_struct", "struct", "l
 
 /// `udf` with its results counted against `pool`, or `udf` itself if DataFusion needs to see
 /// its type.
-pub fn wrap(udf: Arc<ScalarUDF>, pool: &Arc<dyn MemoryPool>) -> Option<ScalarUDF> {
+pub(super) fn wrap(udf: Arc<ScalarUDF>, pool: &Arc<dyn MemoryPool>) -> Option<ScalarUDF> {
     if RECOGNISED_BY_TYPE.contains(&udf.name()) || udf.as_async().is_some() {
         return None;
     }
@@ -211,7 +211,7 @@ impl ScalarUDFImpl for CountedOutput {
 /// inputs, sets that size; `None` for every other function. An upper bound where the exact
 /// size is not known before the call (4 bytes for every padded character); saturating, so an
 /// absurd argument asks for `usize::MAX`.
-pub fn estimate(name: &str, args: &[ColumnarValue], rows: usize) -> Option<usize> {
+pub(super) fn estimate(name: &str, args: &[ColumnarValue], rows: usize) -> Option<usize> {
     // An empty batch (a `latest` table with no live rows) produces nothing, and its arrays have
     // no row to read. Calls with only scalar arguments come with one row.
     if rows == 0 {

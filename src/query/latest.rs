@@ -10,7 +10,7 @@ use super::snapshot_table::SnapshotTable;
 use crate::live::Live;
 use crate::model::{COL_TIMEFRAME, ts_type};
 
-pub static LATEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+pub(super) static LATEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new("symbol", DataType::Utf8, false),
         Field::new("ts", ts_type(), false),
@@ -26,7 +26,7 @@ pub static LATEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// The `latest` table: rebuilt from the live tier at each scan.
-pub fn table(live: Option<Arc<Live>>) -> SnapshotTable {
+pub(super) fn table(live: Option<Arc<Live>>) -> SnapshotTable {
     SnapshotTable::new(
         LATEST_SCHEMA.clone(),
         Box::new(move || batch(live.as_deref())),

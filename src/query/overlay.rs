@@ -27,14 +27,14 @@ use futures::StreamExt;
 
 /// A series by name: (symbol, interval), as a stored file's partition values and the live
 /// tier's series give it.
-pub type SeriesName = (String, String);
+pub(super) type SeriesName = (String, String);
 
 /// The ts values the live tier holds per series, sorted: stored rows with these keys are hidden.
-pub type Shadow = Arc<HashMap<SeriesName, Vec<i64>>>;
+pub(super) type Shadow = Arc<HashMap<SeriesName, Vec<i64>>>;
 
 /// Where the key columns are in the stored scan's output.
 #[derive(Debug, Clone, Copy)]
-pub struct KeyColumns {
+pub(super) struct KeyColumns {
     pub symbol: usize,
     pub interval: usize,
     pub ts: usize,
@@ -42,13 +42,13 @@ pub struct KeyColumns {
 
 /// A series' live rows, in the overlay's output schema.
 #[derive(Debug, Clone)]
-pub struct LiveSeries {
+pub(super) struct LiveSeries {
     pub name: SeriesName,
     pub batches: Vec<RecordBatch>,
 }
 
 #[derive(Debug)]
-pub struct LiveOverlayExec {
+pub(super) struct LiveOverlayExec {
     stored: Arc<dyn ExecutionPlan>,
     keys: KeyColumns,
     shadow: Shadow,
@@ -63,7 +63,7 @@ pub struct LiveOverlayExec {
 }
 
 impl LiveOverlayExec {
-    pub fn new(
+    pub(super) fn new(
         stored: Arc<dyn ExecutionPlan>,
         keys: KeyColumns,
         shadow: Shadow,
@@ -100,12 +100,12 @@ impl LiveOverlayExec {
 
 impl LiveOverlayExec {
     /// The scan of the stored files, whose partitions come first.
-    pub fn stored(&self) -> &Arc<dyn ExecutionPlan> {
+    pub(super) fn stored(&self) -> &Arc<dyn ExecutionPlan> {
         &self.stored
     }
 
     /// The series of the partitions after the stored ones, in order.
-    pub fn live_series(&self) -> impl Iterator<Item = SeriesName> + '_ {
+    pub(super) fn live_series(&self) -> impl Iterator<Item = SeriesName> + '_ {
         self.live.iter().map(|l| l.name.clone())
     }
 }

@@ -29,7 +29,7 @@ use crate::model::{BARS_SCHEMA, COL_SYMBOL, COL_TIMEFRAME, COL_TS};
 
 /// One series, a half-open time range, some columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RangeQuery {
+pub(super) struct RangeQuery {
     pub symbol: String,
     /// `None`: every interval the symbol has.
     pub interval: Option<String>,
@@ -63,7 +63,7 @@ fn parse_query(sql: &str) -> Option<Query> {
 const MAX_RANGE_SQL_BYTES: usize = 4096;
 
 /// The range read `sql` asks for, or `None` if it is anything else.
-pub fn recognize(sql: &str) -> Option<RangeQuery> {
+pub(super) fn recognize(sql: &str) -> Option<RangeQuery> {
     if sql.len() > MAX_RANGE_SQL_BYTES {
         return None;
     }

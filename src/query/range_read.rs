@@ -40,9 +40,9 @@ use crate::storage::PartitionKey;
 pub type SeriesMap = Arc<dyn Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync>;
 
 /// Rows decoded per batch.
-pub const BATCH_ROWS: usize = 8192;
+pub(super) const BATCH_ROWS: usize = 8192;
 
-pub struct RangeReader {
+pub(super) struct RangeReader {
     catalog: Arc<Catalog>,
     live: Option<Arc<Live>>,
     /// The same cached-footer readers the DataFusion scan uses, so both share one footer cache.
@@ -64,7 +64,7 @@ fn bounds(q: &RangeQuery) -> Option<(i64, i64)> {
 }
 
 impl RangeReader {
-    pub fn new(
+    pub(super) fn new(
         catalog: Arc<Catalog>,
         live: Option<Arc<Live>>,
         files: Arc<dyn ParquetFileReaderFactory>,
@@ -80,7 +80,7 @@ impl RangeReader {
 
     /// The query's rows, streamed file by file; `None` when the query is DataFusion's to answer
     /// (a key that is not stored verbatim, or live rows in the range).
-    pub fn read(&self, q: &RangeQuery) -> Option<SendableRecordBatchStream> {
+    pub(super) fn read(&self, q: &RangeQuery) -> Option<SendableRecordBatchStream> {
         if q.interval.is_some() {
             return self.read_all(std::slice::from_ref(q), BATCH_ROWS)?.pop();
         }
@@ -97,14 +97,17 @@ impl RangeReader {
 
     /// Reads of several series (the same columns and limit each) merged into one stream sorted
     /// by ts, ties going to the earlier query; the limit applies to the merged rows.
-    pub fn read_merged(&self, queries: Vec<RangeQuery>) -> Option<SendableRecordBatchStream> {
+    pub(super) fn read_merged(
+        &self,
+        queries: Vec<RangeQuery>,
+    ) -> Option<SendableRecordBatchStream> {
         self.read_merged_mapped(queries, &|_| None)
     }
 
     /// [`RangeReader::read_merged`], each series' batches first passed through the function
     /// `map` gives for its symbol (adjusted reads multiply prices there, one series at a time).
     /// The batches `map` sees hold the query's columns and ts.
-    pub fn read_merged_mapped(
+    pub(super) fn read_merged_mapped(
         &self,
         mut queries: Vec<RangeQuery>,
         map: &dyn Fn(&str) -> Option<SeriesMap>,
@@ -176,7 +179,7 @@ impl RangeReader {
 
     /// One stream per query (each naming its interval), all from one catalog snapshot, in
     /// batches of at most `batch_rows`; `None` if any query is DataFusion's to answer.
-    pub fn read_all(
+    pub(super) fn read_all(
         &self,
         queries: &[RangeQuery],
         batch_rows: usize,

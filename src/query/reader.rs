@@ -36,14 +36,14 @@ use crate::storage::{DamagedFile, Recorded, Units};
 /// Creates a [`VerifiedReader`] for files that carry their [`Recorded`] checksums as an
 /// extension, and the cached-footer reader for the others.
 #[derive(Debug)]
-pub struct ReaderFactory {
+pub(super) struct ReaderFactory {
     store: Arc<dyn ObjectStore>,
     metadata_cache: Arc<FileMetadataCache>,
     unverified: CachedParquetFileReaderFactory,
 }
 
 impl ReaderFactory {
-    pub fn new(store: Arc<dyn ObjectStore>, metadata_cache: Arc<FileMetadataCache>) -> Self {
+    pub(super) fn new(store: Arc<dyn ObjectStore>, metadata_cache: Arc<FileMetadataCache>) -> Self {
         let unverified =
             CachedParquetFileReaderFactory::new(Arc::clone(&store), Arc::clone(&metadata_cache));
         Self {

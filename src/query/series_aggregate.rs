@@ -35,7 +35,7 @@ use crate::model::{COL_SYMBOL, COL_TIMEFRAME};
 
 /// The optimizer rule: swaps qualifying partial aggregates for [`SeriesPartialAggregateExec`].
 #[derive(Debug, Default)]
-pub struct GroupBySeries;
+pub(super) struct GroupBySeries;
 
 impl PhysicalOptimizerRule for GroupBySeries {
     fn name(&self) -> &str {
@@ -68,7 +68,7 @@ enum SeriesKey {
 
 /// A partial aggregate grouped by series keys, run per partition without a key.
 #[derive(Debug)]
-pub struct SeriesPartialAggregateExec {
+pub(super) struct SeriesPartialAggregateExec {
     /// The aggregate this replaces: its schema and properties are ours, and it is what a
     /// rebuild with new children starts from.
     original: Arc<dyn ExecutionPlan>,

@@ -90,7 +90,7 @@ fn read_ahead(input: SendableRecordBatchStream) -> SendableRecordBatchStream {
 
 /// A string column whose value is fixed for each input (a series' symbol or interval): built
 /// from the input each row came from rather than gathered row by row.
-pub struct ConstantColumn {
+pub(super) struct ConstantColumn {
     pub index: usize,
     /// The column's value in each input, in input order.
     pub values: Vec<String>,
@@ -98,7 +98,7 @@ pub struct ConstantColumn {
 
 /// Merges `inputs` (each sorted by the timestamp column `ts_index`, given in tie-break order)
 /// into one stream sorted by (ts, input position), `batch_rows` rows a batch.
-pub fn merge_series(
+pub(super) fn merge_series(
     schema: SchemaRef,
     inputs: Vec<SendableRecordBatchStream>,
     ts_index: usize,

@@ -22,19 +22,19 @@ use super::table::STORE_URL;
 use crate::model::{COL_SYMBOL, COL_TIMEFRAME, COL_TS};
 
 /// The key columns: constant within a series (symbol, interval) or its time (ts).
-pub fn is_key_column(name: &str) -> bool {
+pub(super) fn is_key_column(name: &str) -> bool {
     matches!(name, COL_SYMBOL | COL_TIMEFRAME | COL_TS)
 }
 
 /// `expr` is the column `name` itself, not an expression that took its name.
-pub fn is_plain_column(expr: &Arc<dyn PhysicalExpr>, name: &str) -> bool {
+pub(super) fn is_plain_column(expr: &Arc<dyn PhysicalExpr>, name: &str) -> bool {
     expr.downcast_ref::<Column>()
         .is_some_and(|c| c.name() == name)
 }
 
 /// Every key column in `projection` is the column itself: none was computed or renamed into
 /// a key's name.
-pub fn keeps_key_columns(projection: &[ProjectionExpr]) -> bool {
+pub(super) fn keeps_key_columns(projection: &[ProjectionExpr]) -> bool {
     projection
         .iter()
         .all(|p| !is_key_column(&p.alias) || is_plain_column(&p.expr, &p.alias))
@@ -42,7 +42,7 @@ pub fn keeps_key_columns(projection: &[ProjectionExpr]) -> bool {
 
 /// The Parquet scan of this store's files that `plan` is, if it is one whose key columns are
 /// the columns themselves (a projection pushed into the scan could have renamed them).
-pub fn stored_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
+pub(super) fn stored_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
     let config = plan
         .downcast_ref::<DataSourceExec>()?
         .data_source()
@@ -104,7 +104,7 @@ fn keeps_partitions_and_keys(plan: &Arc<dyn ExecutionPlan>) -> bool {
 /// The series every output partition of `plan` reads, when each reads exactly one: true of the
 /// `bars` scan (one file group per series, then one partition per live series) and of the
 /// filters, projections and sorts above it that keep partitions apart.
-pub fn partition_series(plan: &Arc<dyn ExecutionPlan>) -> Option<Vec<SeriesName>> {
+pub(super) fn partition_series(plan: &Arc<dyn ExecutionPlan>) -> Option<Vec<SeriesName>> {
     if let Some(config) = stored_scan(plan) {
         return file_group_series(config);
     }

@@ -40,7 +40,7 @@ use crate::model::{COL_SYMBOL, COL_TIMEFRAME, COL_TS, FILE_SCHEMA};
 
 /// The optimizer rule: answers qualifying aggregates from the files' recorded time ranges.
 #[derive(Debug, Default)]
-pub struct TsExtremesFromCatalog;
+pub(super) struct TsExtremesFromCatalog;
 
 impl PhysicalOptimizerRule for TsExtremesFromCatalog {
     fn name(&self) -> &str {

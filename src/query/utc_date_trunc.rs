@@ -22,13 +22,13 @@ use datafusion::logical_expr::{
 };
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct UtcDateTrunc {
+pub(super) struct UtcDateTrunc {
     /// DataFusion's `date_trunc`.
     inner: Arc<ScalarUDF>,
 }
 
 impl UtcDateTrunc {
-    pub fn new(inner: Arc<ScalarUDF>) -> Self {
+    pub(super) fn new(inner: Arc<ScalarUDF>) -> Self {
         Self { inner }
     }
 }
@@ -95,7 +95,9 @@ impl ScalarUDFImpl for UtcDateTrunc {
 
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let (unit, zone) = match args.arg_fields.get(1).map(|f| f.data_type()) {
-            Some(DataType::Timestamp(unit, Some(zone))) if is_utc(zone) => (*unit, zone.clone()),
+            Some(DataType::Timestamp(unit, Some(zone))) if is_utc(zone) => {
+                (*unit, Arc::clone(zone))
+            }
             _ => return self.inner.invoke_with_args(args),
         };
         let value = args.args.remove(1);

@@ -22,7 +22,7 @@ pub const SQL_FILES: &[(&str, &str)] = &[
 ];
 
 /// Runs every statement of every file: these are trusted, so DDL is allowed here.
-pub async fn register(ctx: &SessionContext) -> Result<()> {
+pub(super) async fn register(ctx: &SessionContext) -> Result<()> {
     for (name, text) in SQL_FILES {
         let statements = DFParser::parse_sql(text)
             .map_err(|e| datafusion::error::DataFusionError::Plan(format!("sql/{name}: {e}")))?;

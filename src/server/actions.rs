@@ -14,14 +14,14 @@ use crate::actions::sql;
 use crate::model::Symbol;
 
 #[derive(Debug, Deserialize)]
-pub struct ActionsParams {
+pub(super) struct ActionsParams {
     symbols: Option<String>,
     format: Option<String>,
 }
 
 /// `GET /v1/corporate-actions?symbols=AAPL,MSFT&format=`: the events of these symbols (of every
 /// symbol without `symbols`), by symbol, ex-date and kind, in the columns of the SQL table.
-pub async fn list(
+pub(super) async fn list(
     State(app): State<App>,
     Query(params): Query<ActionsParams>,
     headers: HeaderMap,

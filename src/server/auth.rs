@@ -11,11 +11,11 @@ use super::error::ApiError;
 use crate::config::Scope;
 use crate::error::ErrorKind;
 
-pub async fn read(State(app): State<App>, request: Request, next: Next) -> Response {
+pub(super) async fn read(State(app): State<App>, request: Request, next: Next) -> Response {
     check(&app, Scope::Read, request, next).await
 }
 
-pub async fn write(State(app): State<App>, request: Request, next: Next) -> Response {
+pub(super) async fn write(State(app): State<App>, request: Request, next: Next) -> Response {
     if app.config.read_only {
         // Checked before the token: no token makes a replica writable.
         return ApiError::of_kind(
@@ -36,13 +36,13 @@ async fn check(app: &App, needed: Scope, request: Request, next: Next) -> Respon
 
 /// A configured token as the server compares it: its SHA-256, so comparing takes the same time
 /// whatever the token's length or content.
-pub struct TokenDigest {
+pub(super) struct TokenDigest {
     digest: [u8; 32],
     scope: Scope,
 }
 
 impl TokenDigest {
-    pub fn all(tokens: &[crate::config::Token]) -> Vec<TokenDigest> {
+    pub(super) fn all(tokens: &[crate::config::Token]) -> Vec<TokenDigest> {
         tokens
             .iter()
             .map(|t| TokenDigest {

@@ -19,11 +19,11 @@ pub struct ApiError {
 }
 
 /// The code of a response to a request whose handler panicked.
-pub const PANIC_CODE: &str = "internal_panic";
+pub(super) const PANIC_CODE: &str = "internal_panic";
 
 /// Put on error responses so the metrics layer can count errors by code.
 #[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+pub(super) struct ErrorCode(pub &'static str);
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -194,7 +194,7 @@ const STORE_DIRS: [&str; 5] = ["bars", "_catalog", "_sync", "_tickvault", "_wal"
 /// A message with every absolute filesystem path shown relative to the store when it lies in one
 /// (`bars/timeframe=1d/...`) and as `.../<file name>` otherwise, so a client learns nothing of
 /// the server's filesystem. Only paths of two components or more (`/a/b`) count.
-pub fn redact_paths(message: &str) -> String {
+pub(super) fn redact_paths(message: &str) -> String {
     let starts_token =
         |prev: Option<char>| prev.is_none_or(|c| c.is_whitespace() || "\"'`([{<=,:".contains(c));
     let ends_token = |c: char| c.is_whitespace() || "\"'`)]}>,".contains(c);

@@ -23,9 +23,9 @@ const CHANNEL_ITEMS: usize = 2;
 
 /// What a query task starts with: the stream of body items, or an error known before any
 /// (which still gets its own status code).
-pub type Started<T> = Result<BoxStream<'static, T>, ApiError>;
+pub(super) type Started<T> = Result<BoxStream<'static, T>, ApiError>;
 
-pub struct QueryExecutor {
+pub(super) struct QueryExecutor {
     /// `Option` so `Drop` can take it: a runtime cannot be dropped inside another one.
     runtime: Option<Runtime>,
     running: Arc<AtomicU64>,
@@ -34,7 +34,7 @@ pub struct QueryExecutor {
 impl QueryExecutor {
     /// A runtime with one worker per core, on stacks deep enough for any SQL within
     /// `query::limits` (tokio's default 2 MiB overflowed at 900 nested terms).
-    pub fn new() -> std::io::Result<Self> {
+    pub(super) fn new() -> std::io::Result<Self> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -49,14 +49,14 @@ impl QueryExecutor {
     }
 
     /// Query tasks alive on the query runtime (starting or producing items).
-    pub fn running(&self) -> u64 {
+    pub(super) fn running(&self) -> u64 {
         self.running.load(Ordering::Relaxed)
     }
 
     /// Runs `start` on the query runtime, then pulls its stream there. The caller gets the
     /// stream of the items once `start` has succeeded; dropping either the pending call or the
     /// stream cancels the task, whether it is still starting or computing the next item.
-    pub async fn execute<T, F>(&self, start: F) -> Result<BoxStream<'static, T>, ApiError>
+    pub(super) async fn execute<T, F>(&self, start: F) -> Result<BoxStream<'static, T>, ApiError>
     where
         F: Future<Output = Started<T>> + Send + 'static,
         T: Send + 'static,

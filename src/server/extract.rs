@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 
 /// The query string, deserialized; a bad one is a 400 `invalid_parameter`.
-pub struct Query<T>(pub T);
+pub(super) struct Query<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Query<T>
 where
@@ -32,7 +32,7 @@ where
 
 /// Path parameters, deserialized; one that cannot be read (not UTF-8 once percent-decoded) is
 /// a 400 `invalid_path`.
-pub struct Path<T>(pub T);
+pub(super) struct Path<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Path<T>
 where
@@ -59,7 +59,7 @@ where
 
 /// A body axum could not read, as an API error: 413 past `max_body`, else 400 (axum's 415 and
 /// 422 for JSON bodies included, as the API answers every other bad body).
-pub fn body_rejection(status: StatusCode, text: String) -> ApiError {
+pub(super) fn body_rejection(status: StatusCode, text: String) -> ApiError {
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "body_too_large", text),
         s if s.is_server_error() => ApiError::new(status, "internal", text),

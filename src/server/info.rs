@@ -16,11 +16,11 @@ use crate::sync::scheduler::Job;
 /// The OpenAPI 3 document of every route (a test keeps it equal to the router).
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-pub async fn health() -> Json<Value> {
+pub(super) async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-pub async fn ready(State(app): State<App>) -> Response {
+pub(super) async fn ready(State(app): State<App>) -> Response {
     match app.store() {
         Ok(_) => Json(json!({ "ready": true })).into_response(),
         Err(e) => e.into_response(),
@@ -65,7 +65,7 @@ fn gauges(app: &App, store: Option<&crate::Store>, stats: &[SeriesStats]) -> Sto
 }
 
 /// `GET /v1/status`: storage totals, uptime and version.
-pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let store = app.store()?;
     let stats = store.stats();
     let g = gauges(&app, Some(&store), &stats);
@@ -139,7 +139,7 @@ fn live_status(app: &App, store: &crate::Store) -> Value {
 }
 
 /// `GET /metrics` in the Prometheus text format.
-pub async fn metrics(State(app): State<App>) -> Response {
+pub(super) async fn metrics(State(app): State<App>) -> Response {
     let store = app.store().ok();
     let stats = store.as_ref().map(|s| s.stats()).unwrap_or_default();
     let mut text = app.metrics.render(&gauges(&app, store.as_deref(), &stats));
@@ -155,7 +155,7 @@ pub async fn metrics(State(app): State<App>) -> Response {
     response
 }
 
-pub async fn openapi() -> Response {
+pub(super) async fn openapi() -> Response {
     let mut response = OPENAPI.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -165,7 +165,7 @@ pub async fn openapi() -> Response {
 }
 
 /// `POST /v1/compact` (write scope): merges partitions with several files.
-pub async fn compact(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn compact(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let store = app.store()?;
     let s = store.compact().await?;
     Ok(Json(json!({
@@ -176,11 +176,11 @@ pub async fn compact(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-pub async fn not_found() -> ApiError {
+pub(super) async fn not_found() -> ApiError {
     ApiError::not_found("no such route; see /v1/openapi.json")
 }
 
-pub async fn method_not_allowed() -> ApiError {
+pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",

@@ -20,7 +20,7 @@ use crate::ingest::{BodyFormat, CsvParams, parse_body};
 use crate::model::Symbol;
 
 #[derive(Debug, Deserialize)]
-pub struct WriteParams {
+pub(super) struct WriteParams {
     /// CSV bodies: the bars' timeframe (default 1d).
     timeframe: Option<String>,
     /// The old name of `timeframe`, still accepted.
@@ -31,7 +31,7 @@ pub struct WriteParams {
 
 /// `POST /v1/write`: all rows or none. Answered once the rows are in the WAL (fsynced) and
 /// visible to queries.
-pub async fn write(
+pub(super) async fn write(
     State(app): State<App>,
     Query(params): Query<WriteParams>,
     headers: HeaderMap,

@@ -20,7 +20,7 @@ use crate::Store;
 use crate::format::{BatchWriter, Format};
 
 /// The output formats the API speaks (the CLI's `table` is not one of them).
-pub fn parse_format(param: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
+pub(super) fn parse_format(param: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
     if let Some(name) = param {
         return match name.to_ascii_lowercase().as_str() {
             "json" => Ok(Format::Json),
@@ -54,7 +54,7 @@ pub fn parse_format(param: Option<&str>, headers: &HeaderMap) -> Result<Format, 
     Ok(Format::Json)
 }
 
-pub fn content_type(format: Format) -> &'static str {
+pub(super) fn content_type(format: Format) -> &'static str {
     match format {
         Format::Json => "application/json",
         Format::Ndjson => "application/x-ndjson",
@@ -67,14 +67,14 @@ pub fn content_type(format: Format) -> &'static str {
 
 /// A query slot: at most `max_concurrent_queries` run at once; the permit lives as long as the
 /// response body streams.
-pub struct QuerySlot {
+pub(super) struct QuerySlot {
     _permit: OwnedSemaphorePermit,
     app: App,
     pub deadline: Instant,
 }
 
 impl QuerySlot {
-    pub fn acquire(app: &App) -> Result<Self, ApiError> {
+    pub(super) fn acquire(app: &App) -> Result<Self, ApiError> {
         let permit = Arc::clone(&app.query_slots)
             .try_acquire_owned()
             .map_err(|_| {
@@ -96,7 +96,7 @@ impl QuerySlot {
         })
     }
 
-    pub fn timeout_error(&self) -> ApiError {
+    pub(super) fn timeout_error(&self) -> ApiError {
         timeout_error(self.app.config.query_timeout.duration())
     }
 }
@@ -120,7 +120,7 @@ fn timeout_error(limit: Duration) -> ApiError {
 }
 
 /// An answer from the result cache: no query runs, so no slot is taken.
-pub fn cached_response(format: Format, body: Bytes) -> Response {
+pub(super) fn cached_response(format: Format, body: Bytes) -> Response {
     let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
     headers.insert(
@@ -133,7 +133,7 @@ pub fn cached_response(format: Format, body: Bytes) -> Response {
 
 /// Collects an answer as it streams, for the result cache: kept if it ends whole, within the
 /// cache's entry limit, with the store still at the version it was computed at.
-pub struct CacheFill {
+pub(super) struct CacheFill {
     cache: Arc<ResultCache>,
     key: CacheKey,
     store: Arc<Store>,
@@ -141,7 +141,7 @@ pub struct CacheFill {
 }
 
 impl CacheFill {
-    pub fn new(cache: Arc<ResultCache>, key: CacheKey, store: Arc<Store>) -> Self {
+    pub(super) fn new(cache: Arc<ResultCache>, key: CacheKey, store: Arc<Store>) -> Self {
         Self {
             cache,
             key,
@@ -166,7 +166,7 @@ impl CacheFill {
 /// Runs `plan` on the query runtime within the slot's deadline, waits for the first batch (so
 /// an error or timeout before any output still gets its status code) and streams the rest in
 /// `format`, encoded on the query runtime too. The slot lives as long as the body.
-pub async fn stream_response(
+pub(super) async fn stream_response(
     slot: QuerySlot,
     format: Format,
     plan: impl Future<Output = Result<(SendableRecordBatchStream, Option<CacheFill>), ApiError>>

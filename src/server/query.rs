@@ -22,13 +22,13 @@ use crate::model::time::parse_time;
 use crate::model::{Interval, Symbol};
 
 #[derive(Debug, Deserialize)]
-pub struct SqlParams {
+pub(super) struct SqlParams {
     q: Option<String>,
     format: Option<String>,
 }
 
 /// `GET /v1/sql?q=SELECT...`
-pub async fn sql_get(
+pub(super) async fn sql_get(
     State(app): State<App>,
     Query(params): Query<SqlParams>,
     headers: HeaderMap,
@@ -41,7 +41,7 @@ pub async fn sql_get(
 }
 
 /// `POST /v1/sql` with the SQL as the body, or JSON `{"sql": "..."}`.
-pub async fn sql_post(
+pub(super) async fn sql_post(
     State(app): State<App>,
     Query(params): Query<SqlParams>,
     headers: HeaderMap,
@@ -76,7 +76,7 @@ pub async fn sql_post(
 }
 
 /// Turns a body extraction failure (too large, unreadable) into a JSON error.
-pub fn body_error(rejection: BytesRejection) -> ApiError {
+pub(super) fn body_error(rejection: BytesRejection) -> ApiError {
     let status = rejection.status();
     let code = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         "body_too_large"
@@ -124,7 +124,7 @@ async fn run_sql(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct BarsParams {
+pub(super) struct BarsParams {
     symbols: Option<String>,
     timeframe: Option<String>,
     /// The old name of `timeframe`, still accepted.
@@ -142,7 +142,7 @@ pub struct BarsParams {
 }
 
 /// `GET /v1/bars/{symbol}?timeframe&start&end&columns&format`
-pub async fn bars_one(
+pub(super) async fn bars_one(
     State(app): State<App>,
     Path(symbol): Path<String>,
     Query(params): Query<BarsParams>,
@@ -158,7 +158,7 @@ pub async fn bars_one(
 }
 
 /// `GET /v1/bars?symbols=AAPL,MSFT&timeframe&start&end&columns&format`: rows ordered by (ts, symbol).
-pub async fn bars_many(
+pub(super) async fn bars_many(
     State(app): State<App>,
     Query(params): Query<BarsParams>,
     headers: HeaderMap,
@@ -300,11 +300,11 @@ fn column_list(param: &str) -> Result<Vec<String>, ApiError> {
 }
 
 /// The response header that says what a `fill=true` read fetched.
-pub const FILL_HEADER: &str = "x-tickvault-fill";
+pub(super) const FILL_HEADER: &str = "x-tickvault-fill";
 
 /// The response header of an adjusted read: the events applied, `; `-separated
 /// (`AAPL 2020-08-31 split ratio=4 factor=0.25`), or `none`.
-pub const ADJUSTMENTS_HEADER: &str = "x-tickvault-adjustments";
+pub(super) const ADJUSTMENTS_HEADER: &str = "x-tickvault-adjustments";
 
 /// Past this, the header lists the first events and how many more there are (a client's
 /// header limit is often 8-16 KiB).

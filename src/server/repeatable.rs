@@ -11,7 +11,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 
 use crate::adjust::view::AdjustedBars;
 
-pub fn is_repeatable(plan: &LogicalPlan) -> bool {
+pub(super) fn is_repeatable(plan: &LogicalPlan) -> bool {
     let mut repeatable = true;
     let _ = plan.apply_with_subqueries(|node| {
         node.apply_expressions(|expr| {

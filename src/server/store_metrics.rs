@@ -7,7 +7,7 @@ use super::metrics::header;
 use crate::Store;
 use crate::storage::RequestKind;
 
-pub fn render(store: &Store) -> String {
+pub(super) fn render(store: &Store) -> String {
     let mut out = String::new();
     let c = store.requests();
     header(

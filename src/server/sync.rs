@@ -34,7 +34,7 @@ fn opt_time(us: Option<i64>) -> Value {
 }
 
 /// `GET /v1/symbols`: every stored series and every tracked one, with its sync status.
-pub async fn list(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let store = app.store()?;
     let syncer = app.syncer()?;
     let state = syncer.refresh().await?;
@@ -96,7 +96,7 @@ pub async fn list(State(app): State<App>) -> Result<Json<Value>, ApiError> {
 /// `POST /v1/symbols` (write): `{symbol, timeframes, provider, since, calendar}` (`intervals`,
 /// the old name of `timeframes`, is accepted too). Starts
 /// tracking (or changes how); stage 2 fills its history on its next run.
-pub async fn track(
+pub(super) async fn track(
     State(app): State<App>,
     body: Result<Json<TrackRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -122,12 +122,12 @@ pub async fn track(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct UntrackParams {
+pub(super) struct UntrackParams {
     purge: Option<bool>,
 }
 
 /// `DELETE /v1/symbols/{symbol}?purge=true` (write): stops tracking; bars stay unless purged.
-pub async fn untrack(
+pub(super) async fn untrack(
     State(app): State<App>,
     Path(symbol): Path<String>,
     Query(params): Query<UntrackParams>,
@@ -144,7 +144,7 @@ pub async fn untrack(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct RangeParams {
+pub(super) struct RangeParams {
     timeframe: Option<String>,
     /// The old name of `timeframe`, still accepted.
     interval: Option<String>,
@@ -154,7 +154,7 @@ pub struct RangeParams {
 
 /// `POST /v1/symbols/{symbol}/backfill?start&end` (write): fetches the range again now, even
 /// where it is stored or covered, and answers what it did.
-pub async fn backfill_symbol(
+pub(super) async fn backfill_symbol(
     State(app): State<App>,
     Path(symbol): Path<String>,
     Query(params): Query<RangeParams>,
@@ -183,7 +183,7 @@ pub async fn backfill_symbol(
 
 /// `DELETE /v1/bars/{symbol}?timeframe&start&end` (write): removes the range atomically; the
 /// ledger forgets it, so stage 2 heals it if the symbol is tracked.
-pub async fn delete_bars(
+pub(super) async fn delete_bars(
     State(app): State<App>,
     Path(symbol): Path<String>,
     Query(params): Query<RangeParams>,
@@ -216,7 +216,7 @@ pub async fn delete_bars(
 
 /// `POST /v1/sync/{job}` (write): runs a job now (transfer, backfill, live, compact, gc) and
 /// answers what it did.
-pub async fn run_job(
+pub(super) async fn run_job(
     State(app): State<App>,
     Path(job): Path<String>,
 ) -> Result<Json<JobReport>, ApiError> {
@@ -227,7 +227,7 @@ pub async fn run_job(
 
 /// `GET /v1/sync/status`: each job's last and next run; each provider's requests, errors,
 /// rate-limit waits and circuit state; tracked series by state.
-pub async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn status(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let syncer = app.syncer()?;
     let state = syncer.refresh().await?;
     let jobs: serde_json::Map<String, Value> = Job::ALL

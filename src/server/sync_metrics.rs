@@ -12,7 +12,7 @@ use crate::sync::upstream::UpstreamStats;
 type StatFn = fn(&UpstreamStats) -> f64;
 type JobFn = fn(&JobState) -> u64;
 
-pub fn render(app: &App) -> String {
+pub(super) fn render(app: &App) -> String {
     let mut out = String::new();
     let Ok(syncer) = app.syncer() else {
         return out;

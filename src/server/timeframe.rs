@@ -6,7 +6,7 @@ use crate::model::{Interval, either_timeframe};
 
 /// The timeframe of `?timeframe=` or `?interval=`, parsed; both given and different is refused
 /// (400), as is an unknown value. Errors name the parameter the client used.
-pub fn timeframe_param(
+pub(super) fn timeframe_param(
     timeframe: Option<&str>,
     interval: Option<&str>,
 ) -> Result<Option<Interval>, ApiError> {

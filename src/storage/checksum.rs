@@ -175,7 +175,7 @@ fn unit_cuts(metadata: &ParquetMetaData, size: u64, footer_bytes: u64) -> Vec<u6
 
 /// The CRC32 of every read unit of a file just written: `metadata` is what the writer
 /// returned, `footer_bytes` the tail's length.
-pub fn record(bytes: &[u8], metadata: &ParquetMetaData, footer_bytes: u64) -> Vec<u32> {
+pub(super) fn record(bytes: &[u8], metadata: &ParquetMetaData, footer_bytes: u64) -> Vec<u32> {
     unit_cuts(metadata, bytes.len() as u64, footer_bytes)
         .windows(2)
         .map(|w| crc32fast::hash(&bytes[w[0] as usize..w[1] as usize]))

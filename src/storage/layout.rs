@@ -18,9 +18,9 @@ use crate::model::{Interval, Symbol};
 
 pub const BARS_PREFIX: &str = "bars";
 /// The partition key of the bar size in new paths.
-pub const TIMEFRAME_KEY: &str = "timeframe";
+pub(super) const TIMEFRAME_KEY: &str = "timeframe";
 /// The same key in paths written before the rename, still read.
-pub const LEGACY_TIMEFRAME_KEY: &str = "interval";
+pub(super) const LEGACY_TIMEFRAME_KEY: &str = "interval";
 
 /// One partition of the table: a series' bars in one UTC year.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

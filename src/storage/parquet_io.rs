@@ -263,10 +263,11 @@ mod tests {
         let file = encode_bars(&batch, "1m".parse().unwrap()).unwrap();
         assert_eq!(decode_bars("x.parquet", file.bytes.clone()).unwrap(), batch);
 
-        let metadata = ParquetRecordBatchReaderBuilder::try_new(file.bytes.clone())
-            .unwrap()
-            .metadata()
-            .clone();
+        let metadata = std::sync::Arc::clone(
+            ParquetRecordBatchReaderBuilder::try_new(file.bytes.clone())
+                .unwrap()
+                .metadata(),
+        );
         // One row group per calendar month.
         assert_eq!(metadata.num_row_groups(), 2);
         let column = |name: &str| {

@@ -116,7 +116,11 @@ impl S3Config {
 }
 
 /// The S3 client for `s3://bucket/prefix`, rooted at the prefix.
-pub fn open_s3(bucket: &str, prefix: &str, config: &S3Config) -> Result<Arc<dyn ObjectStore>> {
+pub(super) fn open_s3(
+    bucket: &str,
+    prefix: &str,
+    config: &S3Config,
+) -> Result<Arc<dyn ObjectStore>> {
     let invalid = |reason: String| Error::InvalidUrl {
         url: format!("s3://{bucket}/{prefix}"),
         reason,

@@ -452,7 +452,7 @@ async fn http_lists_corporate_actions_and_sql_sees_new_commits() {
     // The server follows other processes' commits on its store's clock, moved by the test.
     let clock = tickvault::clock::ManualClock::new(1_750_000_000_000_000);
     let options = StoreOptions {
-        clock: clock.clone(),
+        clock: Arc::<tickvault::clock::ManualClock>::clone(&clock),
         ..Default::default()
     };
     let store = Arc::new(

@@ -17,14 +17,14 @@ use object_store::{
 use tickvault::model::BARS_SCHEMA;
 
 /// xorshift64*: a seeded generator with no dependency, so a failing case replays from its seed.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed | 1) // an all-zero state would stay zero
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -32,26 +32,26 @@ impl Rng {
     }
 
     /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 
     /// An index into something `len` long.
-    pub fn index(&mut self, len: usize) -> usize {
+    pub(crate) fn index(&mut self, len: usize) -> usize {
         self.below(len as u64) as usize
     }
 }
 
-pub const DAY: i64 = 86_400_000_000;
-pub const MINUTE: i64 = 60_000_000;
+pub(crate) const DAY: i64 = 86_400_000_000;
+pub(crate) const MINUTE: i64 = 60_000_000;
 /// 2021-01-04T00:00:00Z, a Monday.
-pub const T2021: i64 = 1_609_718_400_000_000;
+pub(crate) const T2021: i64 = 1_609_718_400_000_000;
 
 /// One bar as tests describe it: (symbol, interval, ts µs, close); OHLC derived from close.
-pub type Row = (String, String, i64, f64);
+pub(crate) type Row = (String, String, i64, f64);
 
 /// A `bars`-schema batch with open = close, high = close + 1, low = close - 1, volume = 10.
-pub fn bars(rows: &[Row]) -> RecordBatch {
+pub(crate) fn bars(rows: &[Row]) -> RecordBatch {
     let close: Vec<f64> = rows.iter().map(|r| r.3).collect();
     RecordBatch::try_new(
         BARS_SCHEMA.clone(),
@@ -83,7 +83,7 @@ pub fn bars(rows: &[Row]) -> RecordBatch {
 }
 
 /// The rows of ONE series (all with the first row's symbol and interval) as a `SeriesBatch`.
-pub fn series(rows: &[Row]) -> tickvault::batch::SeriesBatch {
+pub(crate) fn series(rows: &[Row]) -> tickvault::batch::SeriesBatch {
     assert!(
         rows.iter()
             .all(|r| (&r.0, &r.1) == (&rows[0].0, &rows[0].1)),
@@ -102,12 +102,12 @@ pub fn series(rows: &[Row]) -> tickvault::batch::SeriesBatch {
     }
 }
 
-pub fn row(symbol: &str, interval: &str, ts: i64, close: f64) -> Row {
+pub(crate) fn row(symbol: &str, interval: &str, ts: i64, close: f64) -> Row {
     (symbol.to_string(), interval.to_string(), ts, close)
 }
 
 /// The values of a Float64 column across batches, in order.
-pub fn f64_values(batches: &[RecordBatch], column: usize) -> Vec<f64> {
+pub(crate) fn f64_values(batches: &[RecordBatch], column: usize) -> Vec<f64> {
     batches
         .iter()
         .flat_map(|b| {
@@ -122,7 +122,7 @@ pub fn f64_values(batches: &[RecordBatch], column: usize) -> Vec<f64> {
 }
 
 /// (symbol, interval, ts) -> close, read back through SQL in key order.
-pub async fn contents(store: &tickvault::Store) -> BTreeMap<(String, String, i64), f64> {
+pub(crate) async fn contents(store: &tickvault::Store) -> BTreeMap<(String, String, i64), f64> {
     let batches = store
         .query("SELECT symbol, timeframe, arrow_cast(ts, 'Int64') AS t, close FROM bars ORDER BY symbol, timeframe, ts")
         .await
@@ -158,7 +158,7 @@ pub async fn contents(store: &tickvault::Store) -> BTreeMap<(String, String, i64
 /// Wraps a store: records the paths of data reads, and fails puts under `bars/` or of commits
 /// when told to.
 #[derive(Debug)]
-pub struct TestStore {
+pub(crate) struct TestStore {
     inner: Arc<dyn ObjectStore>,
     pub reads: Mutex<Vec<String>>,
     pub fail_commits: AtomicBool,
@@ -167,7 +167,7 @@ pub struct TestStore {
 }
 
 impl TestStore {
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
+    pub(crate) fn new(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
         Arc::new(Self {
             inner,
             reads: Mutex::new(Vec::new()),
@@ -178,7 +178,7 @@ impl TestStore {
     }
 
     /// Distinct Parquet files read since the last call.
-    pub fn take_data_reads(&self) -> Vec<String> {
+    pub(crate) fn take_data_reads(&self) -> Vec<String> {
         let mut reads: Vec<String> = std::mem::take(&mut *self.reads.lock().unwrap())
             .into_iter()
             .filter(|p| p.ends_with(".parquet"))
@@ -189,7 +189,7 @@ impl TestStore {
     }
 
     /// Read requests (GETs, ranged or not) to Parquet files since the last take.
-    pub fn read_requests(&self) -> usize {
+    pub(crate) fn read_requests(&self) -> usize {
         self.reads
             .lock()
             .unwrap()
@@ -285,12 +285,12 @@ impl ObjectStore for TestStore {
 
 /// Per series: (first ts, last ts) over every row, and (rows, sum of close, last ts) over rows
 /// with close > 50 (series without such rows are absent).
-pub type SeriesSummary = BTreeMap<(String, String), ((i64, i64), Option<(i64, f64, i64)>)>;
+pub(crate) type SeriesSummary = BTreeMap<(String, String), ((i64, i64), Option<(i64, f64, i64)>)>;
 
 /// The per-series aggregates through SQL. The first query is answered from the catalog's
 /// time ranges, the second by per-series partial aggregation (with partitions the filter
 /// empties), so both plan rewrites are checked against a model.
-pub async fn series_summary(store: &tickvault::Store) -> SeriesSummary {
+pub(crate) async fn series_summary(store: &tickvault::Store) -> SeriesSummary {
     use arrow::array::{AsArray, Int64Array};
     let mut out = SeriesSummary::new();
     let extremes = store
@@ -339,7 +339,7 @@ pub async fn series_summary(store: &tickvault::Store) -> SeriesSummary {
 }
 
 /// What [`series_summary`] must return for a model of the store.
-pub fn model_summary(model: &BTreeMap<(String, String, i64), f64>) -> SeriesSummary {
+pub(crate) fn model_summary(model: &BTreeMap<(String, String, i64), f64>) -> SeriesSummary {
     let mut out = SeriesSummary::new();
     for ((symbol, interval, ts), close) in model {
         let entry = out
@@ -360,7 +360,7 @@ pub fn model_summary(model: &BTreeMap<(String, String, i64), f64>) -> SeriesSumm
 /// (`QueryEngine::range_read`): for every series of the model and one that is absent, and for
 /// every symbol without an interval, over several ranges, with and without a limit, the short
 /// path's rows and DataFusion's equal the model. Returns how many queries took the short path and how many were asked.
-pub async fn check_range_reads(
+pub(crate) async fn check_range_reads(
     store: &tickvault::Store,
     model: &BTreeMap<(String, String, i64), f64>,
 ) -> (usize, usize) {
@@ -474,7 +474,7 @@ pub async fn check_range_reads(
 /// a range across the year boundary: rows in (ts, symbol) order equal to the model, whole and
 /// with a projection that leaves out ts. Returns how many loads were answered by merging range
 /// reads (`QueryEngine::load_series`) and how many were asked.
-pub async fn check_loads(
+pub(crate) async fn check_loads(
     store: &tickvault::Store,
     model: &BTreeMap<(String, String, i64), f64>,
 ) -> (usize, usize) {

@@ -13,7 +13,9 @@ use crate::common::*;
 #[tokio::test]
 async fn failed_commit_leaves_store_as_it_was_and_gc_removes_the_orphan() {
     let test_store = TestStore::new(Arc::new(InMemory::new()));
-    let store = Store::open_with(test_store.clone(), "test").await.unwrap();
+    let store = Store::open_with(Arc::<TestStore>::clone(&test_store), "test")
+        .await
+        .unwrap();
     store
         .write(&bars(&[row("A", "1d", T2021, 1.0)]))
         .await
@@ -34,7 +36,9 @@ async fn failed_commit_leaves_store_as_it_was_and_gc_removes_the_orphan() {
 
     assert_eq!(store.catalog().snapshot().seq, seq_before);
     assert_eq!(contents(&store).await, before);
-    let reopened = Store::open_with(test_store.clone(), "test").await.unwrap();
+    let reopened = Store::open_with(Arc::<TestStore>::clone(&test_store), "test")
+        .await
+        .unwrap();
     assert_eq!(contents(&reopened).await, before);
     assert!(reopened.check().await.unwrap().is_clean());
 }
@@ -99,7 +103,9 @@ async fn gc_deletes_replaced_files_only_after_grace() {
 #[tokio::test]
 async fn failed_data_put_commits_nothing() {
     let test_store = TestStore::new(Arc::new(InMemory::new()));
-    let store = Store::open_with(test_store.clone(), "test").await.unwrap();
+    let store = Store::open_with(Arc::<TestStore>::clone(&test_store), "test")
+        .await
+        .unwrap();
     test_store.fail_data_puts.store(true, Ordering::SeqCst);
     assert!(
         store
@@ -126,7 +132,7 @@ async fn concurrent_writers_lose_nothing() {
             .unwrap(),
     );
     let mut tasks = Vec::new();
-    for (w, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+    for (w, store) in [Arc::clone(&a), Arc::clone(&b)].into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             for i in 0..15i64 {
                 let rows = vec![

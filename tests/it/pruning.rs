@@ -11,7 +11,9 @@ use crate::common::*;
 #[tokio::test]
 async fn selective_query_opens_one_file() {
     let test_store = TestStore::new(Arc::new(InMemory::new()));
-    let store = Store::open_with(test_store.clone(), "test").await.unwrap();
+    let store = Store::open_with(Arc::<TestStore>::clone(&test_store), "test")
+        .await
+        .unwrap();
     // 4 symbols x 3 years of daily bars = 12 files.
     let mut rows = Vec::new();
     for sym in ["AAA", "BBB", "CCC", "DDD"] {
@@ -101,7 +103,9 @@ async fn physical_plan(store: &Store, sql: &str) -> String {
 #[tokio::test]
 async fn first_and_last_bar_per_symbol_come_from_the_catalog() {
     let test_store = TestStore::new(Arc::new(InMemory::new()));
-    let store = Store::open_with(test_store.clone(), "test").await.unwrap();
+    let store = Store::open_with(Arc::<TestStore>::clone(&test_store), "test")
+        .await
+        .unwrap();
     let mut rows = Vec::new();
     for (k, sym) in ["AAA", "BBB", "CCC"].iter().enumerate() {
         for d in 0..(500 + 100 * k as i64) {

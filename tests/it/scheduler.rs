@@ -83,7 +83,7 @@ async fn a_failing_run_is_reported_and_the_next_tick_runs_again() {
     let wal = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let object_store = TestStore::new(Arc::new(InMemory::new()));
-    let store = live_store(object_store.clone(), &clock, wal.path()).await;
+    let store = live_store(Arc::<TestStore>::clone(&object_store), &clock, wal.path()).await;
     store.ingest_batch(&bars(&rows(3))).await.unwrap();
     let settings = SchedulerSettings::manual(Duration::from_secs(3600))
         .run_every(Job::Transfer, Duration::from_secs(60));

@@ -314,7 +314,7 @@ pub(crate) struct Events {
 
 impl Events {
     /// The splits whose ratio is usable (finite, above 0), by ex-date.
-    pub fn splits(&self) -> impl Iterator<Item = (NaiveDate, f64)> + '_ {
+    pub(super) fn splits(&self) -> impl Iterator<Item = (NaiveDate, f64)> + '_ {
         self.events.iter().filter_map(|e| match e {
             Event::Split { ex_date, ratio } if ratio.is_finite() && *ratio > 0.0 => {
                 Some((*ex_date, *ratio))
@@ -325,7 +325,12 @@ impl Events {
 
     /// The events as corporate actions of `symbol`, dividend amounts multiplied back by the
     /// splits after them; events the rules refuse are rejected with the rule.
-    pub fn into_actions(self, symbol: &Symbol, source: &str, recorded_at: i64) -> FetchedActions {
+    pub(super) fn into_actions(
+        self,
+        symbol: &Symbol,
+        source: &str,
+        recorded_at: i64,
+    ) -> FetchedActions {
         let splits: BTreeMap<NaiveDate, f64> = self.splits().collect();
         let mut out = FetchedActions {
             rejected: self.unreadable,

@@ -110,7 +110,9 @@ async fn one_of_concurrent_committers_wins(os: Arc<dyn ObjectStore>) {
 
 async fn failure_between_file_write_and_commit(os: Arc<dyn ObjectStore>) {
     let test_store = TestStore::new(os);
-    let store = Store::open_with(test_store.clone(), "suite").await.unwrap();
+    let store = Store::open_with(Arc::<TestStore>::clone(&test_store), "suite")
+        .await
+        .unwrap();
     store.write(&bars(&batch(1.0))).await.unwrap();
     let before = contents(&store).await;
     test_store.fail_commits.store(true, Ordering::SeqCst);
@@ -122,7 +124,9 @@ async fn failure_between_file_write_and_commit(os: Arc<dyn ObjectStore>) {
         before,
         "nothing of the failed write shows"
     );
-    let reopened = Store::open_with(test_store.clone(), "suite").await.unwrap();
+    let reopened = Store::open_with(Arc::<TestStore>::clone(&test_store), "suite")
+        .await
+        .unwrap();
     assert_eq!(contents(&reopened).await, before);
     let report = reopened.check().await.unwrap();
     assert!(

@@ -6,6 +6,6 @@ mod actions;
 mod conformance;
 mod e2e;
 mod failures;
-pub mod moto;
+pub(crate) mod moto;
 mod proxy;
 mod requests;

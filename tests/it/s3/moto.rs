@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tickvault::storage::{OpenedStore, S3Config, StoreSettings, StoreUrl, open_object_store};
 
-pub struct Moto {
+pub(crate) struct Moto {
     child: Option<Child>,
     pub endpoint: String,
 }
@@ -48,7 +48,7 @@ fn ensure_installed() {
 
 impl Moto {
     /// Starts a server; `auth` makes it check credentials (every key is then unknown to it).
-    pub fn start_with(auth: bool) -> Moto {
+    pub(crate) fn start_with(auth: bool) -> Moto {
         ensure_installed();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -82,7 +82,7 @@ impl Moto {
         moto
     }
 
-    pub fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         Self::start_with(false)
     }
 
@@ -100,7 +100,7 @@ impl Moto {
     }
 
     /// Creates a bucket (moto takes an unsigned request) and returns its name.
-    pub async fn bucket(&self, name: &str) -> String {
+    pub(crate) async fn bucket(&self, name: &str) -> String {
         let name = format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let r = reqwest::Client::new()
             .put(format!("{}/{name}", self.endpoint))
@@ -112,17 +112,17 @@ impl Moto {
     }
 
     /// S3 settings for this server.
-    pub fn config(&self) -> S3Config {
+    pub(crate) fn config(&self) -> S3Config {
         s3_config(&self.endpoint)
     }
 
     /// The environment a `tickvault` process needs to reach this server.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         s3_env(&self.endpoint)
     }
 
     /// Stops the server (as a crash would).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
@@ -138,7 +138,7 @@ impl Drop for Moto {
     }
 }
 
-pub fn s3_config(endpoint: &str) -> S3Config {
+pub(crate) fn s3_config(endpoint: &str) -> S3Config {
     S3Config {
         endpoint: Some(endpoint.to_string()),
         region: Some("us-east-1".into()),
@@ -153,7 +153,7 @@ pub fn s3_config(endpoint: &str) -> S3Config {
     }
 }
 
-pub fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
     vec![
         ("TICKVAULT_S3_ENDPOINT", endpoint.to_string()),
         ("TICKVAULT_S3_REGION", "us-east-1".into()),
@@ -165,13 +165,13 @@ pub fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
 }
 
 /// One server shared by the tests that do not stop it.
-pub fn shared() -> &'static Moto {
+pub(crate) fn shared() -> &'static Moto {
     static SHARED: OnceLock<Moto> = OnceLock::new();
     SHARED.get_or_init(Moto::start)
 }
 
 /// The object store of `s3://bucket` on `endpoint`, with its request counters.
-pub fn open(endpoint: &str, bucket: &str) -> OpenedStore {
+pub(crate) fn open(endpoint: &str, bucket: &str) -> OpenedStore {
     let url = StoreUrl::parse(&format!("s3://{bucket}")).unwrap();
     let settings = StoreSettings {
         s3: s3_config(endpoint),

@@ -12,7 +12,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::response::Response;
 
 #[derive(Default)]
-pub struct Faults {
+pub(super) struct Faults {
     /// Forward without `If-None-Match` / `If-Match`.
     pub strip_conditions: AtomicBool,
     /// Answer `503 SlowDown` to every request whose number is a multiple of this (0: never).
@@ -24,7 +24,7 @@ pub struct Faults {
     seen: AtomicU64,
 }
 
-pub struct Proxy {
+pub(super) struct Proxy {
     pub endpoint: String,
     pub faults: Arc<Faults>,
 }
@@ -36,7 +36,7 @@ struct Ctx {
 }
 
 impl Proxy {
-    pub async fn start(upstream: &str) -> Proxy {
+    pub(super) async fn start(upstream: &str) -> Proxy {
         let faults = Arc::new(Faults::default());
         let ctx = Arc::new(Ctx {
             upstream: upstream.to_string(),
