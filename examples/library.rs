@@ -119,3 +119,25 @@ async fn main() -> anyhow::Result<()> {
 fn the_example_runs() {
     main().unwrap();
 }
+
+/// The README's library block is an excerpt of this file: each of its lines is here, in order.
+#[test]
+fn the_readme_shows_lines_of_this_program_in_order() {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme
+        .find("## Library")
+        .expect("README has a Library section")..];
+    let block = section
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the Library section has a rust block");
+    let program: Vec<&str> = include_str!("library.rs").lines().map(str::trim).collect();
+    let mut at = 0;
+    for line in block.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match program[at..].iter().position(|p| *p == line) {
+            Some(i) => at += i + 1,
+            None => panic!("README line not in examples/library.rs after line {at}: {line}"),
+        }
+    }
+}
