@@ -32,6 +32,15 @@ pub enum ErrorKind {
     WalUnavailable,
     /// A data file failed its checksum.
     Damaged,
+    /// A table version newer than the latest commit.
+    UnknownVersion,
+    /// A table version that can no longer be read: its log entries were cleaned up or GC
+    /// deleted its data files.
+    VersionGone,
+    /// A named snapshot that does not exist.
+    UnknownSnapshot,
+    /// A named snapshot created under a name already taken.
+    SnapshotExists,
     /// A failure on our side: storage I/O, a corrupt or inconsistent catalog, a task that
     /// panicked or was cancelled, a bug.
     Internal,

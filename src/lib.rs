@@ -16,7 +16,9 @@
 //! 2. [`batch`] (a series' bars as Arrow columns), [`calendar`] (the sessions a symbol
 //!    should have), [`format`](mod@format) (results as CSV, JSON, Arrow, Parquet or a table).
 //! 3. [`storage`]: the object store, the path layout and the Parquet encoding.
-//! 4. [`catalog`]: which files make up the table, changed by atomic commits.
+//! 4. [`catalog`]: which files make up the table, changed by atomic commits; every commit is
+//!    a table version that time travel reads ([`catalog::Catalog::snapshot_at`]). Then
+//!    [`snapshots`]: versions pinned under a name.
 //! 5. [`wal`], then [`live`]: acknowledged writes, durable and queryable before they reach
 //!    Parquet.
 //! 6. [`write`](mod@write), [`delete`], [`maintenance`]: changing the stored files through
@@ -51,6 +53,7 @@ pub mod maintenance;
 pub mod model;
 pub mod query;
 pub mod server;
+pub mod snapshots;
 pub mod storage;
 pub mod store;
 pub mod sync;
@@ -59,5 +62,6 @@ pub mod wal;
 pub mod write;
 
 pub use store::{
-    Error, ImportSummary, LoadRequest, LoadedBars, Result, Store, StoreOptions, TransferSummary,
+    Error, ImportSummary, LoadRequest, LoadedBars, Result, Store, StoreOptions, TableVersion,
+    TableView, TransferSummary,
 };

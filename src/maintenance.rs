@@ -10,7 +10,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::batch::sort_dedup;
-use crate::catalog::{self, Catalog, FileMeta, Transaction};
+use crate::catalog::{self, Catalog, FileMeta, Snapshot, Transaction};
 use crate::model::{Interval, Symbol};
 use crate::storage::{ParquetFilePath, PartitionKey, object_path, read_bars, read_footer};
 use crate::write::{self, write_file};
@@ -86,6 +86,9 @@ pub struct GcSummary {
     pub orphans_deleted: usize,
     /// Unreferenced files still inside the grace period.
     pub kept_in_grace: usize,
+    /// Files the latest version no longer references but a named snapshot's version does:
+    /// kept, whatever the grace, for as long as the snapshot exists.
+    pub kept_for_snapshots: usize,
     pub bytes_deleted: u64,
     /// Old versions of the corporate actions table deleted (see `ActionsTable::gc`).
     pub action_versions_deleted: usize,
@@ -93,10 +96,12 @@ pub struct GcSummary {
 
 /// Deletes files under `bars/` that the catalog does not reference, once they have been
 /// unreferenced for longer than `grace` (so a reader holding an older snapshot never loses a
-/// file under it). Lists the store: maintenance only, never on the query path.
+/// file under it). Files of a version a named snapshot pins are kept whatever the grace (see
+/// [`pinned_files`]). Lists the store: maintenance only, never on the query path.
 pub async fn gc(catalog: &Catalog, grace: Duration) -> write::Result<GcSummary> {
     let snapshot = catalog.refresh().await?;
     let referenced: HashSet<&str> = snapshot.files().map(|f| f.path.as_str()).collect();
+    let pinned = pinned_files(catalog).await?;
     let removed_at: BTreeMap<&str, i64> = snapshot
         .tombstones
         .iter()
@@ -111,6 +116,10 @@ pub async fn gc(catalog: &Catalog, grace: Duration) -> write::Result<GcSummary> 
         let meta = meta.map_err(crate::storage::Error::from)?;
         let path = meta.location.to_string();
         if referenced.contains(path.as_str()) {
+            continue;
+        }
+        if pinned.contains(&path) {
+            summary.kept_for_snapshots += 1;
             continue;
         }
         let tombstone = removed_at.get(path.as_str()).copied();
@@ -131,6 +140,55 @@ pub async fn gc(catalog: &Catalog, grace: Duration) -> write::Result<GcSummary> 
         }
     }
     Ok(summary)
+}
+
+/// Every file that a version pinned by a named snapshot references. A pinned version that
+/// cannot be rebuilt (its log entries gone) fails the call: GC then deletes nothing rather than
+/// guess which files that version needs.
+pub async fn pinned_files(catalog: &Catalog) -> write::Result<HashSet<String>> {
+    let mut files = HashSet::new();
+    for version in crate::snapshots::pinned_versions(catalog.store()).await? {
+        let at = catalog.snapshot_at(version).await?;
+        files.extend(at.files().map(|f| f.path.clone()));
+    }
+    Ok(files)
+}
+
+/// The files of `at` (an older version of the table) that no longer exist: GC deleted them
+/// once a later commit replaced them. Only files the latest version does not reference are
+/// looked at (one HEAD each): the latest version's own files are the store's live data.
+pub async fn missing_files(catalog: &Catalog, at: &Snapshot) -> write::Result<Vec<String>> {
+    let latest = catalog.snapshot();
+    let current: HashSet<&str> = latest.files().map(|f| f.path.as_str()).collect();
+    // Owned paths: a stream over borrowed ones is not `Send` for every lifetime.
+    let replaced: Vec<String> = at
+        .files()
+        .filter(|f| !current.contains(f.path.as_str()))
+        .map(|f| f.path.clone())
+        .collect();
+    let store = Arc::clone(catalog.store());
+    let heads: Vec<(String, std::result::Result<(), object_store::Error>)> =
+        futures::stream::iter(replaced)
+            .map(|path| {
+                let store = Arc::clone(&store);
+                async move {
+                    let head = store.head(&object_path(&path)).await.map(|_| ());
+                    (path, head)
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+    let mut missing = Vec::new();
+    for (path, head) in heads {
+        match head {
+            Ok(()) => {}
+            Err(object_store::Error::NotFound { .. }) => missing.push(path),
+            Err(e) => return Err(crate::storage::Error::from(e).into()),
+        }
+    }
+    missing.sort();
+    Ok(missing)
 }
 
 /// What `check` found.

@@ -28,6 +28,9 @@ pub enum Error {
     Catalog(#[from] catalog::Error),
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The named snapshots could not be read (GC keeps what they pin, so it stops).
+    #[error(transparent)]
+    Snapshots(#[from] crate::snapshots::Error),
     /// A row breaks a rule (rows numbered from 1 within its series batch); nothing was written.
     #[error("{series} row {row}: {rule}")]
     InvalidRow {
@@ -45,6 +48,7 @@ impl Error {
             Error::Storage(e) => e.kind(),
             Error::Catalog(e) => e.kind(),
             Error::Task(_) => ErrorKind::Internal,
+            Error::Snapshots(e) => e.kind(),
             Error::InvalidRow { .. } => ErrorKind::InvalidRow,
         }
     }

@@ -8,6 +8,7 @@
 //! `_catalog/_last_checkpoint` points at it. Loading reads that pointer, the checkpoint, then the
 //! commits after it by number until one is missing: no listing.
 
+mod at_version;
 mod log_check;
 mod snapshot;
 
@@ -19,6 +20,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+pub use at_version::VersionError;
 pub use snapshot::{Checkpoint, Commit, FileMeta, MissingFile, Seq, Snapshot, Tombstone};
 
 use crate::clock::{self, Clock};
@@ -60,6 +62,9 @@ pub enum Error {
     BrokenLog { path: String, reason: String },
     #[error("this store is open read-only; {0} needs a writer")]
     ReadOnly(String),
+    /// A version asked for by time travel that cannot be read (see `snapshot_at`).
+    #[error(transparent)]
+    Version(#[from] VersionError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -69,6 +74,7 @@ impl Error {
         match self {
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::ReadOnly(_) => ErrorKind::ReadOnly,
+            Error::Version(e) => e.kind(),
             Error::Io { .. }
             | Error::Corrupt { .. }
             | Error::Inconsistent(_)

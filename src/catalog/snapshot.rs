@@ -132,6 +132,11 @@ pub struct MissingFile {
 }
 
 impl Snapshot {
+    /// The table version this snapshot is: the number of the last commit it includes.
+    pub fn version(&self) -> u64 {
+        self.seq.0
+    }
+
     pub fn from_checkpoint(cp: Checkpoint) -> Self {
         let mut s = Snapshot {
             seq: cp.seq,

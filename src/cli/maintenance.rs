@@ -109,12 +109,17 @@ pub async fn compact_cmd(store: &Store) -> anyhow::Result<i32> {
 pub async fn gc_cmd(store: &Store, args: GcArgs) -> anyhow::Result<i32> {
     let s = store.gc(args.grace).await?;
     println!(
-        "deleted {} removed and {} orphaned files ({} bytes); {} unreferenced files kept within the grace period; {} old corporate actions versions deleted",
+        "deleted {} removed and {} orphaned files ({} bytes); {} unreferenced files kept within the grace period; {} old corporate actions versions deleted{}",
         s.removed_deleted,
         s.orphans_deleted,
         s.bytes_deleted,
         s.kept_in_grace,
-        s.action_versions_deleted
+        s.action_versions_deleted,
+        if s.kept_for_snapshots > 0 {
+            format!("; {} files kept for named snapshots", s.kept_for_snapshots)
+        } else {
+            String::new()
+        }
     );
     Ok(0)
 }

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod import;
 pub mod ingest;
 pub mod maintenance;
+pub mod snapshot;
 pub mod sql;
 pub mod sync;
 pub mod wal;
@@ -73,6 +74,8 @@ pub enum Command {
     Wal(wal::WalArgs),
     /// Corporate actions (splits and dividends): import your own from CSV, or list them.
     Actions(actions::ActionsArgs),
+    /// Named snapshots: table versions pinned for reproducible reads (create, list, delete).
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let read_only = match &cli.command {
         Command::Sql(_) | Command::Bars(_) | Command::Stats(_) | Command::Check(_) => true,
         Command::Actions(args) => actions::is_read_only(args),
+        Command::Snapshot(args) => snapshot::is_read_only(args),
         _ => false,
     };
     let store = Store::open_with_options(&config.store, &config.command_store_options(read_only))
@@ -124,6 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Import(args) => import::import_cmd(&store, args).await,
         Command::Actions(args) => actions::actions_cmd(&store, args).await,
         Command::Sql(args) => sql::sql_cmd(&store, args).await,
+        Command::Snapshot(args) => snapshot::snapshot_cmd(&store, args).await,
         Command::Bars(args) => bars::bars_cmd(&store, args).await,
         Command::Stats(args) => maintenance::stats_cmd(&store, args),
         Command::Compact => maintenance::compact_cmd(&store).await,

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::Store;
 use crate::format::{Format, write_stream};
+use crate::{Store, TableVersion};
 
 #[derive(Debug, Args)]
 pub struct SqlArgs {
@@ -20,6 +20,12 @@ pub struct SqlArgs {
     /// Print the object store requests the query made (by kind, with bytes) to stderr.
     #[arg(long)]
     pub requests: bool,
+    /// Query this table version (a catalog commit number) as it was committed.
+    #[arg(long, value_name = "N", conflicts_with = "snapshot")]
+    pub version: Option<u64>,
+    /// Query the table version this named snapshot pins.
+    #[arg(long, value_name = "NAME")]
+    pub snapshot: Option<String>,
     /// The query.
     pub query: String,
 }
@@ -33,7 +39,11 @@ pub async fn sql_cmd(store: &Store, args: SqlArgs) -> anyhow::Result<i32> {
         },
     );
     let before = store.requests();
-    let stream = store.engine().sql_stream(&args.query).await?;
+    let version = TableVersion::from_options(args.version, args.snapshot)?;
+    let stream = match store.view(&version).await? {
+        Some(view) => view.engine().sql_stream(&args.query).await?,
+        None => store.engine().sql_stream(&args.query).await?,
+    };
     match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path)

@@ -36,10 +36,10 @@ use object_store::ObjectStore;
 
 pub use bounded::execute_bounded;
 pub use range_read::SeriesMap;
-pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats};
+pub use table::{BarsTable, STORE_URL, ScanCounters, ScanStats, TableSource};
 pub use views::SQL_FILES;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Snapshot};
 use crate::error::ErrorKind;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use range_query::RangeQuery;
@@ -97,6 +97,18 @@ pub struct QueryEngine {
     ctx: SessionContext,
     counters: Arc<ScanCounters>,
     ranges: Arc<RangeReader>,
+    /// What engines over other versions of the table share with this one.
+    shared: Shared,
+}
+
+/// The parts of an engine that engines over other versions of the table share with it.
+#[derive(Clone)]
+struct Shared {
+    store: Arc<dyn ObjectStore>,
+    /// One memory pool for every running query, one footer cache.
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    files: Arc<dyn ParquetFileReaderFactory>,
+    counters: Arc<ScanCounters>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -115,6 +127,39 @@ impl QueryEngine {
         live: Option<Arc<Live>>,
         memory_limit: Option<usize>,
     ) -> Result<Self> {
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = memory_limit {
+            runtime = runtime
+                .with_memory_limit(limit, 1.0)
+                .with_disk_manager_builder(
+                    DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+                );
+        }
+        let runtime = runtime.build_arc()?;
+        // One reader factory for DataFusion's scans and range reads: footers (with their page
+        // indexes) are cached once, in the runtime's cache.
+        let files: Arc<dyn ParquetFileReaderFactory> = Arc::new(ReaderFactory::new(
+            Arc::clone(&store),
+            runtime.cache_manager.get_file_metadata_cache(),
+        ));
+        let parts = Shared {
+            store,
+            runtime,
+            files,
+            counters: Arc::new(ScanCounters::default()),
+        };
+        Self::build(TableSource::Latest(catalog), live, parts).await
+    }
+
+    /// A session over one version of the table, as committed: no live rows, no `latest`
+    /// prices (the `latest` table is empty). It shares this engine's memory limit (the pool
+    /// is one), footer cache and scan counters. Tables registered on this engine after it was
+    /// built (corporate actions, adjusted views, sync tables) are not in it.
+    pub async fn at(&self, snapshot: Arc<Snapshot>) -> Result<Self> {
+        Self::build(TableSource::At(snapshot), None, self.shared.clone()).await
+    }
+
+    async fn build(source: TableSource, live: Option<Arc<Live>>, shared: Shared) -> Result<Self> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("tickvault", "public");
@@ -128,17 +173,9 @@ impl QueryEngine {
             .enable_file_stream_work_stealing = false;
         config.options_mut().sql_parser.recursion_limit =
             datafusion::config::ConfigNonZeroUsize::try_new(limits::PARSER_RECURSION_LIMIT)?;
-        let mut runtime = RuntimeEnvBuilder::new();
-        if let Some(limit) = memory_limit {
-            runtime = runtime
-                .with_memory_limit(limit, 1.0)
-                .with_disk_manager_builder(
-                    DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-                );
-        }
         let state = SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(runtime.build_arc()?)
+            .with_runtime_env(Arc::clone(&shared.runtime))
             .with_default_features()
             // After DataFusion's own rules, which place the aggregates these two rewrite.
             .with_physical_optimizer_rule(Arc::new(stored_extremes::TsExtremesFromCatalog))
@@ -172,35 +209,29 @@ impl QueryEngine {
             }),
         )?;
         let url = url::Url::parse(STORE_URL).expect("valid url");
-        ctx.register_object_store(&url, Arc::clone(&store));
-        let counters = Arc::new(ScanCounters::default());
-        // One reader factory for DataFusion's scans and range reads: footers (with their page
-        // indexes) are cached once, in the session's cache.
-        let files: Arc<dyn ParquetFileReaderFactory> = Arc::new(ReaderFactory::new(
-            store,
-            ctx.runtime_env().cache_manager.get_file_metadata_cache(),
-        ));
+        ctx.register_object_store(&url, Arc::clone(&shared.store));
         let ranges = Arc::new(RangeReader::new(
-            Arc::clone(&catalog),
+            source.clone(),
             live.clone(),
-            Arc::clone(&files),
-            Arc::clone(&counters),
+            Arc::clone(&shared.files),
+            Arc::clone(&shared.counters),
         ));
         ctx.register_table(
             "bars",
             Arc::new(BarsTable::new(
-                catalog,
+                source,
                 live.clone(),
-                files,
-                Arc::clone(&counters),
+                Arc::clone(&shared.files),
+                Arc::clone(&shared.counters),
             )),
         )?;
         ctx.register_table("latest", Arc::new(latest::table(live)))?;
         views::register(&ctx).await?;
         Ok(Self {
             ctx,
-            counters,
+            counters: Arc::clone(&shared.counters),
             ranges,
+            shared,
         })
     }
 

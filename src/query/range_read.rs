@@ -29,9 +29,9 @@ use parquet::file::statistics::Statistics;
 
 use super::range_query::RangeQuery;
 use super::series_merge::{ConstantColumn, merge_series};
-use super::table::{ScanCounters, partitioned_file};
+use super::table::{ScanCounters, TableSource, partitioned_file};
 use crate::batch::SeriesKey;
-use crate::catalog::{Catalog, FileMeta, Snapshot};
+use crate::catalog::{FileMeta, Snapshot};
 use crate::live::Live;
 use crate::model::{BARS_SCHEMA, COL_TS, FILE_SCHEMA, Interval, Symbol, year_of};
 use crate::storage::PartitionKey;
@@ -43,7 +43,7 @@ pub type SeriesMap = Arc<dyn Fn(RecordBatch) -> Result<RecordBatch> + Send + Syn
 pub(super) const BATCH_ROWS: usize = 8192;
 
 pub(super) struct RangeReader {
-    catalog: Arc<Catalog>,
+    source: TableSource,
     live: Option<Arc<Live>>,
     /// The same cached-footer readers the DataFusion scan uses, so both share one footer cache.
     files: Arc<dyn ParquetFileReaderFactory>,
@@ -65,13 +65,13 @@ fn bounds(q: &RangeQuery) -> Option<(i64, i64)> {
 
 impl RangeReader {
     pub(super) fn new(
-        catalog: Arc<Catalog>,
+        source: TableSource,
         live: Option<Arc<Live>>,
         files: Arc<dyn ParquetFileReaderFactory>,
         counters: Arc<ScanCounters>,
     ) -> Self {
         Self {
-            catalog,
+            source,
             live,
             files,
             counters,
@@ -208,7 +208,7 @@ impl RangeReader {
                 return None;
             }
         }
-        let snapshot = self.catalog.snapshot();
+        let snapshot = self.source.snapshot();
         self.counters.scans.fetch_add(1, Ordering::Relaxed);
         let streams = reads
             .into_iter()

@@ -37,7 +37,7 @@ use object_store::ObjectMeta;
 
 use super::overlay::{KeyColumns, LiveOverlayExec, LiveSeries, Shadow};
 use crate::batch::{SeriesKey, ts_column};
-use crate::catalog::{Catalog, FileMeta};
+use crate::catalog::{Catalog, FileMeta, Snapshot};
 use crate::live::{Live, SeriesView};
 use crate::model::{BARS_SCHEMA, COL_SYMBOL, COL_TIMEFRAME, COL_TS, FILE_SCHEMA};
 use crate::storage::object_path;
@@ -88,9 +88,29 @@ impl ScanCounters {
     }
 }
 
+/// Where a read takes the table's file list from.
+#[derive(Debug, Clone)]
+pub enum TableSource {
+    /// The latest version: the catalog's snapshot as each scan plans (the live tier, when
+    /// there is one, is laid over it).
+    Latest(Arc<Catalog>),
+    /// One version of the table as it was committed: a fixed file list, never a live row.
+    At(Arc<Snapshot>),
+}
+
+impl TableSource {
+    /// The file list a scan reads now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self {
+            TableSource::Latest(catalog) => catalog.snapshot(),
+            TableSource::At(snapshot) => Arc::clone(snapshot),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct BarsTable {
-    catalog: Arc<Catalog>,
+    source: TableSource,
     live: Option<Arc<Live>>,
     /// Readers whose footers (with page indexes) the session caches across queries; shared
     /// with the engine's range reads.
@@ -99,14 +119,16 @@ pub struct BarsTable {
 }
 
 impl BarsTable {
+    /// `live` is laid over the stored rows; give none with [`TableSource::At`] (a past
+    /// version is what was committed then).
     pub fn new(
-        catalog: Arc<Catalog>,
+        source: TableSource,
         live: Option<Arc<Live>>,
         files: Arc<dyn ParquetFileReaderFactory>,
         counters: Arc<ScanCounters>,
     ) -> Self {
         Self {
-            catalog,
+            source,
             live,
             files,
             counters,
@@ -404,7 +426,7 @@ impl datafusion::catalog::TableProvider for BarsTable {
             .as_ref()
             .map(|live| LiveRows::take(live, &pruning))
             .filter(|rows| !rows.views.is_empty());
-        let snapshot = self.catalog.snapshot();
+        let snapshot = self.source.snapshot();
         let all: Vec<&FileMeta> = snapshot.files().collect();
         let mask = prune(&pruning, &ContainerStats::of_files(&all));
         let kept: Vec<&FileMeta> = all

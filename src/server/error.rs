@@ -66,6 +66,10 @@ impl ApiError {
             ErrorKind::ReadOnly => (StatusCode::FORBIDDEN, "read_only"),
             ErrorKind::NotTracked => (StatusCode::NOT_FOUND, "not_tracked"),
             ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::UnknownVersion => (StatusCode::NOT_FOUND, "unknown_version"),
+            ErrorKind::VersionGone => (StatusCode::GONE, "version_gone"),
+            ErrorKind::UnknownSnapshot => (StatusCode::NOT_FOUND, "unknown_snapshot"),
+            ErrorKind::SnapshotExists => (StatusCode::CONFLICT, "snapshot_exists"),
             ErrorKind::Busy => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             // Ours to fix, so a 500, and counted by its code.
             ErrorKind::Damaged => (StatusCode::INTERNAL_SERVER_ERROR, "damaged_file"),

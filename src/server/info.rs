@@ -75,6 +75,9 @@ pub(super) async fn status(State(app): State<App>) -> Result<Json<Value>, ApiErr
         "uptime_seconds": g.uptime_seconds,
         "store": store.url(),
         "catalog_version": store.catalog().snapshot().seq.0,
+        // What `x-tickvault-version` says of a read of the latest version, and what
+        // `?version=` takes.
+        "table_version": store.table_version(),
         "symbols": symbols.len(),
         "series": g.series,
         "rows": g.rows,

@@ -17,6 +17,7 @@ mod output;
 mod query;
 mod repeatable;
 mod result_cache;
+mod snapshots;
 mod store_metrics;
 mod sync;
 mod sync_metrics;
@@ -168,6 +169,10 @@ pub fn router(app: App) -> (Router, Vec<Route>) {
         ),
         endpoint(M::DELETE, "/v1/bars/{symbol}", write, sync::delete_bars),
         endpoint(M::GET, "/v1/status", read, info::status),
+        endpoint(M::GET, "/v1/snapshots", read, snapshots::list),
+        endpoint(M::POST, "/v1/snapshots", write, snapshots::create),
+        endpoint(M::GET, "/v1/snapshots/{name}", read, snapshots::get),
+        endpoint(M::DELETE, "/v1/snapshots/{name}", write, snapshots::delete),
         endpoint(M::POST, "/v1/compact", write, info::compact),
         endpoint(M::POST, "/v1/write", write, ingest::write),
         endpoint(M::GET, "/v1/sync/status", read, sync::status),

@@ -16,15 +16,40 @@ use super::output::{CacheFill, QuerySlot, cached_response, parse_format, stream_
 use super::repeatable::is_repeatable;
 use super::result_cache::{CacheKey, StoreVersion};
 use super::timeframe::timeframe_param;
-use crate::LoadRequest;
 use crate::adjust::{Adjust, Adjustment, Applied, parse_as_of};
 use crate::model::time::parse_time;
 use crate::model::{Interval, Symbol};
+use crate::{LoadRequest, TableVersion};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct SqlParams {
     q: Option<String>,
     format: Option<String>,
+    /// Read this table version (a catalog commit number) instead of the latest.
+    version: Option<u64>,
+    /// Read the version this named snapshot pins.
+    snapshot: Option<String>,
+}
+
+/// The response header that says which table version an answer read.
+pub(super) const VERSION_HEADER: &str = "x-tickvault-version";
+
+/// `?version=` and `?snapshot=`, at most one.
+fn table_version(version: Option<u64>, snapshot: Option<String>) -> Result<TableVersion, ApiError> {
+    TableVersion::from_options(version, snapshot).map_err(|_| {
+        ApiError::bad_param(
+            "snapshot",
+            "give ?version= or ?snapshot=, not both (a snapshot names its version)",
+        )
+    })
+}
+
+/// Says which version the answer read.
+fn with_version(mut response: Response, version: u64) -> Response {
+    response
+        .headers_mut()
+        .insert(VERSION_HEADER, axum::http::HeaderValue::from(version));
+    response
 }
 
 /// `GET /v1/sql?q=SELECT...`
@@ -37,7 +62,8 @@ pub(super) async fn sql_get(
         .q
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ApiError::bad_param("q", "missing: put the SQL in ?q="))?;
-    run_sql(app, &sql, params.format.as_deref(), &headers).await
+    let version = table_version(params.version, params.snapshot)?;
+    run_sql(app, &sql, params.format.as_deref(), &headers, version).await
 }
 
 /// `POST /v1/sql` with the SQL as the body, or JSON `{"sql": "..."}`.
@@ -48,6 +74,7 @@ pub(super) async fn sql_post(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
+    let version = table_version(params.version, params.snapshot)?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -72,7 +99,7 @@ pub(super) async fn sql_post(
             "empty: send the SQL as the body",
         ));
     }
-    run_sql(app, &sql, params.format.as_deref(), &headers).await
+    run_sql(app, &sql, params.format.as_deref(), &headers, version).await
 }
 
 /// Turns a body extraction failure (too large, unreadable) into a JSON error.
@@ -91,20 +118,42 @@ async fn run_sql(
     sql: &str,
     format: Option<&str>,
     headers: &HeaderMap,
+    version: TableVersion,
 ) -> Result<Response, ApiError> {
     let format = parse_format(format, headers)?;
     let store = app.store()?;
+    let view = store.view(&version).await?;
+    if let Some(view) = view {
+        // A past version does not change: nothing to cache against, nothing live to lay over.
+        let read = view.version();
+        let slot = QuerySlot::acquire(&app)?;
+        let sql = sql.to_owned();
+        let response = stream_response(slot, format, async move {
+            let engine = view.engine();
+            let stream = match engine.range_read(&sql) {
+                Some(stream) => stream,
+                None => engine.execute(engine.sql(&sql).await?).await?,
+            };
+            Ok((stream, None))
+        })
+        .await?;
+        return Ok(with_version(response, read));
+    }
+    let store_version = StoreVersion::of(&store);
     let key = app
         .results
         .enabled()
-        .then(|| CacheKey::new(sql, format, StoreVersion::of(&store)));
+        .then(|| CacheKey::new(sql, format, store_version));
     if let Some(body) = key.as_ref().and_then(|k| app.results.get(k)) {
-        return Ok(cached_response(format, body));
+        return Ok(with_version(
+            cached_response(format, body),
+            store_version.commit(),
+        ));
     }
     let slot = QuerySlot::acquire(&app)?;
     let sql = sql.to_owned();
     let cache = Arc::clone(&app.results);
-    stream_response(slot, format, async move {
+    let response = stream_response(slot, format, async move {
         let engine = store.engine();
         // A range read is repeatable: it names no function.
         let (stream, repeatable) = match engine.range_read(&sql) {
@@ -120,7 +169,9 @@ async fn run_sql(
             .map(|key| CacheFill::new(cache, key, store));
         Ok((stream, fill))
     })
-    .await
+    .await?;
+    // The latest version as the request began (a commit while it plans may be read too).
+    Ok(with_version(response, store_version.commit()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +190,10 @@ pub(super) struct BarsParams {
     adjust: Option<String>,
     /// Point in time: only events with ex-date <= this date.
     as_of: Option<String>,
+    /// Read this table version (a catalog commit number) instead of the latest.
+    version: Option<u64>,
+    /// Read the version this named snapshot pins.
+    snapshot: Option<String>,
 }
 
 /// `GET /v1/bars/{symbol}?timeframe&start&end&columns&format`
@@ -214,7 +269,18 @@ async fn load(
     }
     let columns = params.columns.as_deref().map(column_list).transpose()?;
     let adjustment = adjustment(params.adjust.as_deref(), params.as_of.as_deref())?;
+    let version = table_version(params.version, params.snapshot)?;
+    if version != TableVersion::Latest && params.fill == Some(true) {
+        return Err(ApiError::bad_param(
+            "fill",
+            "not with ?version= or ?snapshot=: a past version is read as it was committed",
+        ));
+    }
     let store = app.store()?;
+    let view = store.view(&version).await?;
+    let read = view
+        .as_ref()
+        .map_or_else(|| store.table_version(), |v| v.version());
     let syncer = app.syncer()?;
     let parsed: Vec<Symbol> = symbols
         .iter()
@@ -236,13 +302,14 @@ async fn load(
     let applied = Arc::new(std::sync::OnceLock::new());
     let applied_in = Arc::clone(&applied);
     let mut response = stream_response(slot, format, async move {
-        let loaded = store
-            .load_bars_adjusted(&request)
-            .await
-            .map_err(|e| match e {
-                crate::Error::UnknownColumn(e) => ApiError::bad_param("columns", e),
-                e => e.into(),
-            })?;
+        let loaded = match &view {
+            Some(view) => view.load_bars_adjusted(&request).await,
+            None => store.load_bars_adjusted(&request).await,
+        };
+        let loaded = loaded.map_err(|e| match e {
+            crate::Error::UnknownColumn(e) => ApiError::bad_param("columns", e),
+            e => e.into(),
+        })?;
         let _ = applied_in.set(loaded.applied);
         Ok((loaded.stream, None))
     })
@@ -254,6 +321,7 @@ async fn load(
             axum::http::HeaderValue::from_str(&value).expect("ascii header"),
         );
     }
+    response = with_version(response, read);
     if let Some(f) = filled {
         // What the read fetched first: `requests=2; rows=390; chunks=2; failures=0`.
         let value = format!(

@@ -28,6 +28,11 @@ pub struct StoreVersion {
 }
 
 impl StoreVersion {
+    /// The table version (catalog commit) of the answers.
+    pub fn commit(&self) -> u64 {
+        self.commit
+    }
+
     pub fn of(store: &Store) -> Self {
         Self {
             commit: store.catalog().snapshot().seq.0,

@@ -2,6 +2,7 @@
 //! the maintenance jobs.
 
 mod action_checks;
+mod version;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ use crate::storage::{
 use crate::write::{self, WriteSummary, Writer};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
+pub use version::{TableVersion, TableView};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -68,6 +71,8 @@ pub enum Error {
     Refused(#[from] crate::actions::Refused),
     #[error(transparent)]
     Adjust(#[from] crate::adjust::Error),
+    #[error(transparent)]
+    Snapshots(#[from] crate::snapshots::Error),
 }
 
 impl From<datafusion::error::DataFusionError> for Error {
@@ -96,6 +101,7 @@ impl Error {
             Error::Actions(e) => e.kind(),
             Error::Refused(_) => ErrorKind::InvalidCorporateAction,
             Error::Adjust(e) => e.kind(),
+            Error::Snapshots(e) => e.kind(),
         }
     }
 
@@ -573,108 +579,12 @@ impl Store {
 
     /// [`Store::load_bars`], and the corporate actions it applied.
     pub async fn load_bars_adjusted(&self, req: &LoadRequest) -> Result<LoadedBars> {
-        if req.symbols.is_empty() {
-            return Err(Error::InvalidInput("no symbols requested".into()));
-        }
-        let columns = match &req.columns {
-            None => (0..BARS_SCHEMA.fields().len()).collect(),
-            Some(names) => names
-                .iter()
-                .map(|c| BARS_SCHEMA.index_of(c).map_err(|_| unknown_column(c)))
-                .collect::<Result<Vec<usize>>>()?,
-        };
+        let columns = load_columns(req)?;
         let plan = self
             .adjuster
             .plan_read(&req.symbols, req.interval, &req.adjustment, req.start)
             .await?;
-        let applied = plan.applied;
-        let factors = plan.factors;
-        let map = |symbol: &str| -> Option<SeriesMap> {
-            let f = Arc::clone(factors.get(symbol)?);
-            Some(Arc::new(move |batch: RecordBatch| {
-                let cols = Columns::of(&batch.schema()).ok_or_else(no_ts)?;
-                Ok(adjust_series(batch, &cols, &f, false)?)
-            }))
-        };
-        if let Some(stream) = self.engine.load_series_mapped(
-            &req.symbols,
-            req.interval,
-            req.start,
-            req.end,
-            &columns,
-            &map,
-        ) {
-            return Ok(LoadedBars { stream, applied });
-        }
-        let ts_lit = |v: i64| {
-            lit(ScalarValue::TimestampMicrosecond(
-                Some(v),
-                Some("UTC".into()),
-            ))
-        };
-        let mut predicate = col(COL_TIMEFRAME).eq(lit(req.interval.as_str())).and(
-            col(COL_SYMBOL).in_list(req.symbols.iter().map(|s| lit(s.as_str())).collect(), false),
-        );
-        if let Some(start) = req.start {
-            predicate = predicate.and(col(COL_TS).gt_eq(ts_lit(start)));
-        }
-        if let Some(end) = req.end {
-            predicate = predicate.and(col(COL_TS).lt(ts_lit(end)));
-        }
-        let mut df = self
-            .engine
-            .context()
-            .table("bars")
-            .await?
-            .filter(predicate)?
-            .sort(vec![
-                col(COL_TS).sort(true, false),
-                col(COL_SYMBOL).sort(true, false),
-            ])?;
-        // An adjustment needs each row's series and open time; they are dropped after it.
-        let mut read = columns.clone();
-        if !factors.is_empty() {
-            for name in [COL_SYMBOL, COL_TIMEFRAME, COL_TS] {
-                let i = BARS_SCHEMA.index_of(name).expect("bars column");
-                if !read.contains(&i) {
-                    read.push(i);
-                }
-            }
-        }
-        if req.columns.is_some() || read.len() != columns.len() {
-            let names: Vec<&str> = read
-                .iter()
-                .map(|&i| BARS_SCHEMA.field(i).name().as_str())
-                .collect();
-            df = df.select_columns(&names)?;
-        }
-        let stream = df.execute_stream().await?;
-        if factors.is_empty() {
-            return Ok(LoadedBars { stream, applied });
-        }
-        let mut by_series = FactorsBySeries::new();
-        for (symbol, f) in factors {
-            by_series
-                .entry(symbol)
-                .or_default()
-                .insert(req.interval.as_str().to_string(), f);
-        }
-        let output: Vec<usize> = (0..columns.len()).collect();
-        let schema = Arc::new(
-            stream
-                .schema()
-                .project(&output)
-                .map_err(DataFusionError::from)?,
-        );
-        let adjusted = stream.map(move |batch| -> datafusion::error::Result<RecordBatch> {
-            let batch = batch?;
-            let cols = Columns::of(&batch.schema()).ok_or_else(no_ts)?;
-            Ok(adjust_mixed(&batch, &cols, &by_series)?.project(&output)?)
-        });
-        Ok(LoadedBars {
-            stream: Box::pin(RecordBatchStreamAdapter::new(schema, adjusted)),
-            applied,
-        })
+        load_from(&self.engine, req, columns, plan).await
     }
 
     /// Loads bars and collects them (convenience for small requests and tests).
@@ -706,6 +616,116 @@ impl Store {
     pub fn stats(&self) -> Vec<SeriesStats> {
         maintenance::stats(&self.catalog)
     }
+}
+
+/// The columns of `bars` a load asks for, by index; the request checked first.
+fn load_columns(req: &LoadRequest) -> Result<Vec<usize>> {
+    if req.symbols.is_empty() {
+        return Err(Error::InvalidInput("no symbols requested".into()));
+    }
+    match &req.columns {
+        None => Ok((0..BARS_SCHEMA.fields().len()).collect()),
+        Some(names) => names
+            .iter()
+            .map(|c| BARS_SCHEMA.index_of(c).map_err(|_| unknown_column(c)))
+            .collect::<Result<Vec<usize>>>(),
+    }
+}
+
+/// A load through `engine` (the latest version's or one version's), adjusted as `plan` says.
+async fn load_from(
+    engine: &QueryEngine,
+    req: &LoadRequest,
+    columns: Vec<usize>,
+    plan: crate::adjust::ReadPlan,
+) -> Result<LoadedBars> {
+    let applied = plan.applied;
+    let factors = plan.factors;
+    let map = |symbol: &str| -> Option<SeriesMap> {
+        let f = Arc::clone(factors.get(symbol)?);
+        Some(Arc::new(move |batch: RecordBatch| {
+            let cols = Columns::of(&batch.schema()).ok_or_else(no_ts)?;
+            Ok(adjust_series(batch, &cols, &f, false)?)
+        }))
+    };
+    if let Some(stream) = engine.load_series_mapped(
+        &req.symbols,
+        req.interval,
+        req.start,
+        req.end,
+        &columns,
+        &map,
+    ) {
+        return Ok(LoadedBars { stream, applied });
+    }
+    let ts_lit = |v: i64| {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
+    };
+    let mut predicate = col(COL_TIMEFRAME)
+        .eq(lit(req.interval.as_str()))
+        .and(col(COL_SYMBOL).in_list(req.symbols.iter().map(|s| lit(s.as_str())).collect(), false));
+    if let Some(start) = req.start {
+        predicate = predicate.and(col(COL_TS).gt_eq(ts_lit(start)));
+    }
+    if let Some(end) = req.end {
+        predicate = predicate.and(col(COL_TS).lt(ts_lit(end)));
+    }
+    let mut df = engine
+        .context()
+        .table("bars")
+        .await?
+        .filter(predicate)?
+        .sort(vec![
+            col(COL_TS).sort(true, false),
+            col(COL_SYMBOL).sort(true, false),
+        ])?;
+    // An adjustment needs each row's series and open time; they are dropped after it.
+    let mut read = columns.clone();
+    if !factors.is_empty() {
+        for name in [COL_SYMBOL, COL_TIMEFRAME, COL_TS] {
+            let i = BARS_SCHEMA.index_of(name).expect("bars column");
+            if !read.contains(&i) {
+                read.push(i);
+            }
+        }
+    }
+    if req.columns.is_some() || read.len() != columns.len() {
+        let names: Vec<&str> = read
+            .iter()
+            .map(|&i| BARS_SCHEMA.field(i).name().as_str())
+            .collect();
+        df = df.select_columns(&names)?;
+    }
+    let stream = df.execute_stream().await?;
+    if factors.is_empty() {
+        return Ok(LoadedBars { stream, applied });
+    }
+    let mut by_series = FactorsBySeries::new();
+    for (symbol, f) in factors {
+        by_series
+            .entry(symbol)
+            .or_default()
+            .insert(req.interval.as_str().to_string(), f);
+    }
+    let output: Vec<usize> = (0..columns.len()).collect();
+    let schema = Arc::new(
+        stream
+            .schema()
+            .project(&output)
+            .map_err(DataFusionError::from)?,
+    );
+    let adjusted = stream.map(move |batch| -> datafusion::error::Result<RecordBatch> {
+        let batch = batch?;
+        let cols = Columns::of(&batch.schema()).ok_or_else(no_ts)?;
+        Ok(adjust_mixed(&batch, &cols, &by_series)?.project(&output)?)
+    });
+    Ok(LoadedBars {
+        stream: Box::pin(RecordBatchStreamAdapter::new(schema, adjusted)),
+        applied,
+    })
 }
 
 /// An adjusted read's batch without ts (the loader always reads it): a bug, not bad input.
