@@ -20,4 +20,5 @@ mod split_scenario;
 mod sql;
 mod store;
 mod sync;
+mod time_travel;
 mod timeframe;
