@@ -80,6 +80,10 @@ fn every_command_has_help() {
         vec!["wal"],
         vec!["wal", "damage"],
         vec!["wal", "clear-damage"],
+        vec!["snapshot"],
+        vec!["snapshot", "create"],
+        vec!["snapshot", "list"],
+        vec!["snapshot", "delete"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");

@@ -14,7 +14,7 @@ use object_store::memory::InMemory;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tickvault::adjust::{Adjust, Adjustment};
-use tickvault::config::Config;
+use tickvault::config::{Config, Token};
 use tickvault::error::ErrorKind;
 use tickvault::live::LiveOptions;
 use tickvault::model::{Interval, Symbol};
@@ -604,6 +604,58 @@ async fn http_reads_name_a_version_or_a_snapshot_and_say_which_they_read() {
     .await;
     assert!(msg.contains(&format!("table version {v1}")), "{msg}");
     assert_eq!(store.table_version(), v2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_and_deleting_snapshots_over_http_needs_the_write_scope() {
+    let store = Arc::new(Store::open("memory://").await.unwrap());
+    store.write(&bars(&days("A", 0, 2, 1.0))).await.unwrap();
+    let config = Config {
+        tokens: vec![
+            "read:r3ad-token".parse::<Token>().unwrap(),
+            "write:wr1te-token".parse::<Token>().unwrap(),
+        ],
+        ..Config::default()
+    };
+    let server = TestServer::start(config, Arc::clone(&store)).await;
+    let create = |token: &str| {
+        server
+            .client
+            .post(server.url("/v1/snapshots"))
+            .bearer_auth(token)
+            .json(&json!({"name": "s"}))
+            .send()
+    };
+    let delete = |token: &str| {
+        server
+            .client
+            .delete(server.url("/v1/snapshots/s"))
+            .bearer_auth(token)
+            .send()
+    };
+    let list = || {
+        server
+            .client
+            .get(server.url("/v1/snapshots"))
+            .bearer_auth("r3ad-token")
+            .send()
+    };
+    let forbidden = create("r3ad-token").await.unwrap();
+    expect_error(forbidden, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(json_body(list().await.unwrap()).await, json!([]));
+    assert_eq!(
+        create("wr1te-token").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let forbidden = delete("r3ad-token").await.unwrap();
+    expect_error(forbidden, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(json_body(list().await.unwrap()).await[0]["name"], "s");
+    assert_eq!(
+        delete("wr1te-token").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(json_body(list().await.unwrap()).await, json!([]));
     server.stop().await;
 }
 
