@@ -9,3 +9,4 @@ mod failures;
 pub(crate) mod moto;
 mod proxy;
 mod requests;
+mod snapshots;
