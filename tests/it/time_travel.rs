@@ -558,6 +558,13 @@ async fn http_reads_name_a_version_or_a_snapshot_and_say_which_they_read() {
         .get(&format!("/v1/bars/A?version={v1}&snapshot=bt"))
         .await;
     expect_error(both, StatusCode::BAD_REQUEST, "invalid_parameter").await;
+    let fill = server
+        .get(&format!(
+            "/v1/bars/A?version={v1}&fill=true&start=2021-01-04"
+        ))
+        .await;
+    let msg = expect_error(fill, StatusCode::BAD_REQUEST, "invalid_parameter").await;
+    assert!(msg.starts_with("fill:"), "{msg}");
     let msg = expect_error(
         server
             .get(&format!("/v1/sql?q={q}&version={}", v2 + 1))
