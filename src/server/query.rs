@@ -122,22 +122,25 @@ async fn run_sql(
 ) -> Result<Response, ApiError> {
     let format = parse_format(format, headers)?;
     let store = app.store()?;
-    let view = store.view(&version).await?;
-    if let Some(view) = view {
-        // A past version does not change: nothing to cache against, nothing live to lay over.
-        let read = view.version();
+    if version != TableVersion::Latest {
+        // Rebuilding a version reads the log: it takes a query slot first.
         let slot = QuerySlot::acquire(&app)?;
-        let sql = sql.to_owned();
-        let response = stream_response(slot, format, async move {
-            let engine = view.engine();
-            let stream = match engine.range_read(&sql) {
-                Some(stream) => stream,
-                None => engine.execute(engine.sql(&sql).await?).await?,
-            };
-            Ok((stream, None))
-        })
-        .await?;
-        return Ok(with_version(response, read));
+        if let Some(view) = store.view(&version).await? {
+            // A past version does not change: nothing to cache against, nothing live to lay
+            // over.
+            let read = view.version();
+            let sql = sql.to_owned();
+            let response = stream_response(slot, format, async move {
+                let engine = view.engine();
+                let stream = match engine.range_read(&sql) {
+                    Some(stream) => stream,
+                    None => engine.execute(engine.sql(&sql).await?).await?,
+                };
+                Ok((stream, None))
+            })
+            .await?;
+            return Ok(with_version(response, read));
+        }
     }
     let store_version = StoreVersion::of(&store);
     let key = app
@@ -277,6 +280,10 @@ async fn load(
         ));
     }
     let store = app.store()?;
+    // Rebuilding a version reads the log: it takes a query slot first.
+    let early_slot = (version != TableVersion::Latest)
+        .then(|| QuerySlot::acquire(&app))
+        .transpose()?;
     let view = store.view(&version).await?;
     let read = view
         .as_ref()
@@ -297,7 +304,10 @@ async fn load(
         columns,
         adjustment,
     };
-    let slot = QuerySlot::acquire(&app)?;
+    let slot = match early_slot {
+        Some(slot) => slot,
+        None => QuerySlot::acquire(&app)?,
+    };
     // The events applied are known once the load is planned, before the first row: a header.
     let applied = Arc::new(std::sync::OnceLock::new());
     let applied_in = Arc::clone(&applied);
