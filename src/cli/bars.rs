@@ -10,7 +10,7 @@ use crate::adjust::{Adjust, Adjustment, parse_as_of};
 use crate::format::{Format, write_stream};
 use crate::model::Interval;
 use crate::model::time::parse_time;
-use crate::{LoadRequest, Store};
+use crate::{LoadRequest, Store, TableVersion};
 
 #[derive(Debug, Args)]
 pub struct BarsArgs {
@@ -42,6 +42,12 @@ pub struct BarsArgs {
     /// Write the rows to this file instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Load from this table version (a catalog commit number) as it was committed; raw only.
+    #[arg(long, value_name = "N", conflicts_with = "snapshot")]
+    pub version: Option<u64>,
+    /// Load from the table version this named snapshot pins; raw only.
+    #[arg(long, value_name = "NAME")]
+    pub snapshot: Option<String>,
 }
 
 /// What the arguments ask for, checked before the store is read.
@@ -130,7 +136,11 @@ pub async fn write_bars<W: Write + Send>(
     notes: &mut impl Write,
 ) -> anyhow::Result<W> {
     let request = request(args)?;
-    let loaded = store.load_bars_adjusted(&request).await?;
+    let version = TableVersion::from_options(args.version, args.snapshot.clone())?;
+    let loaded = match store.view(&version).await? {
+        Some(view) => view.load_bars_adjusted(&request).await?,
+        None => store.load_bars_adjusted(&request).await?,
+    };
     let adjust = request.adjustment.adjust;
     if adjust != Adjust::None {
         if loaded.applied.is_empty() {

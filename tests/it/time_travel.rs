@@ -670,6 +670,7 @@ async fn creating_and_deleting_snapshots_over_http_needs_the_write_scope() {
 fn cli_snapshots_pin_versions_that_sql_reads_after_a_delete_and_gc() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| tickvault(dir.path(), args);
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).to_string();
     let f = fixtures();
     ok(&run(&[
         "import",
@@ -681,6 +682,8 @@ fn cli_snapshots_pin_versions_that_sql_reads_after_a_delete_and_gc() {
     let sql =
         "SELECT symbol, count(*) AS n, sum(close) AS s FROM bars GROUP BY symbol ORDER BY symbol";
     let before = ok(&run(&["sql", "--format", "csv", sql]));
+    let load = ["bars", "AAPL", "--columns", "ts,close", "--format", "csv"];
+    let loaded_before = ok(&run(&load));
     let version: u64 = ok(&run(&["snapshot", "create", "before-delete"]))
         .trim()
         .parse()
@@ -701,6 +704,17 @@ fn cli_snapshots_pin_versions_that_sql_reads_after_a_delete_and_gc() {
     let by_version = version.to_string();
     let by_version = ["sql", "--format", "csv", "--version", &by_version, sql];
     assert_eq!(ok(&run(&by_version)), before);
+    assert_ne!(ok(&run(&load)), loaded_before);
+    let load_pinned = [&load[..], &["--snapshot", "before-delete"]].concat();
+    assert_eq!(ok(&run(&load_pinned)), loaded_before);
+    let adjusted = [&load_pinned[..], &["--adjust", "splits"]].concat();
+    let refused = run(&adjusted);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("adjusted reads are of the latest version only"),
+        "{}",
+        stderr(&refused)
+    );
     let list = ok(&run(&["snapshot", "list"]));
     let fields: Vec<&str> = list.trim_end().split('\t').collect();
     assert_eq!(fields.len(), 3, "{list}");
@@ -709,7 +723,6 @@ fn cli_snapshots_pin_versions_that_sql_reads_after_a_delete_and_gc() {
     assert!(fields[2].ends_with('Z'), "{list}");
 
     // Refusals: exit non-zero, say why, change nothing.
-    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).to_string();
     let again = run(&["snapshot", "create", "before-delete", "--version", "1"]);
     assert!(!again.status.success());
     assert!(
