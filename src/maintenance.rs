@@ -91,6 +91,12 @@ pub struct GcSummary {
     pub action_versions_deleted: usize,
 }
 
+/// Whether a path under `bars/` is the table's own log (never data, never GC's).
+fn is_table_log(path: &str) -> bool {
+    path.strip_prefix(catalog::DELTA_LOG)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Deletes files under `bars/` that the catalog does not reference, once they have been
 /// unreferenced for longer than `grace` (so a reader holding an older snapshot never loses a
 /// file under it). Lists the store: maintenance only, never on the query path.
@@ -110,7 +116,7 @@ pub async fn gc(catalog: &Catalog, grace: Duration) -> write::Result<GcSummary> 
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(crate::storage::Error::from)?;
         let path = meta.location.to_string();
-        if referenced.contains(path.as_str()) {
+        if referenced.contains(path.as_str()) || is_table_log(&path) {
             continue;
         }
         let tombstone = removed_at.get(path.as_str()).copied();
@@ -196,7 +202,7 @@ pub async fn check(catalog: &Catalog, deep: bool) -> write::Result<CheckReport> 
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(crate::storage::Error::from)?;
         let path = meta.location.to_string();
-        if !referenced.contains(path.as_str()) {
+        if !referenced.contains(path.as_str()) && !is_table_log(&path) {
             report.orphans.push(path);
         }
     }

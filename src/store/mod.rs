@@ -265,6 +265,9 @@ impl Store {
             .with_clock(Arc::clone(&clock));
         if options.read_only {
             catalog = catalog.read_only();
+        } else {
+            // A writer's open creates the table's log, or converts a store of the old format.
+            catalog.ensure_table().await?;
         }
         let catalog = Arc::new(catalog);
         let live = match options.live.clone() {

@@ -44,6 +44,13 @@ fn to_old_layout(root: &Path) {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("bars/timeframe=", "bars/interval=")).unwrap();
     }
+    // The Delta log's paths are relative to `bars/`.
+    for rel in files_under(&bars_dir.join("_delta_log")) {
+        let path = bars_dir.join("_delta_log").join(rel);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("\"path\":\"timeframe=", "\"path\":\"interval=");
+        std::fs::write(&path, text).unwrap();
+    }
     for rel in files_under(root) {
         assert!(!rel.contains("timeframe="), "{rel}");
         let text = std::fs::read(root.join(&rel)).unwrap();
