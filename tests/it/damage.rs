@@ -290,7 +290,8 @@ fn strip_checksums(dir: &Path) {
         let mut out = String::new();
         for line in text.lines() {
             let mut action: serde_json::Value = serde_json::from_str(line).unwrap();
-            if let Some(tags) = action["add"]["tags"].as_object_mut() {
+            let tags = action.get_mut("add").and_then(|a| a.get_mut("tags"));
+            if let Some(tags) = tags.and_then(|t| t.as_object_mut()) {
                 tags.remove("tickvault.crc32").unwrap();
             }
             out.push_str(&serde_json::to_string(&action).unwrap());
