@@ -64,7 +64,7 @@ pub async fn load(store: &Arc<dyn ObjectStore>) -> Result<Option<Snapshot>> {
         }
         None => None,
     };
-    let mut snapshot = match start {
+    let snapshot = match start {
         Some(seq) => {
             let path = checkpoint_path(seq);
             let cp: Checkpoint = get_json(store, &path).await?.ok_or_else(|| Error::Io {
@@ -78,12 +78,18 @@ pub async fn load(store: &Arc<dyn ObjectStore>) -> Result<Option<Snapshot>> {
         }
         None => Snapshot::default(),
     };
-    let mut any = start.is_some();
+    let snapshot = follow(store, snapshot).await?;
+    Ok((start.is_some() || snapshot.seq > Seq(0)).then_some(snapshot))
+}
+
+/// `snapshot` and the old log's commits after it, read by number up to the first missing one
+/// (or the conversion marker).
+pub async fn follow(store: &Arc<dyn ObjectStore>, mut snapshot: Snapshot) -> Result<Snapshot> {
     loop {
         let at = snapshot.seq.next();
         let path = log_path(at);
         match get_json::<LogEntry>(store, &path).await? {
-            None | Some(LogEntry::Marker(_)) => break,
+            None | Some(LogEntry::Marker(_)) => return Ok(snapshot),
             Some(LogEntry::Commit(c)) => {
                 if c.seq != at {
                     return Err(Error::BrokenLog {
@@ -92,11 +98,9 @@ pub async fn load(store: &Arc<dyn ObjectStore>) -> Result<Option<Snapshot>> {
                     });
                 }
                 snapshot = snapshot.apply(&c)?;
-                any = true;
             }
         }
     }
-    Ok(any.then_some(snapshot))
 }
 
 /// Ends the old log after `at` with the conversion marker; `false` if an old writer committed

@@ -421,10 +421,14 @@ impl Catalog {
             // A writer may have created (or converted into) the Delta log since.
             Table::None | Table::Legacy => {
                 if !self.start_at_version_zero().await? {
-                    if matches!(table, Table::Legacy)
-                        && let Some(s) = legacy::load(&self.store).await?
-                    {
-                        self.reset(s, Table::Legacy);
+                    if matches!(table, Table::Legacy) {
+                        let base = self.snapshot().as_ref().clone();
+                        let next = legacy::follow(&self.store, base).await?;
+                        let mut current = self.current.write().expect("lock");
+                        // A concurrent refresh may have read further.
+                        if next.seq > current.seq {
+                            *current = Arc::new(next);
+                        }
                     }
                     return Ok(self.snapshot());
                 }
@@ -526,16 +530,15 @@ impl Catalog {
                 &BTreeMap::new(),
                 &tombstones,
             );
-            if create_object(&self.store, &log_path(Seq(0)), body).await? {
-                if commit.operation == "convert" {
-                    tracing::info!(
-                        "converted the catalog from {CATALOG_PREFIX}/ (commit {}, {} files, {} \
-                         removed files in grace) into the Delta log {DELTA_LOG}/, version 0",
-                        snapshot.seq,
-                        commit.add.len(),
-                        tombstones.len()
-                    );
-                }
+            let created = create_object(&self.store, &log_path(Seq(0)), body).await?;
+            if created && commit.operation == "convert" {
+                tracing::info!(
+                    "converted the catalog from {CATALOG_PREFIX}/ (commit {}, {} files, {} \
+                     removed files in grace) into the Delta log {DELTA_LOG}/, version 0",
+                    snapshot.seq,
+                    commit.add.len(),
+                    tombstones.len()
+                );
             }
             // Ours or a racing writer's: read it back either way.
             if !self.start_at_version_zero().await? {
@@ -1230,5 +1233,19 @@ mod tests {
         writer.ensure_table().await.unwrap();
         assert_eq!(writer.snapshot().file_count(), 3);
         assert!(writer.is_delta());
+    }
+
+    #[tokio::test]
+    async fn a_reader_of_an_old_store_follows_its_commits() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let commits = old_commits();
+        legacy::write_old_log(&store, &commits[..2], None).await;
+        let reader = Catalog::load(Arc::clone(&store)).await.unwrap().read_only();
+        assert_eq!(reader.snapshot().file_count(), 2);
+        legacy::write_old_log(&store, &commits, None).await;
+        reader.refresh().await.unwrap();
+        assert_eq!(reader.snapshot().seq, Seq(3));
+        assert_eq!(reader.snapshot().file_count(), 3);
+        assert!(!reader.is_delta());
     }
 }
