@@ -556,7 +556,9 @@ impl Catalog {
             return Err(Error::ReadOnly(txn.operation));
         }
         let _guard = self.commit_lock.lock().await;
-        self.ensure_table().await?;
+        if !self.is_delta() {
+            self.ensure_table().await?;
+        }
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let snapshot = self.refresh().await?;
             if snapshot.seq != txn.base {
@@ -616,13 +618,12 @@ impl Catalog {
 
     /// Writes a Parquet checkpoint of the current snapshot and points `_last_checkpoint` at it.
     pub async fn write_checkpoint(&self) -> Result<Seq> {
+        if !self.is_delta() {
+            self.ensure_table().await?;
+        }
         let metadata = match &*self.table.read().expect("lock") {
             Table::Delta(m) => m.as_ref().clone(),
-            _ => {
-                return Err(Error::ReadOnly(
-                    "a checkpoint of a table not yet in the Delta log".into(),
-                ));
-            }
+            _ => unreachable!("ensure_table leaves the table in the Delta log or fails"),
         };
         let snapshot = self.snapshot();
         let mut actions = vec![
