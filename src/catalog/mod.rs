@@ -1249,4 +1249,25 @@ mod tests {
         assert_eq!(reader.snapshot().file_count(), 3);
         assert!(!reader.is_delta());
     }
+
+    #[tokio::test]
+    async fn the_tables_retention_properties_follow_gc_grace() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let cat = Catalog::load(Arc::clone(&store))
+            .await
+            .unwrap()
+            .with_retention(Duration::from_secs(7200));
+        cat.ensure_table().await.unwrap();
+        let v0 = get_bytes(&store, &log_path(Seq(0))).await.unwrap().unwrap();
+        let v0 = String::from_utf8(v0.to_vec()).unwrap();
+        for key in [
+            "delta.deletedFileRetentionDuration",
+            "delta.logRetentionDuration",
+        ] {
+            assert!(
+                v0.contains(&format!(r#""{key}":"interval 7200 seconds""#)),
+                "{v0}"
+            );
+        }
+    }
 }
