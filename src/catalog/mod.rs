@@ -304,17 +304,17 @@ impl Catalog {
             clock: clock::system(),
             retention: DEFAULT_RETENTION,
         };
-        let loaded = catalog.load_start().await;
-        let result = match loaded {
-            Ok(()) => catalog.refresh().await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        match result {
+        // A start that cannot be read (a damaged checkpoint, a broken version 0) fails the
+        // load: there is no earlier table to fall back on, and an empty one would be a lie.
+        catalog.load_start().await?;
+        match catalog.refresh().await {
             // Readers keep the table as of the entry before; commits and `check` report it.
             Err(e @ (Error::BrokenLog { .. } | Error::Inconsistent(_))) => {
                 tracing::error!("{e}")
             }
-            result => result?,
+            result => {
+                result?;
+            }
         }
         Ok(catalog)
     }
@@ -1269,5 +1269,29 @@ mod tests {
                 "{v0}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_damaged_checkpoint_fails_the_load_naming_it_not_an_empty_table() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let cat = Catalog::load(Arc::clone(&store))
+            .await
+            .unwrap()
+            .with_checkpoint_every(1);
+        cat.commit(add(Seq(0), vec![bars_file("A", 0)]))
+            .await
+            .unwrap();
+        let path = checkpoint_path(1);
+        let bytes = get_bytes(&store, &path).await.unwrap().unwrap();
+        store
+            .put(&path, bytes[..bytes.len() / 2].to_vec().into())
+            .await
+            .unwrap();
+        let err = Catalog::load(Arc::clone(&store)).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::BrokenLog { path, .. }
+                if path == "bars/_delta_log/00000000000000000001.checkpoint.parquet"),
+            "{err}"
+        );
     }
 }
