@@ -478,6 +478,7 @@ impl Config {
             },
             read_only,
             single_writer: self.single_writer,
+            gc_grace: self.gc_grace.duration(),
             ..Default::default()
         }
     }

@@ -94,6 +94,12 @@ pub struct GcSummary {
     pub action_versions_deleted: usize,
 }
 
+/// Whether a path under `bars/` is the table's own log (never data, never GC's).
+fn is_table_log(path: &str) -> bool {
+    path.strip_prefix(catalog::DELTA_LOG)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Deletes files under `bars/` that the catalog does not reference, once they have been
 /// unreferenced for longer than `grace` (so a reader holding an older snapshot never loses a
 /// file under it). Files of a version a named snapshot pins are kept whatever the grace (see
@@ -115,7 +121,7 @@ pub async fn gc(catalog: &Catalog, grace: Duration) -> write::Result<GcSummary> 
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(crate::storage::Error::from)?;
         let path = meta.location.to_string();
-        if referenced.contains(path.as_str()) {
+        if referenced.contains(path.as_str()) || is_table_log(&path) {
             continue;
         }
         if pinned.contains(&path) {
@@ -254,7 +260,7 @@ pub async fn check(catalog: &Catalog, deep: bool) -> write::Result<CheckReport> 
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(crate::storage::Error::from)?;
         let path = meta.location.to_string();
-        if !referenced.contains(path.as_str()) {
+        if !referenced.contains(path.as_str()) && !is_table_log(&path) {
             report.orphans.push(path);
         }
     }

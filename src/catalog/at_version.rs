@@ -1,21 +1,9 @@
-//! Time travel: the table as of one commit. Built from the newest checkpoint at or before it and
-//! the commits after that checkpoint up to it, read by number; the current snapshot is not
-//! touched. (The format-specific part of the catalog: a new log format re-implements
-//! [`Catalog::snapshot_at`] with the same contract.)
+//! Time travel's errors: a version that does not exist yet, or one the log or GC no longer
+//! holds ([`Catalog::snapshot_at`] reads a version).
 
-use std::sync::Arc;
-
-use futures::StreamExt;
-
-use super::{
-    CHECKPOINT_DIR, Catalog, Checkpoint, Commit, Error, Result, Seq, Snapshot, checkpoint_path,
-    log_path,
-};
+#[cfg(doc)]
+use super::Catalog;
 use crate::error::ErrorKind;
-use crate::storage::{JsonError, get_json};
-
-/// Log entries requested at once while rebuilding an old version.
-const READ_AHEAD: usize = 16;
 
 /// A version of the table that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,93 +25,12 @@ impl VersionError {
     }
 }
 
-impl Catalog {
-    /// The table as of commit `version` (0 is the empty table before the first commit): the
-    /// newest checkpoint at or before it, then the commits up to it. Fails with
-    /// [`VersionError::Unknown`] past the latest commit and [`VersionError::Gone`] when a log
-    /// entry it needs is missing. Whether the version's data files still exist is not checked
-    /// here (GC deletes files, not log entries).
-    pub async fn snapshot_at(&self, version: u64) -> Result<Arc<Snapshot>> {
-        let latest = self.refresh().await?;
-        if version == latest.seq.0 {
-            return Ok(latest);
-        }
-        if version > latest.seq.0 {
-            return Err(VersionError::Unknown {
-                version,
-                latest: latest.seq.0,
-            }
-            .into());
-        }
-        let mut snapshot = match self.newest_checkpoint_at_or_before(Seq(version)).await? {
-            Some(seq) => {
-                let path = checkpoint_path(seq);
-                let cp: Checkpoint = get_json(&self.store, &path).await?.ok_or_else(|| {
-                    Error::from(VersionError::Gone {
-                        version,
-                        reason: format!("its checkpoint {path} disappeared while being read"),
-                    })
-                })?;
-                Snapshot::from_checkpoint(cp)
-            }
-            None => Snapshot::default(),
-        };
-        let seqs: Vec<Seq> = (snapshot.seq.0 + 1..=version).map(Seq).collect();
-        let mut entries = futures::stream::iter(seqs)
-            .map(|s| {
-                let store = Arc::clone(&self.store);
-                async move { (s, get_json::<Commit>(&store, &log_path(s)).await) }
-            })
-            .buffered(READ_AHEAD);
-        while let Some((seq, entry)) = entries.next().await {
-            let commit = entry.map_err(Error::from)?.ok_or_else(|| {
-                Error::from(VersionError::Gone {
-                    version,
-                    reason: format!("log entry {} was cleaned up", log_path(seq)),
-                })
-            })?;
-            if commit.seq != seq {
-                return Err(Error::BrokenLog {
-                    path: log_path(seq).to_string(),
-                    reason: format!("it records seq {} but its name says {seq}", commit.seq),
-                });
-            }
-            snapshot = snapshot.apply(&commit)?;
-        }
-        Ok(Arc::new(snapshot))
-    }
-
-    /// The newest checkpoint at or before `seq`, by listing the checkpoints (time travel is
-    /// not on the hot path; checkpoints are few).
-    async fn newest_checkpoint_at_or_before(&self, seq: Seq) -> Result<Option<Seq>> {
-        let mut newest = None;
-        let mut listing = self
-            .store
-            .list(Some(&object_store::path::Path::from(CHECKPOINT_DIR)));
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|source| {
-                Error::from(JsonError::Io {
-                    path: CHECKPOINT_DIR.to_string(),
-                    source,
-                })
-            })?;
-            let found = meta
-                .location
-                .filename()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| n.parse::<u64>().ok())
-                .map(Seq)
-                .filter(|s| *s <= seq);
-            newest = newest.max(found);
-        }
-        Ok(newest)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::catalog::{FileMeta, Transaction};
+    use crate::catalog::{Catalog, Error, FileMeta, Seq, Snapshot, Transaction, log_path};
     use crate::model::{Interval, Symbol};
     use object_store::memory::InMemory;
     use object_store::{ObjectStore, ObjectStoreExt};
@@ -147,7 +54,7 @@ mod tests {
         s.files().map(|f| f.path.clone()).collect()
     }
 
-    /// Commits f0..f6 one by one with a checkpoint every 3, then removes f1 (commit 8).
+    /// Commits bars/f0..f6 one by one with a checkpoint every 3, then removes f1 (commit 8).
     async fn seven_files(store: &Arc<dyn ObjectStore>) -> Catalog {
         let cat = Catalog::load(Arc::clone(store))
             .await
@@ -158,7 +65,7 @@ mod tests {
             cat.commit(Transaction {
                 base,
                 operation: "test".into(),
-                add: vec![file(&format!("f{i}"), i)],
+                add: vec![file(&format!("bars/f{i}"), i)],
                 ..Default::default()
             })
             .await
@@ -168,7 +75,7 @@ mod tests {
         cat.commit(Transaction {
             base,
             operation: "rm".into(),
-            remove: vec!["f1".into()],
+            remove: vec!["bars/f1".into()],
             ..Default::default()
         })
         .await
@@ -184,11 +91,16 @@ mod tests {
         for v in 1..=7u64 {
             let at = cat.snapshot_at(v).await.unwrap();
             assert_eq!(at.version(), v);
-            let want: Vec<String> = (0..v).map(|i| format!("f{i}")).collect();
+            let want: Vec<String> = (0..v).map(|i| format!("bars/f{i}")).collect();
             assert_eq!(paths(&at), want, "version {v}");
         }
         let latest = cat.snapshot_at(8).await.unwrap();
-        assert_eq!(paths(&latest), ["f0", "f2", "f3", "f4", "f5", "f6"]);
+        assert_eq!(
+            paths(&latest),
+            [
+                "bars/f0", "bars/f2", "bars/f3", "bars/f4", "bars/f5", "bars/f6"
+            ]
+        );
         // The current snapshot is untouched by reading old ones.
         assert_eq!(cat.snapshot().seq, Seq(8));
     }

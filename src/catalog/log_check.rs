@@ -5,11 +5,22 @@
 use futures::StreamExt;
 use object_store::path::Path;
 
-use super::{Catalog, Commit, Error, FileMeta, LOG_DIR, Result, Seq, Snapshot, log_path};
-use crate::storage::{JsonError, ParquetFilePath, get_json};
+use super::delta::{self, Entry};
+use super::{
+    Catalog, Commit, DELTA_LOG, Error, FileMeta, Result, first_snapshot, get_bytes, log_path,
+};
+use crate::storage::ParquetFilePath;
 
 /// Log entries read at once.
 const READ_AHEAD: usize = 16;
+
+/// Whether a file of `_delta_log/` other than a commit is one the Delta protocol has there.
+fn is_log_file(name: &str) -> bool {
+    name == "_last_checkpoint"
+        || name
+            .strip_suffix(".checkpoint.parquet")
+            .is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// The number in a log entry's name (`<20 digits>.json`), if it is one.
 fn entry_number(name: &str) -> Option<u64> {
@@ -70,20 +81,22 @@ fn commit_problems(commit: &Commit) -> Vec<String> {
 }
 
 impl Catalog {
-    /// Problems of the commit log, each naming the entry. Lists `_catalog/log/` and reads every
-    /// entry: maintenance only. Commits are replayed from the first one when the log starts at 1,
-    /// so a removal of a file no earlier commit added is found too.
+    /// Problems of the commit log, each naming the entry. Lists `bars/_delta_log/` and reads
+    /// every entry: maintenance only. Commits are replayed from version 0 when the log still
+    /// starts there, so a removal of a file no earlier commit added is found too.
     pub async fn check_log(&self) -> Result<Vec<String>> {
         let mut entries: Vec<(u64, Path)> = Vec::new();
         let mut problems = Vec::new();
-        let mut listing = self.store.list(Some(&Path::from(LOG_DIR)));
+        let mut listing = self.store.list(Some(&Path::from(DELTA_LOG)));
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|source| Error::Io {
-                path: LOG_DIR.to_string(),
+                path: DELTA_LOG.to_string(),
                 source,
             })?;
-            match meta.location.filename().and_then(entry_number) {
+            let name = meta.location.filename().unwrap_or("");
+            match entry_number(name) {
                 Some(n) => entries.push((n, meta.location)),
+                None if is_log_file(name) => {}
                 None => problems.push(format!(
                     "{}: not a commit (names are 20 digits and .json); loading never reads it",
                     meta.location
@@ -95,34 +108,42 @@ impl Catalog {
         // A refresh that fails on a broken entry is what the checks below name.
         let _ = self.refresh().await;
         let loaded = self.snapshot().seq;
-        let mut replay = (entries.first().map(|(n, _)| *n) == Some(1)).then(Snapshot::default);
+        let starts_at_zero = entries.first().map(|(n, _)| *n) == Some(0);
+        let mut replay = None;
         // Read a few at a time (a remote store answers each GET in a round trip), in order.
         let mut fetched = futures::stream::iter(entries)
             .map(|(n, path)| async move {
-                let got = get_json::<Commit>(&self.store, &path).await;
+                let got = get_bytes(&self.store, &path).await;
                 (n, path, got)
             })
             .buffered(READ_AHEAD);
         while let Some((n, path, got)) = fetched.next().await {
-            let commit = match got {
-                Ok(Some(commit)) => commit,
-                Ok(None) => continue, // removed while we listed
-                Err(JsonError::Io { path, source }) => return Err(Error::Io { path, source }),
-                Err(JsonError::Corrupt { source, .. }) => {
-                    problems.push(format!("{path}: not a readable commit: {source}"));
-                    replay = None;
-                    continue;
-                }
+            let entry: Entry = match got? {
+                None => continue, // removed while we listed
+                Some(bytes) => match delta::decode_commit(n, &bytes) {
+                    Ok(entry) => entry,
+                    Err(reason) => {
+                        problems.push(format!(
+                            "{path}: not a commit tickvault can apply: {reason}; no commit can \
+                             be made after it"
+                        ));
+                        replay = None;
+                        continue;
+                    }
+                },
             };
-            if commit.seq != Seq(n) {
-                problems.push(format!(
-                    "{path}: records seq {} but its name says {n}; no commit can be made after it",
-                    commit.seq
-                ));
-                replay = None;
-                continue;
+            let commit = &entry.commit;
+            if n == 0 {
+                replay = match (starts_at_zero, first_snapshot(&entry)) {
+                    (true, Ok(s)) => Some(s),
+                    (_, Err(e)) => {
+                        problems.push(format!("{path}: {e}"));
+                        None
+                    }
+                    (false, _) => None,
+                };
             }
-            let own = commit_problems(&commit);
+            let own = commit_problems(commit);
             problems.extend(own.iter().map(|p| format!("{path}: {p}")));
             if n > loaded.0 && own.is_empty() {
                 problems.push(format!(
@@ -131,7 +152,8 @@ impl Catalog {
                 ));
             }
             replay = match replay {
-                Some(state) if state.seq.next() == commit.seq => match state.apply(&commit) {
+                Some(state) if n == 0 => Some(state),
+                Some(state) if state.seq.next() == commit.seq => match state.apply(commit) {
                     Ok(next) => Some(next),
                     Err(e) => {
                         problems.push(format!("{path}: {e}"));

@@ -111,9 +111,9 @@ mod tests {
             store.query("SELECT sum(close) FROM bars").await.unwrap();
         }
         let text = super::render(&store);
-        // One data file and one commit.
+        // Version 0 of the table's log (created as the writer opened), one data file, one commit.
         assert!(
-            text.contains("tickvault_store_requests_total{kind=\"put\"} 2\n"),
+            text.contains("tickvault_store_requests_total{kind=\"put\"} 3\n"),
             "{text}"
         );
         // The first read fills the cache; the second query's reads are hits.

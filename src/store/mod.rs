@@ -175,6 +175,9 @@ pub struct StoreOptions {
     /// The time of day for everything the store opens: catalog and corporate-action commits,
     /// the live tier, GC, and (unless told otherwise) a syncer and scheduler over the store.
     pub clock: Arc<dyn Clock>,
+    /// GC's grace period, which a table this store creates (or converts) names as its Delta
+    /// retention properties, so other engines' VACUUM keeps what tickvault's GC keeps.
+    pub gc_grace: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -186,6 +189,7 @@ impl Default for StoreOptions {
             read_only: false,
             single_writer: false,
             clock: clock::system(),
+            gc_grace: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -268,9 +272,13 @@ impl Store {
         let clock = Arc::clone(&options.clock);
         let mut catalog = Catalog::load(Arc::clone(&object_store))
             .await?
-            .with_clock(Arc::clone(&clock));
+            .with_clock(Arc::clone(&clock))
+            .with_retention(options.gc_grace);
         if options.read_only {
             catalog = catalog.read_only();
+        } else {
+            // A writer's open creates the table's log, or converts a store of the old format.
+            catalog.ensure_table().await?;
         }
         let catalog = Arc::new(catalog);
         let live = match options.live.clone() {

@@ -221,10 +221,11 @@ impl ObjectStore for TestStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         let p = location.as_ref();
-        if p.starts_with("_catalog/log/") && self.fail_commits.load(Ordering::SeqCst) {
+        let log = p.starts_with("bars/_delta_log/");
+        if log && self.fail_commits.load(Ordering::SeqCst) {
             return Err(Self::injected("commit"));
         }
-        if p.starts_with("bars/") && self.fail_data_puts.load(Ordering::SeqCst) {
+        if p.starts_with("bars/") && !log && self.fail_data_puts.load(Ordering::SeqCst) {
             return Err(Self::injected("data file"));
         }
         self.inner.put_opts(location, payload, opts).await

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod crash;
 mod damage;
+mod delta_log;
 mod errors;
 mod failures;
 mod hostile;

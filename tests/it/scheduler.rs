@@ -74,8 +74,11 @@ async fn shutdown_moves_the_live_tier_into_parquet() {
     // The catalog commit is stamped by the store's clock.
     let log = tickvault::catalog::log_path(store.catalog().snapshot().seq);
     let entry = store.object_store().get(&log).await.unwrap();
-    let entry: serde_json::Value = serde_json::from_slice(&entry.bytes().await.unwrap()).unwrap();
-    assert_eq!(entry["committed_at"], T0, "{entry}");
+    let entry = entry.bytes().await.unwrap();
+    let first_line = entry.split(|&b| b == b'\n').next().unwrap();
+    let info: serde_json::Value = serde_json::from_slice(first_line).unwrap();
+    assert_eq!(info["commitInfo"]["tickvaultCommittedAt"], T0, "{info}");
+    assert_eq!(info["commitInfo"]["timestamp"], T0 / 1000, "{info}");
 }
 
 #[tokio::test]

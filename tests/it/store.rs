@@ -226,6 +226,8 @@ async fn data_files(object_store: &Arc<dyn ObjectStore>) -> Vec<String> {
         .try_collect()
         .await
         .unwrap();
+    // The table's log lives under `bars/` too.
+    files.retain(|f| !f.starts_with("bars/_delta_log/"));
     files.sort();
     files
 }

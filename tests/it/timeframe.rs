@@ -31,7 +31,7 @@ fn files_under(dir: &Path) -> Vec<String> {
 }
 
 /// Rewrites a store as versions before the rename wrote it: data files under `bars/interval=`
-/// and catalog entries (log and checkpoints) naming those paths.
+/// and the log entries naming those paths.
 fn to_old_layout(root: &Path) {
     let bars_dir = root.join("bars");
     for entry in std::fs::read_dir(&bars_dir).unwrap() {
@@ -39,10 +39,12 @@ fn to_old_layout(root: &Path) {
         let old = name.replace("timeframe=", "interval=");
         std::fs::rename(bars_dir.join(&name), bars_dir.join(old)).unwrap();
     }
-    for rel in files_under(&root.join("_catalog")) {
-        let path = root.join("_catalog").join(rel);
+    // The Delta log's paths are relative to `bars/`.
+    for rel in files_under(&bars_dir.join("_delta_log")) {
+        let path = bars_dir.join("_delta_log").join(rel);
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("bars/timeframe=", "bars/interval=")).unwrap();
+        let text = text.replace("\"path\":\"timeframe=", "\"path\":\"interval=");
+        std::fs::write(&path, text).unwrap();
     }
     for rel in files_under(root) {
         assert!(!rel.contains("timeframe="), "{rel}");
@@ -190,7 +192,7 @@ async fn a_store_written_before_the_rename_opens_answers_and_takes_new_writes() 
     assert_eq!(
         files_under(&root)
             .into_iter()
-            .filter(|p| p.starts_with("bars/"))
+            .filter(|p| p.starts_with("bars/") && !p.starts_with("bars/_delta_log/"))
             .collect::<Vec<_>>(),
         paths
     );
