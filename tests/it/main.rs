@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod crash;
 mod damage;
+mod delta_readers;
 mod errors;
 mod failures;
 mod hostile;
