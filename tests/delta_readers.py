@@ -16,8 +16,8 @@ MinIO, plain http allowed), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
     delta_readers.py handmade-log STORE_URI
 
 writes a Delta log at <store>/bars/_delta_log/ translated from tickvault's `_catalog/log/`
-(version n = catalog commit n, version 0 = protocol and metaData only). It exists to develop
-and prove the readers before tickvault writes the Delta log itself; it writes no checkpoints.
+(version n = catalog commit n, version 0 = protocol and metaData only, a checkpoint at 100 by
+deltalake). It exists to develop and prove the readers before tickvault writes the log itself.
 
 Exit status 0 with the JSON on stdout; otherwise a message on stderr and status 1 (2 when a
 Python package is missing, so the caller can install it and retry).
@@ -326,7 +326,15 @@ def handmade_log(store_uri):
             known[f["path"]] = add
             actions.append({"add": add})
         put(seq, actions)
-    print(json.dumps({"versions": len(commits) + 1}))
+    versions = len(commits) + 1
+    if versions > 100:
+        # A classic checkpoint at version 100, as tickvault writes every 100 versions: readers
+        # of later versions start from it (deltalake writes it; this log's protocol allows that).
+        deltalake = need("deltalake")
+        table = f"{store_uri.rstrip('/')}/bars"
+        opts = s3_options() if is_s3(store_uri) else None
+        deltalake.DeltaTable(table, version=100, storage_options=opts).create_checkpoint()
+    print(json.dumps({"versions": versions}))
 
 
 def main(argv):

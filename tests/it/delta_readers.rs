@@ -289,23 +289,23 @@ async fn delta_log(store: &Store, store_uri: &str, env: &[(&str, String)]) {
             Err(e) => panic!("looking for {path}: {e}"),
         }
     };
-    if exists("bars/_delta_log/00000000000000000000.json").await {
-        // tickvault's own log: past 100 versions it has written a checkpoint.
+    if !exists("bars/_delta_log/00000000000000000000.json").await {
         assert!(
-            exists("bars/_delta_log/_last_checkpoint").await,
-            "no checkpoint after more than 100 versions in {store_uri}"
+            !DELTA_LOG_REQUIRED,
+            "tickvault wrote no Delta log at {store_uri}/bars/_delta_log/"
         );
-        return;
+        eprintln!(
+            "{store_uri}: tickvault wrote no Delta log yet; reading a hand-made one translated \
+             from _catalog/ (set DELTA_LOG_REQUIRED once the log format is in)"
+        );
+        python(&["handmade-log", store_uri], env);
     }
+    // Past 100 versions the log has a checkpoint, which readers of the latest version start from.
     assert!(
-        !DELTA_LOG_REQUIRED,
-        "tickvault wrote no Delta log at {store_uri}/bars/_delta_log/"
+        exists("bars/_delta_log/00000000000000000100.checkpoint.parquet").await
+            && exists("bars/_delta_log/_last_checkpoint").await,
+        "no checkpoint at version 100 in {store_uri}/bars/_delta_log/"
     );
-    eprintln!(
-        "{store_uri}: tickvault wrote no Delta log yet; reading a hand-made one translated from \
-         _catalog/ (set DELTA_LOG_REQUIRED once the log format is in)"
-    );
-    python(&["handmade-log", store_uri], env);
 }
 
 /// The whole comparison for a store at `store_uri`, opened by `store`.
