@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod damage;
 mod delta_log;
+mod delta_readers;
 mod errors;
 mod failures;
 mod hostile;
