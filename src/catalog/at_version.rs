@@ -56,21 +56,8 @@ mod tests {
 
     /// Commits bars/f0..f6 one by one with a checkpoint every 3, then removes f1 (commit 8).
     async fn seven_files(store: &Arc<dyn ObjectStore>) -> Catalog {
-        let cat = Catalog::load(Arc::clone(store))
-            .await
-            .unwrap()
-            .with_checkpoint_every(3);
-        for i in 0..7 {
-            let base = cat.snapshot().seq;
-            cat.commit(Transaction {
-                base,
-                operation: "test".into(),
-                add: vec![file(&format!("bars/f{i}"), i)],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        }
+        let files = (0..7).map(|i| file(&format!("bars/f{i}"), i)).collect();
+        let cat = crate::catalog::tests::commit_one_by_one(store, 3, files).await;
         let base = cat.snapshot().seq;
         cat.commit(Transaction {
             base,

@@ -763,19 +763,30 @@ mod tests {
         }
     }
 
+    /// A catalog over `store`, checkpointing every `every` versions, after one commit per file.
+    pub(super) async fn commit_one_by_one(
+        store: &Arc<dyn ObjectStore>,
+        every: u64,
+        files: Vec<FileMeta>,
+    ) -> Catalog {
+        let cat = Catalog::load(Arc::clone(store))
+            .await
+            .unwrap()
+            .with_checkpoint_every(every);
+        for f in files {
+            let base = cat.snapshot().seq;
+            cat.commit(add(base, vec![f])).await.unwrap();
+        }
+        cat
+    }
+
     #[tokio::test]
     async fn commits_survive_reload_and_checkpoints() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let cat = Catalog::load(Arc::clone(&store))
-            .await
-            .unwrap()
-            .with_checkpoint_every(3);
-        for i in 0..7 {
-            let base = cat.snapshot().seq;
-            cat.commit(add(base, vec![file(&format!("bars/f{i}"), "A", i)]))
-                .await
-                .unwrap();
-        }
+        let files = (0..7)
+            .map(|i| file(&format!("bars/f{i}"), "A", i))
+            .collect();
+        let cat = commit_one_by_one(&store, 3, files).await;
         let base = cat.snapshot().seq;
         cat.commit(Transaction {
             base,
@@ -1052,16 +1063,8 @@ mod tests {
     #[tokio::test]
     async fn checkpoints_are_parquet_and_loading_starts_there() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let cat = Catalog::load(Arc::clone(&store))
-            .await
-            .unwrap()
-            .with_checkpoint_every(2);
-        for i in 0..3 {
-            let base = cat.snapshot().seq;
-            cat.commit(add(base, vec![bars_file("A/B", i)]))
-                .await
-                .unwrap();
-        }
+        let files = (0..3).map(|i| bars_file("A/B", i)).collect();
+        let cat = commit_one_by_one(&store, 2, files).await;
         let base = cat.snapshot().seq;
         let gone = cat.snapshot().files().next().unwrap().path.clone();
         cat.commit(Transaction {
@@ -1099,16 +1102,8 @@ mod tests {
     #[tokio::test]
     async fn snapshot_at_reads_old_versions_and_names_a_cleaned_one() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let cat = Catalog::load(Arc::clone(&store))
-            .await
-            .unwrap()
-            .with_checkpoint_every(3);
-        for i in 0..7 {
-            let base = cat.snapshot().seq;
-            cat.commit(add(base, vec![bars_file("A", i)]))
-                .await
-                .unwrap();
-        }
+        let files = (0..7).map(|i| bars_file("A", i)).collect();
+        let cat = commit_one_by_one(&store, 3, files).await;
         for v in 0..=7u64 {
             let s = cat.snapshot_at(v).await.unwrap();
             assert_eq!((s.seq, s.file_count()), (Seq(v), v as usize));
